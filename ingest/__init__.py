@@ -1,0 +1,1 @@
+"""ecowatch ingestion daemon: MQTT source, decoders, validation, write-ahead log, sinks."""

@@ -1,0 +1,127 @@
+"""ecowatch JSON schema v1: one station, one time, several parameters.
+
+    {"station_id": "cq-cj-cuntan", "ts": "2026-11-25T08:00:00+08:00",
+     "readings": {"ph": 7.6, "do": {"value": 8.1, "unit": "mg/L", "flag": "N"}}}
+
+A bare number is a value in the parameter's canonical unit with flag N. The document may also be
+a JSON array of such objects (a batch from one station's logger). The envelope is checked with
+pydantic; each reading is read on its own, so one bad value rejects that reading, not the message.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, ClassVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+
+from ingest.errors import RejectedPayload, RejectReason
+from ingest.model import Decoded, ItemRejection, RawReading
+
+# A logger that batches more than this in one message is misconfigured or hostile.
+MAX_DOCUMENTS_PER_MESSAGE = 1000
+MAX_READINGS_PER_DOCUMENT = 256
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    station_id: str = Field(min_length=1, max_length=64)
+    ts: datetime
+    readings: dict[str, Any] = Field(min_length=1, max_length=MAX_READINGS_PER_DOCUMENT)
+    v: int | None = Field(None, description="Schema version; 1 when given.")
+
+
+class _ReadingObject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: StrictFloat | StrictInt
+    unit: str | None = Field(None, max_length=16)
+    flag: str = Field("N", min_length=1, max_length=2)
+
+
+class EcowatchJsonDecoder:
+    name: ClassVar[str] = "json"
+
+    def decode(self, topic: str, payload: bytes) -> Decoded:  # noqa: ARG002 - the topic is not needed here
+        try:
+            document = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise RejectedPayload(RejectReason.MALFORMED, f"not JSON: {exc}") from None
+        documents = document if isinstance(document, list) else [document]
+        if not documents or len(documents) > MAX_DOCUMENTS_PER_MESSAGE:
+            raise RejectedPayload(
+                RejectReason.MALFORMED, f"a batch holds 1..{MAX_DOCUMENTS_PER_MESSAGE} documents"
+            )
+        decoded = Decoded()
+        for index, item in enumerate(documents):
+            self._decode_document(item, index if len(documents) > 1 else None, decoded)
+        if not decoded.readings and not decoded.rejections:
+            raise RejectedPayload(RejectReason.MALFORMED, "no readings")
+        return decoded
+
+    def _decode_document(self, item: object, index: int | None, out: Decoded) -> None:
+        where = "" if index is None else f"document {index}: "
+        try:
+            envelope = _Envelope.model_validate(item)
+        except ValidationError as exc:
+            detail = where + _first_error(exc)
+            if index is None:
+                raise RejectedPayload(RejectReason.MALFORMED, detail) from None
+            out.rejections.append(ItemRejection(RejectReason.MALFORMED, detail))
+            return
+        if envelope.v not in (None, 1):
+            out.rejections.append(
+                ItemRejection(RejectReason.MALFORMED, f"{where}unsupported schema version {envelope.v}")
+            )
+            return
+        for code, raw in envelope.readings.items():
+            reading = _read_value(code, raw)
+            if isinstance(reading, ItemRejection):
+                out.rejections.append(
+                    ItemRejection(reading.reason, where + reading.detail, envelope.station_id, code)
+                )
+                continue
+            value, unit, flag = reading
+            out.readings.append(
+                RawReading(
+                    parameter=code,
+                    value=value,
+                    ts=envelope.ts,
+                    station_id=envelope.station_id,
+                    unit=unit,
+                    flag=flag,
+                )
+            )
+
+
+def _read_value(code: str, raw: object) -> tuple[float, str | None, str] | ItemRejection:
+    # bool is an int in Python but never a measurement.
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value, unit, flag = float(raw), None, "N"
+    elif isinstance(raw, dict):
+        try:
+            obj = _ReadingObject.model_validate(raw)
+        except ValidationError as exc:
+            return ItemRejection(RejectReason.NOT_A_NUMBER, f"{code}: {_first_error(exc)}")
+        value, unit, flag = float(obj.value), obj.unit, obj.flag
+    else:
+        return ItemRejection(
+            RejectReason.NOT_A_NUMBER, f"{code}: expected a number or an object, got {raw!r:.40}"
+        )
+    if not math.isfinite(value):
+        return ItemRejection(RejectReason.NOT_A_NUMBER, f"{code}: value is not finite")
+    return value, unit, flag
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    location = ".".join(str(part) for part in error["loc"]) or "document"
+    return f"{location}: {error['msg']}"
+
+
+def encode(station_id: str, ts: datetime, readings: dict[str, float | dict[str, Any]]) -> bytes:
+    """One v1 document; the simulator and tests use it to speak our schema."""
+    return orjson.dumps({"station_id": station_id, "ts": ts.isoformat(), "readings": readings})

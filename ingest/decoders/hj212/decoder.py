@@ -1,0 +1,234 @@
+"""HJ 212 data uploads to raw readings, and back (for the simulator and tests)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from config.hj212 import CodeTable, DataCommand, default_code_table
+from config.types import StrictModel
+from ingest.decoders.hj212.crc import CrcVariant
+from ingest.decoders.hj212.packet import (
+    FLAG_VERSION_2017,
+    FLAG_WANTS_RESPONSE,
+    LENGTH_FIELD_LIMIT,
+    MAX_SEGMENT_LENGTH,
+    Packet,
+    encode_packet,
+    parse_packet,
+)
+from ingest.errors import RejectedPayload, RejectReason
+from ingest.model import DataFlag, Decoded, ItemRejection, RawReading
+
+# HJ 212 DataTime is the station's local time; Chinese stations keep Beijing time.
+DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
+# Decimal numbers as HJ 212 writes them (N3.1 and the like); no `nan`, `inf`, `1_0` or spaces.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DATA_TIME = re.compile(r"[0-9]{14}")
+
+
+class HJ212Config(StrictModel):
+    """Options of the HJ 212 decoder."""
+
+    crc: CrcVariant = Field(
+        "hj212", description="`modbus` also accepts the Modbus CRC-16 that some loggers send."
+    )
+    timezone: str = Field(DEFAULT_TIMEZONE, description="IANA zone of DataTime (station local time).")
+    max_segment_length: int = Field(
+        MAX_SEGMENT_LENGTH,
+        ge=0,
+        le=LENGTH_FIELD_LIMIT,
+        description="Longest data segment accepted; HJ 212-2017 allows 1024, some loggers send more.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class HJ212Decoder:
+    name: ClassVar[str] = "hj212"
+
+    def __init__(
+        self,
+        *,
+        crc: CrcVariant = "hj212",
+        timezone: str = DEFAULT_TIMEZONE,
+        max_segment_length: int = MAX_SEGMENT_LENGTH,
+        codes: CodeTable | None = None,
+    ) -> None:
+        self.config = HJ212Config(crc=crc, timezone=timezone, max_segment_length=max_segment_length)
+        self._codes = codes if codes is not None else default_code_table()
+
+    def decode(self, topic: str, payload: bytes) -> Decoded:  # noqa: ARG002 - the MN names the station
+        packet = parse_packet(payload, crc=self.config.crc, max_segment_length=self.config.max_segment_length)
+        return self.decode_packet(packet)
+
+    def decode_packet(self, packet: Packet) -> Decoded:
+        """The readings of a parsed data upload (the TCP gateway parses once, answers, then decodes)."""
+        command = self._codes.data_commands.get(packet.cn)
+        if command is None:
+            known = ", ".join(sorted(self._codes.data_commands))
+            raise RejectedPayload(
+                RejectReason.UNSUPPORTED_COMMAND,
+                f"CN={packet.cn} carries no readings (data commands: {known})",
+            )
+        data_times, pollutants, repeated = _collect(packet)
+        ts = _data_time(data_times)
+        if not pollutants:
+            raise RejectedPayload(RejectReason.MALFORMED, "the CP holds no pollutant fields")
+        decoded = Decoded()
+        for code, fields in pollutants.items():
+            pollutant = self._codes.lookup(code)
+            parameter = code if pollutant is None else pollutant.parameter
+            read = (
+                ItemRejection(RejectReason.MALFORMED, f"{code}: a field is given twice", parameter=parameter)
+                if code in repeated
+                else _read(code, parameter, fields, command)
+            )
+            if isinstance(read, ItemRejection):
+                decoded.rejections.append(read)
+                continue
+            value, flag = read
+            decoded.readings.append(
+                RawReading(
+                    parameter=parameter,
+                    value=value,
+                    ts=ts,
+                    mn=packet.mn,
+                    unit=None if pollutant is None else pollutant.unit,
+                    flag=flag,
+                    assume_tz=self.config.timezone,
+                )
+            )
+        return decoded
+
+
+def _collect(packet: Packet) -> tuple[list[str], dict[str, dict[str, str]], set[str]]:
+    """DataTime values, the fields of each pollutant (`code-Suffix=value`), codes with a repeated field."""
+    data_times: list[str] = []
+    pollutants: dict[str, dict[str, str]] = {}
+    repeated: set[str] = set()
+    for group in packet.cp:
+        for key, value in group:
+            if key == "DataTime":
+                data_times.append(value)
+                continue
+            code, dash, suffix = key.rpartition("-")
+            if not dash or not code:
+                continue  # other CP fields (RtdInterval, SystemTime...) carry no readings
+            fields = pollutants.setdefault(code, {})
+            if suffix in fields:
+                repeated.add(code)
+            fields[suffix] = value
+    return data_times, pollutants, repeated
+
+
+def _data_time(values: list[str]) -> datetime:
+    if not values:
+        raise RejectedPayload(RejectReason.BAD_TIMESTAMP, "the CP has no DataTime")
+    if len(set(values)) > 1:
+        raise RejectedPayload(
+            RejectReason.BAD_TIMESTAMP,
+            f"the CP gives DataTime different values: {', '.join(sorted(set(values)))!s:.60}",
+        )
+    text = values[0]
+    if _DATA_TIME.fullmatch(text) is not None:
+        try:
+            return datetime(
+                int(text[0:4]),
+                int(text[4:6]),
+                int(text[6:8]),
+                int(text[8:10]),
+                int(text[10:12]),
+                int(text[12:14]),
+            )
+        except ValueError:
+            pass
+    raise RejectedPayload(RejectReason.BAD_TIMESTAMP, f"DataTime={text!r:.30} is not a YYYYMMDDhhmmss time")
+
+
+def _read(
+    code: str, parameter: str, fields: Mapping[str, str], command: DataCommand
+) -> tuple[float, DataFlag] | ItemRejection:
+    key = f"{code}-{command.value_field}"
+    raw = fields.get(command.value_field)
+    if raw is None:
+        detail = f"{code}: no {key} in {command.name} (CN={command.cn})"
+        return ItemRejection(RejectReason.MALFORMED, detail, parameter=parameter)
+    if _NUMBER.fullmatch(raw) is None or not math.isfinite(value := float(raw)):
+        return ItemRejection(
+            RejectReason.NOT_A_NUMBER, f"{key}={raw!r:.30} is not a number", parameter=parameter
+        )
+    flag = fields.get("Flag", DataFlag.NORMAL)
+    try:
+        return value, DataFlag(flag)
+    except ValueError:
+        detail = f"{code}-Flag={flag!r:.10} is not an HJ 212 data flag ({' '.join(DataFlag)})"
+        return ItemRejection(RejectReason.UNKNOWN_FLAG, detail, parameter=parameter)
+
+
+def encode_data_packet(
+    mn: str,
+    pw: str,
+    cn: str,
+    data_time: datetime,
+    values: Mapping[str, tuple[float, str]],
+    *,
+    qn: str | None = None,
+    st: str = "21",
+    want_response: bool = False,
+    crc: CrcVariant = "hj212",
+    timezone: str = DEFAULT_TIMEZONE,
+    codes: CodeTable | None = None,
+) -> bytes:
+    """A data upload of `values` (our parameter code -> (value, flag)) at `data_time`.
+
+    Parameters map to 2017 codes through the code table; other codes are sent as given. An aware
+    `data_time` is written in `timezone`; a naive one as it is. QN defaults to DataTime + 000 ms.
+    """
+    table = codes if codes is not None else default_code_table()
+    command = table.data_commands.get(cn)
+    if command is None:
+        raise ValueError(f"CN={cn} is not a data command ({', '.join(sorted(table.data_commands))})")
+    if data_time.tzinfo is not None:
+        data_time = data_time.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+    stamp = (
+        f"{data_time.year:04d}{data_time.month:02d}{data_time.day:02d}"
+        f"{data_time.hour:02d}{data_time.minute:02d}{data_time.second:02d}"
+    )
+    groups: list[Mapping[str, str]] = [{"DataTime": stamp}]
+    for parameter, (value, flag) in values.items():
+        pollutant = table.by_parameter.get(parameter)
+        code = parameter if pollutant is None else pollutant.code
+        groups.append({f"{code}-{command.value_field}": _format_number(value), f"{code}-Flag": str(flag)})
+    flag_field = FLAG_VERSION_2017 | (FLAG_WANTS_RESPONSE if want_response else 0)
+    return encode_packet(
+        qn=qn if qn is not None else stamp + "000",
+        st=st,
+        cn=cn,
+        pw=pw,
+        mn=mn,
+        flag=flag_field,
+        cp=groups,
+        crc=crc,
+    )
+
+
+def _format_number(value: float) -> str:
+    # Positional notation (HJ 212 has no exponents) of the shortest repr, so the value reads back exactly.
+    if not math.isfinite(value):
+        raise ValueError(f"{value} cannot be sent in HJ 212")
+    return format(Decimal(repr(float(value))), "f")

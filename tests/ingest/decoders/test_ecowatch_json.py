@@ -1,0 +1,81 @@
+"""Our JSON schema v1: envelope checks, per-reading errors, batches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from ingest.decoders.ecowatch_json import EcowatchJsonDecoder, encode
+from ingest.errors import RejectedPayload, RejectReason
+
+DECODER = EcowatchJsonDecoder()
+
+
+def test_numbers_and_objects_become_raw_readings() -> None:
+    """A bare number has no unit and flag N; an object carries its unit and flag."""
+    payload = encode(
+        "cq-1",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        {"ph": 7.5, "do": {"value": 8100, "unit": "ug/L", "flag": "C"}},
+    )
+    decoded = DECODER.decode("t", payload)
+    assert decoded.rejections == []
+    by_code = {r.parameter: r for r in decoded.readings}
+    assert by_code["ph"].value == 7.5
+    assert by_code["ph"].unit is None
+    assert by_code["ph"].flag == "N"
+    assert (by_code["do"].value, by_code["do"].unit, by_code["do"].flag) == (8100.0, "ug/L", "C")
+    assert by_code["do"].station_id == "cq-1"
+    assert by_code["do"].ts == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_one_bad_value_rejects_only_that_reading() -> None:
+    """A string, a boolean or a malformed object is an item rejection; the rest go on."""
+    payload = orjson.dumps(
+        {
+            "station_id": "cq-1",
+            "ts": "2026-01-01T00:00:00Z",
+            "readings": {"ph": 7.1, "do": "high", "temp": True, "tp": {"val": 1}},
+        }
+    )
+    decoded = DECODER.decode("t", payload)
+    assert [r.parameter for r in decoded.readings] == ["ph"]
+    assert sorted(r.parameter or "" for r in decoded.rejections) == ["do", "temp", "tp"]
+    assert {r.reason for r in decoded.rejections} == {RejectReason.NOT_A_NUMBER}
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (b"{not json", "not JSON"),
+        (b'{"ts": "2026-01-01T00:00:00Z", "readings": {"ph": 7}}', "station_id"),
+        (b'{"station_id": "a", "ts": "yesterday", "readings": {"ph": 7}}', "ts"),
+        (b'{"station_id": "a", "ts": "2026-01-01T00:00:00Z", "readings": {}}', "readings"),
+        (b'{"station_id": "a", "ts": "2026-01-01T00:00:00Z", "readings": {"ph": 7}, "x": 1}', "x"),
+        (b"[]", "batch"),
+        (b'"text"', "document"),
+    ],
+)
+def test_unusable_messages_are_rejected_whole_with_the_reason(payload: bytes, fragment: str) -> None:
+    """A message with no usable envelope raises RejectedPayload naming the problem."""
+    with pytest.raises(RejectedPayload) as caught:
+        DECODER.decode("t", payload)
+    assert caught.value.reason == RejectReason.MALFORMED
+    assert fragment in caught.value.detail
+
+
+def test_a_batch_rejects_bad_documents_individually() -> None:
+    """In an array, a bad document is an item rejection; good documents are decoded."""
+    good = {"station_id": "a", "ts": "2026-01-01T00:00:00Z", "readings": {"ph": 7}}
+    decoded = DECODER.decode("t", orjson.dumps([good, {"station_id": "b"}]))
+    assert [r.station_id for r in decoded.readings] == ["a"]
+    assert len(decoded.rejections) == 1
+    assert "document 1" in decoded.rejections[0].detail
+
+
+def test_naive_timestamps_are_passed_on_for_validation_to_judge() -> None:
+    """The decoder keeps a naive time naive: validation decides with the station's zone."""
+    decoded = DECODER.decode("t", b'{"station_id": "a", "ts": "2026-01-01T08:00:00", "readings": {"ph": 7}}')
+    assert decoded.readings[0].ts.tzinfo is None
