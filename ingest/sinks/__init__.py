@@ -1,0 +1,54 @@
+"""Sinks: where validated readings are stored. One module per sink, one protocol, one registry.
+
+A sink does one write per call and states the retry verdict of a failure in `SinkError`; the
+delivery loop (`ingest.delivery`) owns batching, backoff, splitting on 413 and dead-lettering of
+points the server refuses, so every sink behaves the same under failure.
+
+Point layout (all sinks): measurement `water_quality` or `hydrology` (from the parameter
+catalogue); tags `station_id`, `district`, `basin`, `river` (from the registry) plus topic
+placeholders; one float field per parameter code and one string field `<code>_flag` with its
+HJ 212 data flag; the reading's own time, in ns. (measurement, tags, time) identify a point, so a
+replayed write overwrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, ClassVar, Final, Protocol
+
+from pydantic import Field
+
+from ingest.model import Reading
+from ingest.sinks.influxdb import InfluxDBSink, InfluxDBSinkConfig
+from ingest.sinks.influxdb1 import InfluxDB1Sink, InfluxDB1SinkConfig
+from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig
+
+
+class Sink(Protocol):
+    name: ClassVar[str]
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        """Store the readings in one request; raises `SinkError` with the retry verdict."""
+        ...
+
+    def check(self) -> None:
+        """Raise `SinkError` unless the server is reachable and accepts our credentials (for /readyz)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+SinkConfig = Annotated[
+    SQLiteSinkConfig | InfluxDBSinkConfig | InfluxDB1SinkConfig, Field(discriminator="type")
+]
+
+SINKS: Final[Mapping[str, type[Sink]]] = {c.name: c for c in (SQLiteSink, InfluxDBSink, InfluxDB1Sink)}
+
+
+def make_sink(config: SinkConfig) -> Sink:
+    """The sink a config section describes (its `type` picks the class)."""
+    if isinstance(config, SQLiteSinkConfig):
+        return SQLiteSink(config)
+    if isinstance(config, InfluxDBSinkConfig):
+        return InfluxDBSink(config)
+    return InfluxDB1Sink(config)

@@ -1,0 +1,110 @@
+r"""InfluxDB line protocol for readings: one line per (measurement, tags, time), two fields per reading.
+
+    water_quality,basin=长江,station_id=cq-cj-cuntan ph=7.6,ph_flag="N",do=8.1,do_flag="N" 1795600000000000000
+
+Readings that share measurement, tags and time become one line with the fields `<parameter>`
+(float) and `<parameter>_flag` (string, the HJ 212 data flag); when a batch holds one parameter
+twice for the same point, the later reading wins, as the database would. Tags are written in the
+order of `Reading.tags`, which the model keeps sorted; a tag with an empty value is left out
+(line protocol has no empty tag values, and the databases treat a missing tag as empty).
+
+Escaping follows the line protocol reference and the official influxdb-client: a backslash
+before `,`, `=` and space in tag keys, tag values and field keys, before `,` and space in the
+measurement, before `"` in string field values; backslashes themselves are doubled everywhere.
+VictoriaMetrics reads `\\` back as one backslash; InfluxDB 1.x keeps both, so a tag value with a
+backslash reads back doubled there (registry names never contain one). Newlines and other
+control characters cannot be escaped at all, nor can a measurement's leading `#` (the line would
+be a comment): validation keeps them out, and `encode` raises `ValueError` rather than write a
+line that splits or vanishes. Floats are written with `repr`, which round-trips exactly; NaN and
+infinities have no line protocol form and raise `ValueError`.
+
+This runs for every reading the sinks store (~100 000 per second), so escaped series keys are
+cached per call and no object is built per reading beyond the grouping dict entry.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+from ingest.model import Reading
+
+# C0 and C1 control characters, DEL included: none of them may reach a line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+_MEASUREMENT_ESCAPES = str.maketrans({"\\": "\\\\", ",": "\\,", " ": "\\ "})
+_KEY_ESCAPES = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ "})
+_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+_Tags = tuple[tuple[str, str], ...]
+
+
+def encode(readings: Iterable[Reading]) -> str:
+    """The line protocol text of the readings, one line per point, each ending in a newline."""
+    points: dict[tuple[str, _Tags, int], dict[str, Reading]] = {}
+    for reading in readings:
+        key = (reading.measurement, reading.tags, reading.time_ns)
+        fields = points.get(key)
+        if fields is None:
+            points[key] = {reading.parameter: reading}
+        else:
+            fields[reading.parameter] = reading
+
+    # Escaped forms repeat across a batch (a few stations, parameters and flags): escape each once.
+    series_keys: dict[tuple[str, _Tags], str] = {}
+    field_keys: dict[str, str] = {}
+    flags: dict[str, str] = {}
+    lines: list[str] = []
+    for (measurement, tags, time_ns), fields in points.items():
+        series = series_keys.get((measurement, tags))
+        if series is None:
+            series = series_keys[(measurement, tags)] = _series_key(measurement, tags)
+        field_set: list[str] = []
+        for parameter, reading in fields.items():
+            field_key = field_keys.get(parameter)
+            if field_key is None:
+                field_key = field_keys[parameter] = _key(parameter)
+            flag = flags.get(reading.flag)
+            if flag is None:
+                flag = flags[reading.flag] = _string(reading.flag)
+            field_set.append(f'{field_key}={_float(reading.value)},{field_key}_flag="{flag}"')
+        lines.append(f"{series} {','.join(field_set)} {time_ns}\n")
+    return "".join(lines)
+
+
+def _series_key(measurement: str, tags: _Tags) -> str:
+    if not measurement or measurement.startswith("#"):
+        # A line that starts with `#` is a comment: the point would vanish without an error.
+        raise ValueError(f"measurement {measurement!r} cannot be written")
+    _refuse_control(measurement)
+    parts = [measurement.translate(_MEASUREMENT_ESCAPES)]
+    for tag_key, tag_value in tags:
+        if not tag_value:
+            continue
+        parts.append(f"{_key(tag_key)}={_key(tag_value)}")
+    return ",".join(parts)
+
+
+def _key(text: str) -> str:
+    """A tag key, tag value or field key, escaped."""
+    if not text:
+        raise ValueError("empty tag or field key")
+    _refuse_control(text)
+    return text.translate(_KEY_ESCAPES)
+
+
+def _string(text: str) -> str:
+    _refuse_control(text)
+    return text.translate(_STRING_ESCAPES)
+
+
+def _float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} has no line protocol form")
+    return repr(float(value))
+
+
+def _refuse_control(text: str) -> None:
+    if _CONTROL.search(text) is not None:
+        raise ValueError(f"control character in {text!r}")
