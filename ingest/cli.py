@@ -1,0 +1,168 @@
+"""`ecowatch`: the daemon and its tools, one subcommand each.
+
+ecowatch run            the daemon
+ecowatch demo           embedded broker + simulator + daemon on a fresh machine
+ecowatch simulate       publish simulated stations, scenarios or load
+ecowatch check-config   validate the configuration and print it, secrets masked
+ecowatch deadletter     list, show, export and replay rejected messages
+ecowatch decode         show what ecowatch makes of raw payloads
+ecowatch classify       GB 3838-2002 class of a set of values
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+CONFIG_HELP = "YAML configuration file (default: $ECOWATCH_CONFIG, else built-in defaults)."
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    import os
+
+    default = os.environ.get("ECOWATCH_CONFIG")
+    parser.add_argument(
+        "-c", "--config", type=Path, default=Path(default) if default else None, help=CONFIG_HELP
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from alerts import classify_cli
+    from ingest import deadletter_cli, decode_cli
+    from simulators import cli as simulate_cli
+
+    parser = argparse.ArgumentParser(
+        prog="ecowatch",
+        description="Real-time water-quality monitoring ingestion: MQTT in, validated readings to a "
+        "time-series database, GB 3838-2002 alerts out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the ingestion daemon",
+        description="Run the daemon: subscribe to MQTT, log every message durably before acknowledging it, "
+        "decode and validate, write to the configured sinks, dead-letter what is rejected. "
+        "Serves /metrics, /healthz, /readyz and the API. SIGTERM stops it gracefully.",
+    )
+    _add_config(run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole product on embedded defaults",
+        description="Start an embedded MQTT broker (amqtt), the daemon with the SQLite store, and a "
+        "simulator publishing the demo registry in real time with an occasional bad payload; "
+        "print a live summary.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="Stop after this many seconds (default: run until Ctrl-C).",
+    )
+    demo.add_argument(
+        "--data-dir", type=Path, default=Path("var/demo"), help="Where the demo keeps its data."
+    )
+    demo.add_argument("--mqtt-port", type=int, default=1883, help="Port of the embedded broker.")
+    demo.add_argument("--http-port", type=int, default=8080, help="Port of the daemon's HTTP endpoints.")
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate the configuration and print the effective settings",
+        description="Load the YAML file and ECOWATCH_* overrides, validate them and the station "
+        "registry, and print the effective configuration as YAML with secrets masked. "
+        "Exit 1 on an error, naming the key.",
+    )
+    _add_config(check)
+
+    simulate_cli.add_parser(sub)
+    deadletter_cli.add_parser(sub, _add_config)
+    decode_cli.add_parser(sub, _add_config)
+    classify_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: str = args.command
+    if command == "run":
+        return _run(args)
+    if command == "demo":
+        from ingest.demo import run_demo
+
+        return run_demo(args)
+    if command == "check-config":
+        return _check_config(args)
+    if command == "simulate":
+        from simulators import cli as simulate_cli
+
+        return simulate_cli.run(args)
+    if command == "deadletter":
+        from ingest import deadletter_cli
+
+        return deadletter_cli.run(args)
+    if command == "decode":
+        from ingest import decode_cli
+
+        return decode_cli.run(args)
+    if command == "classify":
+        from alerts import classify_cli
+
+        return classify_cli.run(args)
+    raise AssertionError(command)
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from config.loader import ConfigError
+    from ingest.settings import load_settings
+
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        print(f"ecowatch: {exc}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ingest.service import Daemon
+    from ingest.telemetry import configure_logging
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        daemon = Daemon(settings)
+    except (OSError, ValueError) as exc:
+        print(f"ecowatch: cannot start: {exc}", file=sys.stderr)
+        return 2
+    return daemon.run_forever()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    import yaml
+    from pydantic import ValidationError
+
+    from config.loader import describe
+    from config.registry import Registry
+
+    settings = _load(args)
+    if settings is None:
+        return 1
+    try:
+        registry = Registry.load(settings.registry)
+    except (OSError, ValueError) as exc:
+        detail = describe(exc, f"{settings.registry}: ") if isinstance(exc, ValidationError) else str(exc)
+        print(f"ecowatch: invalid station registry\n{detail}", file=sys.stderr)
+        return 1
+    effective = settings.model_dump(mode="json")  # SecretStr dumps as "**********"
+    effective["sinks"] = [s.model_dump(mode="json") for s in settings.effective_sinks()]
+    print(yaml.safe_dump(effective, allow_unicode=True, sort_keys=False), end="")
+    print(f"# registry: {len(registry)} stations from {settings.registry}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""The daemon: wires the stages in flow order and runs their lifecycle.
+
+    MQTT source -> group commit -> raw log -> processor (decode, validate) -> readings log
+        -> one delivery loop per sink;   rejections -> dead-letter store
+
+Start-up opens the logs (recovering torn tails), drops the offsets of sinks no longer configured,
+and starts consumers before the source so nothing waits on an idle stage. SIGTERM stops the source
+from reading, flushes and acknowledges what is logged, lets the processor and the sinks finish
+within the grace period, and exits 0; what is left is in the logs and resumes on the next start.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from config.parameters import default_catalogue
+from config.registry import Registry
+from ingest import telemetry
+from ingest.deadletter import DeadLetterStore
+from ingest.decoders import DECODERS
+from ingest.delivery import SinkRunner
+from ingest.http import HTTPService, int_param
+from ingest.processor import MessageProcessor, Processor, Route
+from ingest.settings import Settings
+from ingest.sinks import make_sink
+from ingest.source import AckToken, MQTTSource
+from ingest.topics import TopicTemplate
+from ingest.validate import Validator
+from ingest.wal import GroupCommitter, WriteAheadLog
+
+log = structlog.get_logger(__name__)
+
+PROCESSOR_CONSUMER = "processor"
+
+
+def sink_consumer(name: str) -> str:
+    return f"sink.{name}"
+
+
+def build_processor_core(settings: Settings, registry: Registry) -> MessageProcessor:
+    validator = Validator(settings.validation, registry, default_catalogue())
+    routes = [
+        Route(TopicTemplate.parse(s.topic), s.format, DECODERS[s.format]())
+        for s in settings.mqtt.subscriptions
+    ]
+    return MessageProcessor(routes, validator, settings.validation.max_payload_bytes)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else Registry.load(settings.registry)
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        wal = settings.wal
+        self.raw_wal = WriteAheadLog(
+            data_dir / "wal" / "raw", segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes
+        )
+        self.readings_wal = WriteAheadLog(
+            data_dir / "wal" / "readings", segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes
+        )
+        self.deadletters = DeadLetterStore(data_dir / "deadletter.db")
+        self.committer: GroupCommitter[AckToken] = GroupCommitter(
+            self.raw_wal,
+            self._on_durable,
+            interval=wal.fsync_interval.total_seconds(),
+            max_records=wal.fsync_max_records,
+        )
+        self.source = MQTTSource(settings.mqtt, self.committer, before_disconnect=self._flush_acks)
+        self.processor = Processor(
+            build_processor_core(settings, self.registry),
+            self.raw_wal.reader(PROCESSOR_CONSUMER, "beginning"),
+            self.readings_wal,
+            self.deadletters,
+        )
+        self.runners = self._make_runners()
+        self.http = HTTPService(
+            settings.http.host,
+            settings.http.port,
+            {
+                "/healthz": lambda _q: (200, {"status": "ok"}),
+                "/readyz": self._readyz,
+                "/api/v1/stats": lambda _q: (200, self.stats()),
+                "/api/v1/deadletters": self._deadletters_api,
+            },
+        )
+        self._stopped = threading.Event()
+
+    def _make_runners(self) -> list[SinkRunner]:
+        configs = self.settings.effective_sinks()
+        wanted = {sink_consumer(c.name) for c in configs}
+        for consumer in self.readings_wal.consumers():
+            if consumer not in wanted:
+                log.warning("sink_offset_dropped", consumer=consumer, reason="sink no longer configured")
+                self.readings_wal.drop_consumer(consumer)
+        return [
+            SinkRunner(
+                make_sink(c),
+                c,
+                self.readings_wal.reader(sink_consumer(c.name), c.start),
+                self.deadletters,
+            )
+            for c in configs
+        ]
+
+    def _on_durable(self, tokens: list[AckToken]) -> None:
+        self.source.on_durable(tokens)
+
+    def _flush_acks(self) -> None:
+        self.committer.stop(timeout=self.settings.shutdown_grace.total_seconds() / 3)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        log.info(
+            "daemon_starting",
+            data_dir=str(self.settings.data_dir),
+            stations=len(self.registry),
+            sinks=[r.config.name for r in self.runners],
+            broker=f"{self.settings.mqtt.host}:{self.settings.mqtt.port}",
+        )
+        for runner in self.runners:
+            runner.start()
+        self.processor.start()
+        self.committer.start()
+        self.source.start()
+        self.http.start()
+        log.info("daemon_started", http=f"http://{self.settings.http.host}:{self.http.port}")
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.settings.shutdown_grace.total_seconds()
+        deadline = time.monotonic() + grace
+        log.info("daemon_stopping", grace_s=grace)
+        self.source.stop(timeout=grace / 3)  # stops reading, flushes the committer, acks, disconnects
+        self.committer.stop(timeout=0)
+        self._drain(deadline)
+        self.processor.stop(timeout=max(0.1, deadline - time.monotonic()))
+        for runner in self.runners:
+            runner.stop(timeout=max(0.1, deadline - time.monotonic()))
+        self.http.stop()
+        final = self.stats()["logs"]
+        self.raw_wal.close()
+        self.readings_wal.close()
+        for runner in self.runners:
+            runner.sink.close()
+        self.deadletters.close()
+        log.info("daemon_stopped", **final)
+
+    def _drain(self, deadline: float) -> None:
+        """Give the consumers until the deadline to catch up with what is logged."""
+        while time.monotonic() < deadline:
+            if all(lag == 0 for lag in self._lags().values()):
+                return
+            time.sleep(0.05)
+
+    def run_forever(self) -> int:
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not stop.wait(5.0):
+            self._update_gauges()
+        self.stop()
+        return 0
+
+    # --- state -------------------------------------------------------------------------------------
+    def _lags(self) -> dict[str, int]:
+        lags = {PROCESSOR_CONSUMER: self.processor_reader_lag()}
+        for runner in self.runners:
+            lags[sink_consumer(runner.config.name)] = runner.reader.lag()
+        return lags
+
+    def processor_reader_lag(self) -> int:
+        return self.raw_wal.durable_offset - self.raw_wal.consumers().get(PROCESSOR_CONSUMER, 0)
+
+    def _update_gauges(self) -> None:
+        telemetry.WAL_USAGE.labels("raw").set(self.raw_wal.usage_bytes())
+        telemetry.WAL_USAGE.labels("readings").set(self.readings_wal.usage_bytes())
+        telemetry.WAL_FULL.set(1 if self.committer.full else 0)
+        telemetry.WAL_HELD.set(self.committer.held)
+        for consumer, lag in self._lags().items():
+            log_name = "raw" if consumer == PROCESSOR_CONSUMER else "readings"
+            telemetry.WAL_PENDING.labels(log_name, consumer).set(lag)
+
+    def stats(self) -> dict[str, Any]:
+        """Durable counts that reconcile across restarts.
+
+        raw log: logged = processed + pending; readings log: appended = committed + pending per sink.
+        """
+        raw_consumers = self.raw_wal.consumers()
+        readings_consumers = self.readings_wal.consumers()
+        return {
+            "logs": {
+                "raw_logged": self.raw_wal.durable_offset,
+                "raw_processed": raw_consumers.get(PROCESSOR_CONSUMER, 0),
+                "readings_logged": self.readings_wal.durable_offset,
+            },
+            "sinks": {
+                r.config.name: {
+                    "committed": readings_consumers.get(sink_consumer(r.config.name), 0),
+                    "pending": r.reader.lag(),
+                    "down": r.down,
+                }
+                for r in self.runners
+            },
+            "deadletters": self.deadletters.counts_by_reason(),
+            "counters": _counter_values(),
+            "mqtt_connected": self.source.connected,
+            "raw_log_full": self.committer.full,
+            "held_messages": self.committer.held,
+        }
+
+    def readiness(self) -> dict[str, str]:
+        """Why the daemon is not ready; empty when it is."""
+        problems: dict[str, str] = {}
+        if not self.source.connected:
+            problems["mqtt"] = "not connected to the broker"
+        if self.committer.full:
+            problems["wal"] = "raw log at its quota: acknowledgements are held"
+        if self.processor.blocked_on_full_log:
+            problems["readings_wal"] = "readings log at its quota"
+        for runner in self.runners:
+            if runner.down:
+                problems[f"sink.{runner.config.name}"] = "failing past its retry budget"
+        return problems
+
+    def _readyz(self, _query: Mapping[str, list[str]]) -> tuple[int, Any]:
+        problems = self.readiness()
+        return (503, {"ready": False, "problems": problems}) if problems else (200, {"ready": True})
+
+    def _deadletters_api(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        limit = int_param(query, "limit", 100, 1, 1000)
+        after = int_param(query, "after_id", 0, 0, 2**62)
+        reasons = query.get("reason")
+        reason = reasons[0] if reasons else None
+        letters = self.deadletters.list(reason=reason, limit=limit, after_id=after)
+        return 200, {"deadletters": [d.to_json() for d in letters]}
+
+
+def _counter_values() -> dict[str, float]:
+    out: dict[str, float] = {}
+    for metric in (
+        telemetry.MESSAGES_RECEIVED,
+        telemetry.MESSAGES_LOGGED,
+        telemetry.MESSAGES_PROCESSED,
+        telemetry.READINGS_ACCEPTED,
+        telemetry.READINGS_REJECTED,
+        telemetry.SINK_WRITTEN,
+        telemetry.SINK_DEAD_LETTERED,
+    ):
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return out
+
+
+def check_registry(path: Path) -> Registry:
+    return Registry.load(path)

@@ -1,0 +1,114 @@
+"""The root configuration: every component's section, from one YAML file plus `ECOWATCH_*` overrides.
+
+Precedence: environment variables over the file over defaults. Nested keys use `__`:
+`ECOWATCH_MQTT__HOST=broker`, `ECOWATCH_HTTP__PORT=9000`, `ECOWATCH_SINKS='[{"type": "sqlite",
+"name": "local"}]'`. Unknown keys are errors. With no sinks configured, the embedded SQLite
+store is used.
+
+Example:
+    data_dir: /var/lib/ecowatch
+    registry: /etc/ecowatch/stations.yaml
+    log: {level: info, format: json}
+    http: {host: 0.0.0.0, port: 8080}
+    mqtt: {host: 127.0.0.1, port: 1883, client_id: ecowatch-1}
+    validation: {unknown_stations: reject, max_future_skew: PT5M}
+    wal: {quota_bytes: 2147483648, fsync_interval: PT0.005S, fsync_max_records: 1000}
+    sinks:
+      - {type: influxdb, name: influx, url: "http://127.0.0.1:8086", org: eco, bucket: water,
+         token: "${INFLUX_TOKEN}"}
+    shutdown_grace: PT10S
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config import DATA_DIR
+from config.loader import ConfigError, describe, read_yaml
+from config.types import StrictModel
+from ingest.sinks import SinkConfig
+from ingest.sinks.sqlite import SQLiteSinkConfig
+from ingest.source import MQTTConfig
+from ingest.validate import ValidationConfig
+
+DEMO_REGISTRY = DATA_DIR / "stations" / "chongqing-demo.yaml"
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: JSON lines unless stderr is a terminal."
+    )
+
+
+class HTTPConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz and the API.")
+    port: int = Field(8080, ge=0, lt=65536, description="0 picks a free port (tests).")
+
+
+class WalConfig(StrictModel):
+    segment_bytes: int = Field(64 * 2**20, ge=2**16, description="Size at which a log segment is closed.")
+    quota_bytes: int = Field(
+        2 * 2**30, ge=2**20, description="Disk quota per log; when full the daemon stops acknowledging MQTT."
+    )
+    fsync_interval: timedelta = Field(
+        timedelta(milliseconds=5), description="Group commit: fsync at most this often..."
+    )
+    fsync_max_records: int = Field(1000, ge=1, description="...or as soon as this many records wait.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ECOWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(Path("var"), description="Write-ahead logs, dead letters, embedded store.")
+    registry: Path = Field(DEMO_REGISTRY, description="Station registry file.")
+    log: LogConfig = LogConfig()
+    http: HTTPConfig = HTTPConfig()
+    mqtt: MQTTConfig = MQTTConfig()
+    validation: ValidationConfig = ValidationConfig()
+    wal: WalConfig = WalConfig()
+    sinks: tuple[SinkConfig, ...] = ()
+    shutdown_grace: timedelta = Field(timedelta(seconds=10), description="SIGTERM: time to flush and commit.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _checks(self) -> Settings:
+        names = [sink.name for sink in self.sinks]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"sink names must be unique: {sorted(duplicates)}")
+        return self
+
+    def effective_sinks(self) -> tuple[SinkConfig, ...]:
+        if self.sinks:
+            return self.sinks
+        return (SQLiteSinkConfig(name="sqlite", path=self.data_dir / "readings.db"),)
+
+
+def load_settings(path: Path | None, **overrides: Any) -> Settings:
+    """Settings from `path` (if any), the environment and `overrides` (which win over the file)."""
+    data = read_yaml(path) if path is not None else {}
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        source = f"{path}: " if path is not None else ""
+        raise ConfigError(f"invalid configuration\n{describe(exc, source)}") from None

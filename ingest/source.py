@@ -1,0 +1,285 @@
+"""The MQTT source: paho-mqtt 2.x, QoS 1, a persistent session, manual acknowledgement.
+
+Each message is appended to the raw write-ahead log through the group committer; its PUBACK is
+sent only once the log is fsynced, so an acknowledged message survives SIGKILL. When the log is
+full the committer holds messages unacknowledged: the broker stops sending past its in-flight
+window (MQTT 5 Receive Maximum, which we set) and keeps the rest queued, until there is room.
+
+The connection is supervised here rather than by paho's loop_forever: we reconnect with capped
+exponential backoff and full jitter (so a fleet of daemons does not stampede a restarted broker),
+resubscribe on every connect, and log every connect and disconnect with its reason code.
+
+Example:
+    mqtt:
+      host: broker.example.org
+      port: 8883
+      protocol: "5"
+      client_id: ecowatch-1
+      username: ecowatch
+      password: "${ECOWATCH_MQTT_PASSWORD}"
+      tls: {ca_file: /etc/ecowatch/ca.pem}
+      subscriptions:
+        - {topic: "ecowatch/v1/{district}/{station_id}/{kind}", format: json}
+        - {topic: "hj212/{mn}", format: hj212}
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from config.types import StrictModel, TLSConfig
+from ingest import telemetry
+from ingest.records import encode_message
+from ingest.topics import TopicTemplate
+from ingest.wal import GroupCommitter
+
+log = structlog.get_logger(__name__)
+
+
+class SubscriptionConfig(StrictModel):
+    topic: str = Field(description="Topic template; `{name}` levels become tags.")
+    format: Literal["json", "senml", "hj212"] = Field("json", description="Decoder for these payloads.")
+    qos: Literal[0, 1] = 1
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        TopicTemplate.parse(value)
+        return value
+
+
+DEFAULT_SUBSCRIPTIONS = (
+    SubscriptionConfig(topic="ecowatch/v1/{district}/{station_id}/{kind}", format="json"),
+    SubscriptionConfig(topic="ecowatch/senml/{station_id}", format="senml"),
+    SubscriptionConfig(topic="hj212/{mn}", format="hj212"),
+)
+
+
+class MQTTConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Broker host.")
+    port: int = Field(1883, gt=0, lt=65536)
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
+    transport: Literal["tcp", "websockets"] = "tcp"
+    client_id: str = Field(
+        "ecowatch", min_length=1, max_length=64, description="Fixed, for the persistent session."
+    )
+    clean_start: bool = Field(
+        False, description="Start a new session on connect (loses what the broker queued)."
+    )
+    session_expiry: timedelta = Field(
+        timedelta(days=7),
+        description="MQTT 5 session expiry: how long the broker keeps our queue while we are away.",
+    )
+    keepalive: int = Field(30, ge=5, le=3600, description="Keepalive in seconds.")
+    receive_maximum: int = Field(
+        1000,
+        ge=1,
+        le=65535,
+        description="MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.",
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TLSConfig | None = None
+    reconnect_min_delay: timedelta = timedelta(milliseconds=500)
+    reconnect_max_delay: timedelta = timedelta(seconds=30)
+    subscriptions: tuple[SubscriptionConfig, ...] = DEFAULT_SUBSCRIPTIONS
+
+    @model_validator(mode="after")
+    def _checks(self) -> MQTTConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        if self.reconnect_max_delay < self.reconnect_min_delay:
+            raise ValueError("reconnect_max_delay must be >= reconnect_min_delay")
+        if not self.subscriptions:
+            raise ValueError("at least one subscription is needed")
+        return self
+
+
+# (connection generation, message id, qos): acks from an older connection are not sent on a newer
+# one, where the id may name another message; the broker redelivers those and the log dedups.
+AckToken = tuple[int, int, int]
+
+
+class MQTTSource:
+    def __init__(
+        self,
+        config: MQTTConfig,
+        committer: GroupCommitter[AckToken],
+        before_disconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._committer = committer
+        # Called on stop after reading has ceased and before DISCONNECT: the daemon flushes the
+        # group committer there so the last logged messages are acknowledged, not redelivered.
+        self._before_disconnect = before_disconnect
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._generation = 0
+        self._rng = random.Random()
+        self._thread = threading.Thread(target=self._supervise, name="mqtt", daemon=True)
+        self._client = self._make_client()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def on_durable(self, tokens: list[AckToken]) -> None:
+        """Called by the group committer once the records are fsynced: acknowledge them."""
+        generation = self._generation
+        for token_generation, mid, qos in tokens:
+            if qos and token_generation == generation:
+                self._client.ack(mid, qos)
+        telemetry.MESSAGES_LOGGED.inc(len(tokens))
+
+    # --- paho callbacks (paho's thread) -----------------------------------------------------------
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        telemetry.MESSAGES_RECEIVED.inc()
+        record = encode_message(message.topic.encode("utf-8", "replace"), message.payload, time.time_ns())
+        self._committer.submit(record, (self._generation, message.mid, message.qos))
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, flags: mqtt.ConnectFlags, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("mqtt_connect_refused", reason_code=str(reason), host=self._config.host)
+            return
+        self._generation += 1
+        topics: list[tuple[str, int]] = [
+            (TopicTemplate.parse(s.topic).subscription, s.qos) for s in self._config.subscriptions
+        ]
+        client.subscribe(topics)
+        self._connected.set()
+        telemetry.MQTT_CONNECTED.set(1)
+        telemetry.MQTT_CONNECTS.inc()
+        log.info(
+            "mqtt_connected",
+            host=self._config.host,
+            port=self._config.port,
+            reason_code=str(reason),
+            session_present=flags.session_present,
+            protocol=self._config.protocol,
+        )
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._connected.clear()
+        telemetry.MQTT_CONNECTED.set(0)
+        telemetry.MQTT_DISCONNECTS.labels(str(reason)).inc()
+        level = log.info if self._stop.is_set() else log.warning
+        level("mqtt_disconnected", host=self._config.host, reason_code=str(reason))
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("mqtt_subscribe_refused", reason_codes=failed)
+
+    # --- connection supervision -------------------------------------------------------------------
+    def _supervise(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self._connect()
+            except (OSError, ssl.SSLError) as exc:
+                log.warning(
+                    "mqtt_connect_failed", host=self._config.host, port=self._config.port, error=str(exc)
+                )
+                attempt += 1
+                self._stop.wait(self._backoff(attempt))
+                continue
+            while not self._stop.is_set():
+                rc = self._client.loop(timeout=0.5)
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self._connected.is_set():
+                    attempt = 0
+            if self._stop.is_set():
+                break
+            # paho has already called on_disconnect with the reason.
+            attempt += 1
+            self._stop.wait(self._backoff(attempt))
+        if self._before_disconnect is not None:
+            self._before_disconnect()
+        if self._connected.is_set():
+            # Write the acks the flush queued, then DISCONNECT, before the socket closes.
+            self._client.loop_write()
+            self._client.disconnect()
+            self._client.loop(timeout=0.1)
+
+    def _backoff(self, attempt: int) -> float:
+        low = self._config.reconnect_min_delay.total_seconds()
+        cap = self._config.reconnect_max_delay.total_seconds()
+        return self._rng.uniform(low, min(cap, low * 2 ** min(attempt, 30)))
+
+    def _connect(self) -> None:
+        config = self._config
+        properties = None
+        if config.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = int(config.session_expiry.total_seconds())
+            properties.ReceiveMaximum = config.receive_maximum
+        self._client.connect(
+            config.host,
+            config.port,
+            keepalive=config.keepalive,
+            clean_start=config.clean_start if config.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
+
+    def _make_client(self) -> mqtt.Client:
+        config = self._config
+        v5 = config.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=config.client_id,
+            clean_session=None if v5 else config.clean_start,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            transport=config.transport,
+            reconnect_on_failure=False,
+            manual_ack=True,
+        )
+        if config.username is not None:
+            password = config.password.get_secret_value() if config.password else None
+            client.username_pw_set(config.username, password)
+        if config.tls is not None:
+            tls = config.tls
+            client.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+            )
+            if tls.insecure_skip_verify:
+                log.warning("mqtt_tls_verification_disabled", host=config.host)
+                client.tls_insecure_set(True)
+        client.on_message = self._on_message
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        # Bounds what paho itself queues of our outgoing packets; we publish nothing, so acks only.
+        client.max_queued_messages_set(0)
+        return client

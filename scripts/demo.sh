@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The demo on a fresh machine: a virtualenv with ecowatch and the embedded broker, then
+# `ecowatch demo` (embedded amqtt broker, SQLite store, simulator, daemon). No servers needed.
+# Extra arguments go to `ecowatch demo` (see `ecowatch demo --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+ecowatch_venv demo
+exec .venv/bin/ecowatch demo "$@"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian/Ubuntu machine. Installs what the tests need: the servers
+# they start themselves on loopback (Mosquitto, VictoriaMetrics, InfluxDB 1.x, Alertmanager) and a
+# virtualenv with ecowatch and its test tools; then ruff, mypy and pytest.
+#   scripts/test.sh                 everything but the long fault runs
+#   scripts/test.sh -m fault        the fault-injection runs at full counts
+#   scripts/test.sh tests/ingest    any pytest arguments
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+ecowatch_apt_install mosquitto mosquitto-clients victoria-metrics influxdb prometheus-alertmanager
+ecowatch_venv test
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy ingest alerts config simulators
+if [ $# -eq 0 ]; then
+    set -- -m "not fault"
+fi
+exec .venv/bin/pytest -p no:cacheprovider "$@"
