@@ -103,16 +103,17 @@ def run_demo(args: argparse.Namespace) -> int:
         stop.set()
         sim_thread.join(5)
         publisher.close(timeout=5)
+        final = _summary(daemon, time.monotonic() - started, len(simulator.stations))
         daemon.stop()
         broker.stop()
-    print(_summary(daemon, time.monotonic() - started, len(simulator.stations), closed=True), flush=True)
+    print(f"{final}\ndemo stopped; data kept in {data_dir}", flush=True)
     return 0
 
 
-def _summary(daemon: Daemon, elapsed: float, stations: int, *, closed: bool = False) -> str:
+def _summary(daemon: Daemon, elapsed: float, stations: int) -> str:
     counters: dict[str, float] = {}
     rejected: dict[str, float] = {}
-    stats: dict[str, Any] = daemon.stats() if not closed else {"counters": {}}
+    stats: dict[str, Any] = daemon.stats()
     for name, value in stats["counters"].items():
         if name.startswith("ecowatch_readings_rejected_total"):
             rejected[name.split("reason=")[1].rstrip("}")] = value
@@ -121,7 +122,7 @@ def _summary(daemon: Daemon, elapsed: float, stations: int, *, closed: bool = Fa
     written = sum(v for k, v in counters.items() if k.startswith("ecowatch_sink_readings_written_total"))
     reporting = "?"
     for runner in daemon.runners:
-        if isinstance(runner.sink, SQLiteSink) and not closed:
+        if isinstance(runner.sink, SQLiteSink):
             reporting = str(len(runner.sink.latest_by_station()))
     reasons = ", ".join(f"{k} {int(v)}" for k, v in sorted(rejected.items())) or "none"
     received = int(counters.get("ecowatch_messages_received_total", 0))

@@ -11,9 +11,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import socket
 import threading
-import time
 from typing import Any
 
 
@@ -28,7 +26,7 @@ class EmbeddedBroker:
     def start(self, timeout: float = 10.0) -> None:
         # amqtt logs every client hiccup at warning level through stdlib logging; the demo's own
         # summary is what the user should read.
-        logging.getLogger("amqtt").setLevel(logging.ERROR)
+        logging.getLogger("amqtt").setLevel(logging.CRITICAL)
         try:
             from amqtt.broker import Broker
         except ImportError as exc:  # pragma: no cover - the demo extra installs it
@@ -43,19 +41,8 @@ class EmbeddedBroker:
             await self._broker.start()
 
         self._thread.start()
+        # start() returns once the listener is bound (or raises, e.g. address in use).
         asyncio.run_coroutine_threadsafe(boot(), self._loop).result(timeout)
-        self._wait_listening(timeout)
-
-    def _wait_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._broker is not None:

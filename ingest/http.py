@@ -1,13 +1,18 @@
-"""The daemon's HTTP endpoints: /metrics, /healthz, /readyz, /api/v1/stats, /api/v1/deadletters.
+"""The daemon's HTTP server: /metrics, probes, and the JSON API routes components register.
 
-A small threaded stdlib server: these endpoints are read by Prometheus and probes, not by crowds.
-Query parameters are validated; unknown paths are 404; nothing here writes.
+A small threaded stdlib server: it is read by Prometheus, probes, operators' tools and the
+dashboard, not by crowds. Routes are exact (method, path) pairs; a handler gets the parsed query
+and, for POST, the JSON body (at most `MAX_BODY_BYTES`), and returns (status, JSON value).
+Handlers validate their input and raise `BadRequest` (400) or `NotFound` (404). When an API token
+is configured, every route but /metrics, /healthz and /readyz requires `Authorization: Bearer`.
 """
 
 from __future__ import annotations
 
+import hmac
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,24 +23,48 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = structlog.get_logger(__name__)
 
-JsonHandler = Callable[[dict[str, list[str]]], tuple[int, Any]]
+# Operator API bodies are small JSON documents (an ack, a silence).
+MAX_BODY_BYTES = 64 * 1024
+OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    body: Any
+    headers: Mapping[str, str]
+
+
+Handler = Callable[[Request], tuple[int, Any]]
 
 
 class BadRequest(ValueError):
-    """A query parameter is missing or malformed; answered with 400."""
+    """The request is malformed; answered with 400 and the message."""
+
+
+class NotFound(LookupError):
+    """The addressed object does not exist; answered with 404."""
 
 
 class HTTPService:
-    def __init__(self, host: str, port: int, routes: dict[str, JsonHandler]) -> None:
-        self._routes = routes
-        handler = self._handler_class()
-        self._server = ThreadingHTTPServer((host, port), handler)
+    def __init__(
+        self, host: str, port: int, routes: Mapping[tuple[str, str], Handler], token: str | None = None
+    ) -> None:
+        self._routes = dict(routes)
+        self._token = token
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
+
+    def add_routes(self, routes: Mapping[tuple[str, str], Handler]) -> None:
+        """Register more routes (before start)."""
+        self._routes.update(routes)
 
     def start(self) -> None:
         self._thread.start()
@@ -44,48 +73,102 @@ class HTTPService:
         self._server.shutdown()
         self._server.server_close()
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        routes = self._routes
+    def _authorized(self, path: str, header: str | None) -> bool:
+        if self._token is None or path in OPEN_PATHS:
+            return True
+        expected = f"Bearer {self._token}".encode()
+        return header is not None and hmac.compare_digest(header.encode(), expected)
 
-        class Handler(BaseHTTPRequestHandler):
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        service = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
             server_version = "ecowatch"
 
             def do_GET(self) -> None:
+                self._dispatch("GET")
+
+            def do_POST(self) -> None:
+                self._dispatch("POST")
+
+            def do_DELETE(self) -> None:
+                self._dispatch("DELETE")
+
+            def _dispatch(self, method: str) -> None:
                 url = urlsplit(self.path)
-                if url.path == "/metrics":
+                if not service._authorized(url.path, self.headers.get("Authorization")):
+                    self._send_json(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
+                    return
+                if method == "GET" and url.path == "/metrics":
                     self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
                     return
-                route = routes.get(url.path)
+                route = service._routes.get((method, url.path))
                 if route is None:
-                    self._send_json(404, {"error": "not found"})
+                    known = any(path == url.path for _, path in service._routes)
+                    self._send_json(
+                        405 if known else 404, {"error": "method not allowed" if known else "not found"}
+                    )
                     return
                 try:
-                    status, body = route(parse_qs(url.query, max_num_fields=20))
+                    request = Request(
+                        method,
+                        url.path,
+                        parse_qs(url.query, max_num_fields=20),
+                        self._body(method),
+                        dict(self.headers.items()),
+                    )
+                    status, body = route(request)
                 except BadRequest as exc:
                     status, body = 400, {"error": str(exc)}
+                except NotFound as exc:
+                    status, body = 404, {"error": str(exc) or "not found"}
                 except Exception:
-                    log.exception("http_handler_failed", path=url.path)
+                    log.exception("http_handler_failed", path=url.path, method=method)
                     status, body = 500, {"error": "internal error"}
                 self._send_json(status, body)
 
-            def _send_json(self, status: int, body: Any) -> None:
-                self._send(status, orjson.dumps(body, option=orjson.OPT_INDENT_2), "application/json")
+            def _body(self, method: str) -> Any:
+                if method != "POST":
+                    return None
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    raise BadRequest("bad Content-Length") from None
+                if length > MAX_BODY_BYTES:
+                    raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+                raw = self.rfile.read(length) if length else b""
+                if not raw:
+                    return None
+                try:
+                    return orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise BadRequest("body is not JSON") from None
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def _send_json(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+                self._send(
+                    status, orjson.dumps(body, option=orjson.OPT_INDENT_2), "application/json", headers
+                )
+
+            def _send(
+                self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("Cache-Control", "no-store")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # requests are counted by Prometheus, not logged one by one
 
-        return Handler
+        return RequestHandler
 
 
-def int_param(query: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+def int_param(query: Mapping[str, list[str]], name: str, default: int, low: int, high: int) -> int:
     values = query.get(name)
     if not values:
         return default
@@ -96,3 +179,12 @@ def int_param(query: dict[str, list[str]], name: str, default: int, low: int, hi
     if not low <= value <= high:
         raise BadRequest(f"{name} must be within [{low}, {high}]")
     return value
+
+
+def str_param(query: Mapping[str, list[str]], name: str, max_length: int = 64) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values[0]) > max_length:
+        raise BadRequest(f"{name} is longer than {max_length} characters")
+    return values[0]

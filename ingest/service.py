@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from ingest import telemetry
 from ingest.deadletter import DeadLetterStore
 from ingest.decoders import DECODERS
 from ingest.delivery import SinkRunner
-from ingest.http import HTTPService, int_param
+from ingest.http import HTTPService, Request, int_param, str_param
 from ingest.processor import MessageProcessor, Processor, Route
 from ingest.settings import Settings
 from ingest.sinks import make_sink
@@ -85,10 +84,10 @@ class Daemon:
             settings.http.host,
             settings.http.port,
             {
-                "/healthz": lambda _q: (200, {"status": "ok"}),
-                "/readyz": self._readyz,
-                "/api/v1/stats": lambda _q: (200, self.stats()),
-                "/api/v1/deadletters": self._deadletters_api,
+                ("GET", "/healthz"): lambda _r: (200, {"status": "ok"}),
+                ("GET", "/readyz"): self._readyz,
+                ("GET", "/api/v1/stats"): lambda _r: (200, self.stats()),
+                ("GET", "/api/v1/deadletters"): self._deadletters_api,
             },
         )
         self._stopped = threading.Event()
@@ -238,15 +237,14 @@ class Daemon:
                 problems[f"sink.{runner.config.name}"] = "failing past its retry budget"
         return problems
 
-    def _readyz(self, _query: Mapping[str, list[str]]) -> tuple[int, Any]:
+    def _readyz(self, _request: Request) -> tuple[int, Any]:
         problems = self.readiness()
         return (503, {"ready": False, "problems": problems}) if problems else (200, {"ready": True})
 
-    def _deadletters_api(self, query: dict[str, list[str]]) -> tuple[int, Any]:
-        limit = int_param(query, "limit", 100, 1, 1000)
-        after = int_param(query, "after_id", 0, 0, 2**62)
-        reasons = query.get("reason")
-        reason = reasons[0] if reasons else None
+    def _deadletters_api(self, request: Request) -> tuple[int, Any]:
+        limit = int_param(request.query, "limit", 100, 1, 1000)
+        after = int_param(request.query, "after_id", 0, 0, 2**62)
+        reason = str_param(request.query, "reason")
         letters = self.deadletters.list(reason=reason, limit=limit, after_id=after)
         return 200, {"deadletters": [d.to_json() for d in letters]}
 

@@ -107,9 +107,7 @@ class InfluxDB1Sink:
         query = urlencode({"q": "SHOW DATABASES"})
         answer = self._request("GET", f"{self._base_url}/query?{query}", timeout, headers=self._headers)
         if self._config.database not in _database_names(answer):
-            raise SinkError(
-                "not_found", f"database {self._config.database!r} does not exist", retryable=True
-            )
+            raise SinkError("not_found", f"database {self._config.database!r} does not exist", retryable=True)
 
     def close(self) -> None:
         self._pool.clear()
