@@ -55,6 +55,8 @@ class RawReading:
     unit: str | None = None
     flag: str = DataFlag.NORMAL
     assume_tz: str | None = None
+    # HJ 212 access password (PW) as sent; validation compares it with the station's.
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

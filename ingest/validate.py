@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -66,6 +67,24 @@ def _zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def _identity_problem(
+    raw: RawReading, resolved: Station | str, topic_tags: Mapping[str, str]
+) -> tuple[RejectReason, str] | None:
+    """The sender's claims that do not hold: HJ 212 password, topic versus payload station."""
+    station_id = resolved if isinstance(resolved, str) else resolved.id
+    if isinstance(resolved, Station) and resolved.hj212_password is not None and raw.mn is not None:
+        expected = resolved.hj212_password.get_secret_value().encode()
+        if not hmac.compare_digest((raw.password or "").encode(), expected):
+            return RejectReason.WRONG_PASSWORD, f"wrong HJ 212 password for MN {raw.mn}"
+    topic_station = topic_tags.get("station_id")
+    if topic_station is not None and topic_station != station_id:
+        return RejectReason.TOPIC_MISMATCH, f"topic names station {topic_station!r}, payload {station_id!r}"
+    topic_mn = topic_tags.get("mn")
+    if topic_mn is not None and raw.mn is not None and topic_mn != raw.mn:
+        return RejectReason.TOPIC_MISMATCH, f"topic names MN {topic_mn!r}, payload {raw.mn!r}"
+    return None
 
 
 def to_ns(ts: datetime) -> int:
@@ -126,14 +145,9 @@ class Validator:
         def reject(reason: RejectReason, detail: str) -> ItemRejection:
             return ItemRejection(reason, detail, station_id, code[:32])
 
-        topic_station = topic_tags.get("station_id")
-        if topic_station is not None and topic_station != station_id:
-            return reject(
-                RejectReason.TOPIC_MISMATCH, f"topic names station {topic_station!r}, payload {station_id!r}"
-            )
-        topic_mn = topic_tags.get("mn")
-        if topic_mn is not None and raw.mn is not None and topic_mn != raw.mn:
-            return reject(RejectReason.TOPIC_MISMATCH, f"topic names MN {topic_mn!r}, payload {raw.mn!r}")
+        identity_problem = _identity_problem(raw, resolved, topic_tags)
+        if identity_problem is not None:
+            return reject(*identity_problem)
 
         parameter = self._catalogue.get(code)
         if parameter is None:

@@ -153,3 +153,20 @@ def test_flags_are_kept() -> None:
     reading = ok(VALIDATOR.validate(raw(flag="C"), {}, T0_NS))
     assert reading.flag is DataFlag.CALIBRATION
     assert not reading.counts_for_compliance
+
+
+def test_hj212_password_is_checked_against_the_station() -> None:
+    """A station with an HJ 212 password refuses packets carrying another one."""
+    secured = Validator(
+        ValidationConfig(),
+        registry(station("st-9", mn="MN009", hj212_password="123456")),
+        default_catalogue(),
+    )
+    good = raw(station_id=None, mn="MN009", password="123456")
+    assert ok(secured.validate(good, {}, T0_NS)).station_id == "st-9"
+    assert rejected(secured.validate(raw(station_id=None, mn="MN009", password="654321"), {}, T0_NS)) == (
+        RejectReason.WRONG_PASSWORD
+    )
+    assert (
+        rejected(secured.validate(raw(station_id=None, mn="MN009"), {}, T0_NS)) == RejectReason.WRONG_PASSWORD
+    )

@@ -111,6 +111,7 @@ class HJ212Decoder:
                     unit=None if pollutant is None else pollutant.unit,
                     flag=flag,
                     assume_tz=self.config.timezone,
+                    password=packet.pw,
                 )
             )
         return decoded

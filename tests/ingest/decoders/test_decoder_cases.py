@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -63,7 +63,10 @@ def test_case(case: Case) -> None:
         assert case.expected["rejected"]["detail"] in caught.value.detail
         return
     decoded = decoder.decode("test/topic", case.payload)
-    assert decoded.readings == [_reading(entry) for entry in case.expected.get("readings", [])]
+    # The HJ 212 PW rides along for validation to check; the vectors pin the readings themselves.
+    assert [replace(r, password=None) for r in decoded.readings] == [
+        _reading(entry) for entry in case.expected.get("readings", [])
+    ]
     expected_rejections = case.expected.get("rejections", [])
     assert len(decoded.rejections) == len(expected_rejections), decoded.rejections
     for rejection, expected in zip(decoded.rejections, expected_rejections, strict=True):
