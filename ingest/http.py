@@ -56,7 +56,10 @@ class HTTPService:
         self._token = token
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        # A short poll interval makes stop() prompt (shutdown waits for the loop to look).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="http", daemon=True
+        )
 
     @property
     def port(self) -> int:
