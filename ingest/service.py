@@ -25,6 +25,7 @@ from ingest import telemetry
 from ingest.deadletter import DeadLetterStore
 from ingest.decoders import DECODERS
 from ingest.delivery import SinkRunner
+from ingest.errors import SinkError
 from ingest.http import HTTPService, Request, int_param, str_param
 from ingest.processor import MessageProcessor, Processor, Route
 from ingest.settings import Settings
@@ -91,6 +92,8 @@ class Daemon:
             },
         )
         self._stopped = threading.Event()
+        # Results of the last sink health checks (for /readyz): sink name -> problem or None.
+        self._sink_checks: dict[str, str | None] = {}
 
     def _make_runners(self) -> list[SinkRunner]:
         configs = self.settings.effective_sinks()
@@ -129,6 +132,7 @@ class Daemon:
         self.processor.start()
         self.committer.start()
         self.source.start()
+        self.check_sinks()
         self.http.start()
         log.info("daemon_started", http=f"http://{self.settings.http.host}:{self.http.port}")
 
@@ -173,6 +177,7 @@ class Daemon:
         self.start()
         while not stop.wait(5.0):
             self._update_gauges()
+            self.check_sinks()
         self.stop()
         return 0
 
@@ -182,6 +187,20 @@ class Daemon:
         for runner in self.runners:
             lags[sink_consumer(runner.config.name)] = runner.reader.lag()
         return lags
+
+    def check_sinks(self) -> None:
+        """Probe every sink (fails fast on a closed port); /readyz reports the failures."""
+        for runner in self.runners:
+            try:
+                runner.sink.check()
+            except SinkError as exc:
+                if self._sink_checks.get(runner.config.name) is None:
+                    log.warning(
+                        "sink_check_failed", sink=runner.config.name, reason=exc.reason, detail=exc.detail
+                    )
+                self._sink_checks[runner.config.name] = f"{exc.reason}: {exc.detail}"
+            else:
+                self._sink_checks[runner.config.name] = None
 
     def processor_reader_lag(self) -> int:
         return self.raw_wal.durable_offset - self.raw_wal.consumers().get(PROCESSOR_CONSUMER, 0)
@@ -233,8 +252,11 @@ class Daemon:
         if self.processor.blocked_on_full_log:
             problems["readings_wal"] = "readings log at its quota"
         for runner in self.runners:
+            name = runner.config.name
             if runner.down:
-                problems[f"sink.{runner.config.name}"] = "failing past its retry budget"
+                problems[f"sink.{name}"] = "failing past its retry budget"
+            elif self._sink_checks.get(name):
+                problems[f"sink.{name}"] = f"unreachable: {self._sink_checks[name]}"
         return problems
 
     def _readyz(self, _request: Request) -> tuple[int, Any]:
