@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +35,25 @@ class Request:
     query: Mapping[str, list[str]]
     body: Any
     headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A non-JSON answer (a page, a script, a stylesheet)."""
+
+    content_type: str
+    body: bytes
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventStream:
+    """A server-sent events answer: each chunk the iterator yields is written and flushed at once.
+
+    The iterator should end when the client goes away (a write fails) or the service stops.
+    """
+
+    chunks: Iterator[bytes]
 
 
 Handler = Callable[[Request], tuple[int, Any]]
@@ -128,7 +147,30 @@ class HTTPService:
                 except Exception:
                     log.exception("http_handler_failed", path=url.path, method=method)
                     status, body = 500, {"error": "internal error"}
-                self._send_json(status, body)
+                if isinstance(body, RawBody):
+                    self._send(status, body.body, body.content_type, body.headers)
+                elif isinstance(body, EventStream):
+                    self._stream(body)
+                else:
+                    self._send_json(status, body)
+
+            def _stream(self, stream: EventStream) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Accel-Buffering", "no")
+                self.end_headers()
+                try:
+                    for chunk in stream.chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the browser went away
+                finally:
+                    close = getattr(stream.chunks, "close", None)
+                    if close is not None:
+                        close()
+                self.close_connection = True
 
             def _body(self, method: str) -> Any:
                 if method != "POST":
