@@ -7,6 +7,7 @@ ecowatch check-config   validate the configuration and print it, secrets masked
 ecowatch deadletter     list, show, export and replay rejected messages
 ecowatch decode         show what ecowatch makes of raw payloads
 ecowatch classify       GB 3838-2002 class of a set of values
+ecowatch hj212-gateway  accept HJ 212 data loggers over TCP and publish their packets
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from alerts import classify_cli
     from ingest import deadletter_cli, decode_cli
+    from ingest.hj212_gateway import cli as hj212_gateway_cli
     from simulators import cli as simulate_cli
 
     parser = argparse.ArgumentParser(
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     deadletter_cli.add_parser(sub, _add_config)
     decode_cli.add_parser(sub, _add_config)
     classify_cli.add_parser(sub)
+    hj212_gateway_cli.add_parser(sub)
     return parser
 
 
@@ -111,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from alerts import classify_cli
 
         return classify_cli.run(args)
+    if command == "hj212-gateway":
+        from ingest.hj212_gateway import cli as hj212_gateway_cli
+
+        return hj212_gateway_cli.run(args)
     raise AssertionError(command)
 
 

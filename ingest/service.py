@@ -14,8 +14,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -23,11 +24,14 @@ from config.parameters import default_catalogue
 from config.registry import Registry
 from ingest import telemetry
 from ingest.deadletter import DeadLetterStore
-from ingest.decoders import DECODERS
+from ingest.decoders import DECODERS, Decoder
+from ingest.decoders.hj212 import HJ212Decoder
 from ingest.delivery import SinkRunner
 from ingest.errors import SinkError
+from ingest.hj212_gateway import HJ212Gateway
 from ingest.http import HTTPService, Request, int_param, str_param
 from ingest.processor import MessageProcessor, Processor, Route
+from ingest.records import encode_message
 from ingest.settings import Settings
 from ingest.sinks import make_sink
 from ingest.source import AckToken, MQTTSource
@@ -39,15 +43,46 @@ log = structlog.get_logger(__name__)
 
 PROCESSOR_CONSUMER = "processor"
 
+# What the group committer hands back once durable: an MQTT ack, or a gateway's callback.
+DurableToken = AckToken | Callable[[], None]
+
+
+class LogHandoff:
+    """The HJ 212 gateway's handoff inside the daemon: packets go straight into the raw log.
+
+    `on_durable` runs after the group commit's fsync, so the gateway answers 9014 only for packets
+    that survive a crash, exactly as MQTT messages are acknowledged.
+    """
+
+    def __init__(self, committer: GroupCommitter[DurableToken]) -> None:
+        self._committer = committer
+
+    def submit(self, topic: str, payload: bytes, on_durable: Callable[[], None]) -> None:
+        telemetry.MESSAGES_RECEIVED.inc()
+        self._committer.submit(encode_message(topic.encode(), payload, time.time_ns()), on_durable)
+
+    def close(self) -> None:
+        return None
+
 
 def sink_consumer(name: str) -> str:
     return f"sink.{name}"
 
 
+def _decoder(settings: Settings, fmt: str) -> Decoder:
+    gateway = settings.hj212_gateway
+    if fmt == "hj212" and gateway is not None:
+        # What the gateway acknowledges with 9014 must decode here: same CRC variant and limits.
+        return HJ212Decoder(
+            crc=gateway.crc, timezone=gateway.timezone, max_segment_length=gateway.max_segment_length
+        )
+    return DECODERS[fmt]()
+
+
 def build_processor_core(settings: Settings, registry: Registry) -> MessageProcessor:
     validator = Validator(settings.validation, registry, default_catalogue())
     routes = [
-        Route(TopicTemplate.parse(s.topic), s.format, DECODERS[s.format]())
+        Route(TopicTemplate.parse(s.topic), s.format, _decoder(settings, s.format))
         for s in settings.mqtt.subscriptions
     ]
     return MessageProcessor(routes, validator, settings.validation.max_payload_bytes)
@@ -67,13 +102,18 @@ class Daemon:
             data_dir / "wal" / "readings", segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes
         )
         self.deadletters = DeadLetterStore(data_dir / "deadletter.db")
-        self.committer: GroupCommitter[AckToken] = GroupCommitter(
+        self.committer: GroupCommitter[DurableToken] = GroupCommitter(
             self.raw_wal,
             self._on_durable,
             interval=wal.fsync_interval.total_seconds(),
             max_records=wal.fsync_max_records,
         )
-        self.source = MQTTSource(settings.mqtt, self.committer, before_disconnect=self._flush_acks)
+        # The source only submits AckTokens, a subset of what the committer carries.
+        source_committer = cast("GroupCommitter[AckToken]", self.committer)
+        self.source = MQTTSource(settings.mqtt, source_committer, before_disconnect=self._flush_acks)
+        self.gateway: HJ212Gateway | None = None
+        if settings.hj212_gateway is not None:
+            self.gateway = HJ212Gateway(settings.hj212_gateway, LogHandoff(self.committer), self.registry)
         self.processor = Processor(
             build_processor_core(settings, self.registry),
             self.raw_wal.reader(PROCESSOR_CONSUMER, "beginning"),
@@ -112,8 +152,14 @@ class Daemon:
             for c in configs
         ]
 
-    def _on_durable(self, tokens: list[AckToken]) -> None:
-        self.source.on_durable(tokens)
+    def _on_durable(self, tokens: list[DurableToken]) -> None:
+        acks: list[AckToken] = []
+        for token in tokens:
+            if isinstance(token, tuple):
+                acks.append(token)
+            else:
+                token()
+        self.source.on_durable(acks)
 
     def _flush_acks(self) -> None:
         self.committer.stop(timeout=self.settings.shutdown_grace.total_seconds() / 3)
@@ -132,6 +178,8 @@ class Daemon:
         self.processor.start()
         self.committer.start()
         self.source.start()
+        if self.gateway is not None:
+            self.gateway.start()
         self.check_sinks()
         self.http.start()
         log.info("daemon_started", http=f"http://{self.settings.http.host}:{self.http.port}")
@@ -143,6 +191,8 @@ class Daemon:
         grace = self.settings.shutdown_grace.total_seconds()
         deadline = time.monotonic() + grace
         log.info("daemon_stopping", grace_s=grace)
+        if self.gateway is not None:
+            self.gateway.stop(timeout=grace / 4)
         self.source.stop(timeout=grace / 3)  # stops reading, flushes the committer, acks, disconnects
         self.committer.stop(timeout=0)
         self._drain(deadline)

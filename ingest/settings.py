@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from config import DATA_DIR
 from config.loader import ConfigError, describe, read_yaml
 from config.types import StrictModel
+from ingest.hj212_gateway.config import HJ212GatewayConfig
 from ingest.sinks import SinkConfig
 from ingest.sinks.sqlite import SQLiteSinkConfig
 from ingest.source import MQTTConfig
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
     wal: WalConfig = WalConfig()
     sinks: tuple[SinkConfig, ...] = ()
     shutdown_grace: timedelta = Field(timedelta(seconds=10), description="SIGTERM: time to flush and commit.")
+    hj212_gateway: HJ212GatewayConfig | None = Field(
+        None,
+        description="When given, `ecowatch run` also accepts HJ 212 data loggers over TCP and logs their "
+        "packets directly (answering 9014 once durable). `ecowatch hj212-gateway` reads the same section "
+        "to run the gateway as its own process, publishing to the broker instead.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,43 @@
+"""HJ 212 TCP gateway: data loggers (数采仪) connect over TCP; their packets join the ingest path.
+
+    logger --TCP--> framing --> CRC, syntax, MN + PW --> Handoff --> hj212/{MN} --> decode -> validate
+                     ^                                     | durable
+                     +------ 9014 / 9011 / 9012 <----------+
+
+`framing` cuts the byte stream into packets (`##` ... CR LF, bounded, resynchronising after
+garbage); `connection` serves one logger (timeouts, ordered answers); `server` listens and runs
+the connections on an asyncio loop in a thread; `responses` decides the answers (reference,
+"Responses"); `handoff` is the contract packets are handed to, `mqtt` its QoS 1 MQTT
+implementation; `events` counts and logs; `cli` is `ecowatch hj212-gateway`. Every packet is
+handed off, good or bad, so bad ones are dead-lettered with their reason (bad_crc,
+wrong_password, unknown_station, malformed ...) by the normal decode -> validate path; a logger
+that asks for an answer to an upload gets 9014 only once its packet is durable (PUBACK, or fsync
+in the daemon's log).
+
+Example:
+    hj212_gateway:
+      host: 0.0.0.0
+      port: 9212
+      max_connections: 1000
+      idle_timeout: PT10M
+      packet_timeout: PT30S
+      max_garbage_bytes: 4096
+      unknown_mn: ignore
+"""
+
+from ingest.hj212_gateway.config import GatewayPublishConfig, HJ212GatewayConfig
+from ingest.hj212_gateway.handoff import INVALID_MN_TOPIC, UNFRAMED_TOPIC, Handoff, topic_for
+from ingest.hj212_gateway.mqtt import GatewayMqttConfig, MqttHandoff
+from ingest.hj212_gateway.server import HJ212Gateway
+
+__all__ = [
+    "INVALID_MN_TOPIC",
+    "UNFRAMED_TOPIC",
+    "GatewayMqttConfig",
+    "GatewayPublishConfig",
+    "HJ212Gateway",
+    "HJ212GatewayConfig",
+    "Handoff",
+    "MqttHandoff",
+    "topic_for",
+]

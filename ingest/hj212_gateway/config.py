@@ -1,0 +1,125 @@
+"""Configuration of the HJ 212 TCP gateway: the listener, its limits and timeouts, the answers.
+
+The `hj212_gateway:` section of the ecowatch configuration. Sizes are in bytes, durations ISO 8601
+(`PT30S`). The `mqtt:` sub-section applies only when the gateway publishes to the broker (`ecowatch
+hj212-gateway`); the broker itself, its credentials and TLS come from the top-level `mqtt:` section.
+
+Example:
+    host: 0.0.0.0
+    port: 9212
+    max_connections: 2000
+    max_segment_length: 1024
+    idle_timeout: PT10M
+    packet_timeout: PT30S
+    max_garbage_bytes: 4096
+    crc: hj212
+    unknown_mn: ignore
+    mqtt: {client_id: ecowatch-hj212-gateway-1, max_unacked: 1000}
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from config.types import StrictModel
+from ingest.decoders.hj212 import DEFAULT_TIMEZONE, MAX_SEGMENT_LENGTH, CrcVariant
+from ingest.decoders.hj212.packet import LENGTH_FIELD_LIMIT
+
+# "##", four length digits, four CRC digits, CR LF around the data segment.
+FRAME_OVERHEAD_BYTES = 12
+
+UnknownMnPolicy = Literal["ignore", "refuse", "accept"]
+
+
+class GatewayPublishConfig(StrictModel):
+    """How the standalone gateway publishes to the broker of the top-level `mqtt:` section."""
+
+    client_id: str = Field(
+        "ecowatch-hj212-gateway",
+        min_length=1,
+        max_length=64,
+        description="MQTT client id; must differ from the daemon's, or the broker drops one of them.",
+    )
+    max_unacked: int = Field(
+        1000,
+        ge=1,
+        le=65000,
+        description="QoS 1 messages awaiting PUBACK before more wait in the gateway: paho loses "
+        "messages past 65 535 unacknowledged.",
+    )
+
+
+class HJ212GatewayConfig(StrictModel):
+    """The HJ 212 gateway: a TCP listener for data loggers."""
+
+    host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 accepts loggers from the network.")
+    port: int = Field(9212, ge=0, lt=65536, description="Listen port; 0 picks a free one (tests).")
+    max_connections: int = Field(
+        1000, ge=1, description="Connections beyond this are accepted and closed at once."
+    )
+    max_segment_length: int = Field(
+        MAX_SEGMENT_LENGTH,
+        ge=0,
+        le=LENGTH_FIELD_LIMIT,
+        description="Longest data segment; a packet may be this plus 12 bytes of framing. "
+        "Keep it equal to the HJ 212 decoder's, or the daemon dead-letters what the gateway took.",
+    )
+    idle_timeout: timedelta = Field(
+        timedelta(minutes=10), description="Close a connection that sends nothing for this long."
+    )
+    packet_timeout: timedelta = Field(
+        timedelta(seconds=30),
+        description="A packet, once its `##` arrived, must end within this (slow senders).",
+    )
+    write_timeout: timedelta = Field(
+        timedelta(seconds=10), description="Close a connection that does not take our answers."
+    )
+    handoff_timeout: timedelta = Field(
+        timedelta(seconds=60),
+        description="Close a connection whose packet the handoff has not made durable in this time.",
+    )
+    max_garbage_bytes: int = Field(
+        4096,
+        ge=0,
+        description="Close a connection after this many bytes without one valid packet "
+        "(garbage, truncated, oversized or unparseable packets).",
+    )
+    max_unanswered: int = Field(
+        64,
+        ge=1,
+        le=10000,
+        description="Packets of one connection awaiting their durable handoff before it stops reading.",
+    )
+    crc: CrcVariant = Field(
+        "hj212", description="`modbus` also accepts the Modbus CRC-16 that some loggers send."
+    )
+    respond: bool = Field(True, description="Answer packets that ask for it (Flag bit A).")
+    unknown_mn: UnknownMnPolicy = Field(
+        "ignore",
+        description="Packets from an MN not in the registry: `ignore` (no answer), `refuse` "
+        "(9011 QnRtn=2) or `accept` (answer as a station without a password).",
+    )
+    answer_time_requests: bool = Field(
+        True, description="Answer a time request (CN 1011) with the platform's clock."
+    )
+    timezone: str = Field(
+        DEFAULT_TIMEZONE, description="Zone of the time sent to stations without their own `timezone`."
+    )
+    mqtt: GatewayPublishConfig = GatewayPublishConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def max_packet_bytes(self) -> int:
+        return self.max_segment_length + FRAME_OVERHEAD_BYTES

@@ -1,0 +1,105 @@
+"""The gateway's internal events: each bumps its Prometheus metric and writes its log line.
+
+Connections open and close at info (a close other than by the peer or a stop at warning, with its
+`reason`); each packet is a debug line and a count by `outcome`: `ok`, `wrong_password`,
+`unknown_mn` (parsed, judged against the registry), a parser reason (`bad_crc`, `malformed`,
+`bad_length`, `too_large`), `truncated`, `oversized`, or `unframed` for a run of garbage.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+log = structlog.get_logger("ingest.hj212_gateway")
+
+# Closes that are part of normal operation; the others are logged as warnings.
+_ROUTINE_CLOSES: Final = frozenset({"peer_closed", "server_stopping"})
+
+CONNECTIONS: Final = Counter(
+    "ecowatch_hj212_connections_total", "Logger connections, by outcome (accepted, refused).", ["outcome"]
+)
+CONNECTIONS_OPEN: Final = Gauge("ecowatch_hj212_connections_open", "Logger connections open now.")
+CONNECTIONS_CLOSED: Final = Counter(
+    "ecowatch_hj212_connections_closed_total", "Logger connections closed, by reason.", ["reason"]
+)
+TIMEOUTS: Final = Counter(
+    "ecowatch_hj212_timeouts_total", "Connections closed by a timeout, by kind.", ["kind"]
+)
+PACKETS: Final = Counter(
+    "ecowatch_hj212_packets_total", "Frames and garbage runs handed off, by outcome.", ["outcome"]
+)
+BYTES_RECEIVED: Final = Counter("ecowatch_hj212_bytes_received_total", "Bytes read from loggers.")
+GARBAGE_BYTES: Final = Counter(
+    "ecowatch_hj212_garbage_bytes_total", "Bytes outside any packet (handed off on hj212/_unframed)."
+)
+RESPONSES: Final = Counter(
+    "ecowatch_hj212_responses_total", "Packets sent to loggers, by command (9011, 9012, 9014, 1011).", ["cn"]
+)
+HANDOFF_PENDING: Final = Gauge(
+    "ecowatch_hj212_handoff_pending", "Messages the MQTT handoff holds until the broker acknowledges them."
+)
+HANDOFF_FAILED: Final = Counter(
+    "ecowatch_hj212_handoff_failed_total", "Messages the broker refused or the handoff lost at close."
+)
+
+
+def gateway_started(host: str, port: int) -> None:
+    log.info("hj212_gateway_started", host=host, port=port)
+
+
+def gateway_stopped(connections: int) -> None:
+    log.info("hj212_gateway_stopped", connections_closed=connections)
+
+
+def connection_opened(peer: str, open_now: int) -> None:
+    CONNECTIONS.labels("accepted").inc()
+    CONNECTIONS_OPEN.inc()
+    log.info("hj212_connection_opened", peer=peer, connections=open_now)
+
+
+def connection_refused(peer: str, reason: str) -> None:
+    CONNECTIONS.labels("refused").inc()
+    log.warning("hj212_connection_refused", peer=peer, reason=reason)
+
+
+def connection_closed(peer: str, reason: str, *, duration_s: float, packets: int, bytes_in: int) -> None:
+    CONNECTIONS_OPEN.dec()
+    CONNECTIONS_CLOSED.labels(reason).inc()
+    if reason.endswith("_timeout"):
+        TIMEOUTS.labels(reason.removesuffix("_timeout")).inc()
+    level = log.info if reason in _ROUTINE_CLOSES else log.warning
+    level(
+        "hj212_connection_closed",
+        peer=peer,
+        reason=reason,
+        duration_s=round(duration_s, 3),
+        packets=packets,
+        bytes=bytes_in,
+    )
+
+
+def bytes_received(count: int) -> None:
+    BYTES_RECEIVED.inc(count)
+
+
+def packet_handed_off(peer: str, outcome: str, topic: str, size: int, cn: str | None = None) -> None:
+    PACKETS.labels(outcome).inc()
+    if outcome == "unframed":
+        GARBAGE_BYTES.inc(size)
+    log.debug("hj212_packet", peer=peer, outcome=outcome, topic=topic, bytes=size, cn=cn)
+
+
+def responses_sent(commands: list[str]) -> None:
+    for cn in commands:
+        RESPONSES.labels(cn).inc()
+
+
+def handoff_pending(count: int) -> None:
+    HANDOFF_PENDING.set(count)
+
+
+def handoff_failed() -> None:
+    HANDOFF_FAILED.inc()
