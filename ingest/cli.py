@@ -8,6 +8,7 @@ ecowatch deadletter     list, show, export and replay rejected messages
 ecowatch decode         show what ecowatch makes of raw payloads
 ecowatch classify       GB 3838-2002 class of a set of values
 ecowatch hj212-gateway  accept HJ 212 data loggers over TCP and publish their packets
+ecowatch alerts         list, acknowledge and silence alerts; test a notification receiver
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     decode_cli.add_parser(sub, _add_config)
     classify_cli.add_parser(sub)
     hj212_gateway_cli.add_parser(sub)
+
+    from alerts import cli as alerts_cli
+    from alerts import notify_cli
+
+    alerts = sub.add_parser(
+        "alerts",
+        help="list, acknowledge and silence alerts; test a notification receiver",
+        description="Operate on the running daemon's alerts through its HTTP API, or send a test "
+        "notification to a configured receiver.",
+    )
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    alerts_cli.add_parser(alerts_sub)
+    notify_cli.add_parser(alerts_sub)
     return parser
 
 
@@ -114,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from alerts import classify_cli
 
         return classify_cli.run(args)
+    if command == "alerts":
+        status: int = args.func(args)
+        return status
     if command == "hj212-gateway":
         from ingest.hj212_gateway import cli as hj212_gateway_cli
 

@@ -89,6 +89,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f" → daemon → SQLite ({data_dir / 'readings.db'})\n"
         f"  metrics     {base}/metrics\n  readiness   {base}/readyz\n  stats       {base}/api/v1/stats\n"
         f"  dead letters {base}/api/v1/deadletters   (or: ecowatch deadletter list)\n"
+        f"  alerts      {base}/api/v1/alerts   stations {base}/api/v1/stations\n"
         "Ctrl-C stops the demo.",
         flush=True,
     )
@@ -119,16 +120,20 @@ def _summary(daemon: Daemon, elapsed: float, stations: int) -> str:
             rejected[name.split("reason=")[1].rstrip("}")] = value
         else:
             counters[name] = value
-    written = sum(v for k, v in counters.items() if k.startswith("ecowatch_sink_readings_written_total"))
+    sinks = {f"ecowatch_sink_readings_written_total{{sink={r.config.name}}}" for r in daemon.runners}
+    # Every sink stores each reading once; show the first one's count (the alert engine is no sink).
+    written = max((v for k, v in counters.items() if k in sinks), default=0)
     reporting = "?"
     for runner in daemon.runners:
         if isinstance(runner.sink, SQLiteSink):
             reporting = str(len(runner.sink.latest_by_station()))
     reasons = ", ".join(f"{k} {int(v)}" for k, v in sorted(rejected.items())) or "none"
     received = int(counters.get("ecowatch_messages_received_total", 0))
+    alerts: dict[str, int] = daemon.alerts.stats()["alerts"]
     accepted = int(counters.get("ecowatch_readings_accepted_total", 0))
     return (
         f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] received {received}"
         f" · readings accepted {accepted}, stored {int(written)}"
         f" · rejected {int(sum(rejected.values()))} ({reasons}) · stations reporting {reporting}/{stations}"
+        f" · alerts firing {alerts.get('firing', 0)}, pending {alerts.get('pending', 0)}"
     )

@@ -15,11 +15,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import structlog
 
+from alerts.service import AlertService
 from config.parameters import default_catalogue
 from config.registry import Registry
 from ingest import telemetry
@@ -34,6 +36,7 @@ from ingest.processor import MessageProcessor, Processor, Route
 from ingest.records import encode_message
 from ingest.settings import Settings
 from ingest.sinks import make_sink
+from ingest.sinks.base import SinkConfigBase
 from ingest.source import AckToken, MQTTSource
 from ingest.topics import TopicTemplate
 from ingest.validate import Validator
@@ -42,6 +45,7 @@ from ingest.wal import GroupCommitter, WriteAheadLog
 log = structlog.get_logger(__name__)
 
 PROCESSOR_CONSUMER = "processor"
+ALERTS_CONSUMER = "alerts"
 
 # What the group committer hands back once durable: an MQTT ack, or a gateway's callback.
 DurableToken = AckToken | Callable[[], None]
@@ -121,6 +125,15 @@ class Daemon:
             self.deadletters,
         )
         self.runners = self._make_runners()
+        # The alert engine consumes the readings log like a sink, with its own durable offset, so a
+        # replay after a crash re-evaluates nothing it has already seen (it skips known readings).
+        self.alerts = AlertService(settings.alerts, self.registry, data_dir / "alerts.db")
+        self.alert_runner = SinkRunner(
+            self.alerts,
+            SinkConfigBase(name=ALERTS_CONSUMER, batch_size=2000, flush_interval=timedelta(milliseconds=200)),
+            self.readings_wal.reader(ALERTS_CONSUMER, "beginning"),
+            self.deadletters,
+        )
         self.http = HTTPService(
             settings.http.host,
             settings.http.port,
@@ -131,13 +144,14 @@ class Daemon:
                 ("GET", "/api/v1/deadletters"): self._deadletters_api,
             },
         )
+        self.http.add_routes(self.alerts.routes())
         self._stopped = threading.Event()
         # Results of the last sink health checks (for /readyz): sink name -> problem or None.
         self._sink_checks: dict[str, str | None] = {}
 
     def _make_runners(self) -> list[SinkRunner]:
         configs = self.settings.effective_sinks()
-        wanted = {sink_consumer(c.name) for c in configs}
+        wanted = {sink_consumer(c.name) for c in configs} | {ALERTS_CONSUMER}
         for consumer in self.readings_wal.consumers():
             if consumer not in wanted:
                 log.warning("sink_offset_dropped", consumer=consumer, reason="sink no longer configured")
@@ -175,6 +189,8 @@ class Daemon:
         )
         for runner in self.runners:
             runner.start()
+        self.alert_runner.start()
+        self.alerts.start()
         self.processor.start()
         self.committer.start()
         self.source.start()
@@ -197,14 +213,16 @@ class Daemon:
         self.committer.stop(timeout=0)
         self._drain(deadline)
         self.processor.stop(timeout=max(0.1, deadline - time.monotonic()))
-        for runner in self.runners:
+        for runner in [*self.runners, self.alert_runner]:
             runner.stop(timeout=max(0.1, deadline - time.monotonic()))
+        self.alerts.stop()
         self.http.stop()
         final = self.stats()["logs"]
         self.raw_wal.close()
         self.readings_wal.close()
         for runner in self.runners:
             runner.sink.close()
+        self.alerts.close()
         self.deadletters.close()
         log.info("daemon_stopped", **final)
 
@@ -233,7 +251,10 @@ class Daemon:
 
     # --- state -------------------------------------------------------------------------------------
     def _lags(self) -> dict[str, int]:
-        lags = {PROCESSOR_CONSUMER: self.processor_reader_lag()}
+        lags = {
+            PROCESSOR_CONSUMER: self.processor_reader_lag(),
+            ALERTS_CONSUMER: self.alert_runner.reader.lag(),
+        }
         for runner in self.runners:
             lags[sink_consumer(runner.config.name)] = runner.reader.lag()
         return lags
@@ -285,6 +306,10 @@ class Daemon:
                 }
                 for r in self.runners
             },
+            "alerts": {
+                "committed": readings_consumers.get(ALERTS_CONSUMER, 0),
+                "pending": self.alert_runner.reader.lag(),
+            },
             "deadletters": self.deadletters.counts_by_reason(),
             "counters": _counter_values(),
             "mqtt_connected": self.source.connected,
@@ -301,6 +326,10 @@ class Daemon:
             problems["wal"] = "raw log at its quota: acknowledgements are held"
         if self.processor.blocked_on_full_log:
             problems["readings_wal"] = "readings log at its quota"
+        try:
+            self.alerts.check()
+        except SinkError as exc:
+            problems["alerts"] = f"{exc.reason}: {exc.detail}"
         for runner in self.runners:
             name = runner.config.name
             if runner.down:

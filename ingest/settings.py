@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerts.config import AlertsConfig
 from config import DATA_DIR
 from config.loader import ConfigError, describe, read_yaml
 from config.types import StrictModel
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     wal: WalConfig = WalConfig()
     sinks: tuple[SinkConfig, ...] = ()
     shutdown_grace: timedelta = Field(timedelta(seconds=10), description="SIGTERM: time to flush and commit.")
+    alerts: AlertsConfig = Field(AlertsConfig(), description="GB 3838 alert rules and their lifecycle.")
     hj212_gateway: HJ212GatewayConfig | None = Field(
         None,
         description="When given, `ecowatch run` also accepts HJ 212 data loggers over TCP and logs their "

@@ -1,0 +1,471 @@
+"""The alert engine: readings in, rule findings, alert lifecycles, history and notification events out.
+
+Two inputs drive it. `ingest(readings, now)` takes readings from the readings log in log order
+(as a sink does): per station in event-time order, each reading is admitted to the station's
+window (new, late, duplicate or too late: `alerts.windows`), and at each new event time the
+station rules are evaluated at that time. `tick(now)` does the time-driven work: silent stations
+and regional roll-ups at now; pending → firing, recovery by time and held flap-damped notices of
+station alerts at the station's time (now, but at most one report interval past its newest
+reading, so a backlog replaying after downtime is judged on its own clock rather than fired by
+the wall clock); reminders, and the firing notice of an alert whose silence ended. A station's
+values change only with its readings, so ticks do not re-run the other station rules (a rolling
+window therefore slides with the readings, not between them).
+
+Every change of one call is one transaction of the alert database (`alerts.store`): windows,
+alert rows, history rows and notification events commit together. If the transaction fails the
+in-memory state is reloaded from the database and the error propagates, so the caller retries
+the same batch against the state the database holds. Replaying readings already evaluated finds
+them in the window (DUPLICATE) and changes nothing.
+
+Notification events (`alerts.events.AlertEvent`): firing (and released, unsilenced), resolved
+(when the firing was notified) and reminders, keyed `<alert_id>:<sequence>`. Silenced events are
+written with `silenced: true` (see `alerts.silences`); acknowledged alerts get no reminders but
+still resolve and fire again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import orjson
+import structlog
+from prometheus_client import Counter as PromCounter
+
+from alerts.config import AlertsConfig, RuleDefaults
+from alerts.events import AlertEvent
+from alerts.lifecycle import AlertRecord, AlertState, Policy, Step, Transition, advance, observe, remind
+from alerts.notices import build_event, labels_of
+from alerts.rules import Rule, make_rule
+from alerts.rules.base import (
+    Condition,
+    Finding,
+    RuleConfigBase,
+    Scope,
+    View,
+    ns,
+    point_status,
+    to_ns,
+)
+from alerts.silences import Silence, silenced_by
+from alerts.store import AlertStore
+from alerts.windows import Admission, StationWindow
+from config.registry import Registry
+from config.standards import Standard, default_standard, load_standard
+from ingest.model import Reading
+
+log = structlog.get_logger(__name__)
+
+READINGS: Final = PromCounter(
+    "ecowatch_alert_readings_total", "Readings the alert engine received, by admission.", ["admission"]
+)
+TRANSITIONS: Final = PromCounter(
+    "ecowatch_alert_transitions_total",
+    "Alert transitions recorded, by rule and transition.",
+    ["rule", "transition"],
+)
+EVENTS: Final = PromCounter(
+    "ecowatch_alert_events_total",
+    "Notification events written, by status and silenced.",
+    ["status", "silenced"],
+)
+# The database keeps samples at least this long, whatever the rules' windows: the daily
+# assessment needs the whole previous local day at its morning run.
+MIN_STORED_NS: Final = 2 * 86400 * 1_000_000_000
+UNKNOWN_STATION: Final = "unknown_station"
+DAY_NS: Final = 86400 * 1_000_000_000
+
+
+class NotActiveError(ValueError):
+    """The alert is neither pending nor firing."""
+
+
+def policy_of(config: RuleConfigBase, defaults: RuleDefaults) -> Policy:
+    recovery = config.recovery or defaults.recovery
+    return Policy(
+        pending_ns=ns(config.pending if config.pending is not None else defaults.pending),
+        recovery_samples=recovery.samples,
+        recovery_ns=ns(recovery.duration),
+        renotify_ns=ns(
+            config.renotify_interval if config.renotify_interval is not None else defaults.renotify_interval
+        ),
+        min_refire_ns=ns(
+            config.min_refire_interval
+            if config.min_refire_interval is not None
+            else defaults.min_refire_interval
+        ),
+    )
+
+
+def alert_id_of(identity: Mapping[str, str]) -> str:
+    """A stable id from the identity labels (never from values)."""
+    return hashlib.sha256(orjson.dumps(dict(identity), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        registry: Registry,
+        store: AlertStore,
+        *,
+        started: datetime,
+        standard: Standard | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.standard = standard or (
+            load_standard(config.standard) if config.standard else default_standard()
+        )
+        self.rules: list[Rule] = [make_rule(c) for c in config.rules]
+        self._policies = {r.config.name: policy_of(r.config, config.defaults) for r in self.rules}
+        self._station_rules = [r for r in self.rules if r.scope is not Scope.REGION]
+        self._region_rules = [r for r in self.rules if r.scope is Scope.REGION]
+        self.started_ns = to_ns(started)
+        self._lateness_ns = ns(config.allowed_lateness)
+        # Memory holds what the windows and the recognition of late repeats need; the database
+        # also what the daily assessment needs (`stored_ns`, pruned by housekeeping).
+        self.retention_ns = max((_window_ns(r.config) for r in self.rules), default=0) + self._lateness_ns
+        self.stored_ns = max(self.retention_ns, MIN_STORED_NS + self._lateness_ns)
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.RLock()
+        self._stale = True
+        self.windows: dict[str, StationWindow] = {}
+        self.alerts: dict[str, AlertRecord] = {}
+        self.silences: list[Silence] = []
+        self._by_station: dict[str | None, set[str]] = {}
+        with self.lock:
+            self._load()
+            with self._transaction():
+                self._retire_orphans(self.started_ns)
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def ingest(self, readings: Sequence[Reading], now: datetime) -> None:
+        """Admit readings and evaluate each station at each new event time, in one transaction."""
+        now_ns = to_ns(now)
+        by_station: dict[str, list[Reading]] = {}
+        for reading in readings:
+            if reading.station_id in self.windows:
+                by_station.setdefault(reading.station_id, []).append(reading)
+            else:
+                self._count(UNKNOWN_STATION)
+        if not by_station:
+            return
+        with self.lock, self._transaction():
+            for station_id, items in by_station.items():
+                items.sort(key=lambda r: r.time_ns)
+                window = self.windows[station_id]
+                for time_ns, group in itertools.groupby(items, key=lambda r: r.time_ns):
+                    if self._admit(window, group):
+                        self._evaluate_station(station_id, time_ns, now_ns, tick=False)
+
+    def tick(self, now: datetime) -> None:
+        """The time-driven evaluation; see the module docstring."""
+        now_ns = to_ns(now)
+        with self.lock, self._transaction():
+            for station_id, station in self.registry.items():
+                watermark = self.windows[station_id].watermark_ns
+                interval_ns = station.report_interval_s * 1_000_000_000
+                as_of = now_ns if watermark is None else max(watermark, min(now_ns, watermark + interval_ns))
+                self._evaluate_station(station_id, as_of, now_ns, tick=True)
+            self._evaluate_regions(now_ns)
+            for record in list(self.alerts.values()):
+                self._remind(record, now_ns)
+
+    # --- operators ------------------------------------------------------------------------------
+    def acknowledge(self, alert_id: str, by: str, comment: str | None, now: datetime) -> AlertRecord:
+        """Acknowledge an active alert: no more reminders; it still resolves and fires again.
+
+        Raises KeyError for an unknown alert and NotActiveError for one that is not pending or firing.
+        """
+        now_ns = to_ns(now)
+        with self.transaction():
+            record = self.alerts[alert_id]
+            if not record.active:
+                raise NotActiveError(f"alert {alert_id} is {record.state}, not pending or firing")
+            record.acked_by, record.acked_ns, record.ack_comment = by, now_ns, comment
+            record.updated_ns = now_ns
+            self.store.add_history(
+                record,
+                transition=Step.ACKNOWLEDGED,
+                from_state=record.state,
+                to_state=record.state,
+                at_ns=now_ns,
+                recorded_ns=now_ns,
+                detail={"by": by, "comment": comment, "labels": record.labels},
+            )
+            self.store.save_alert(record)
+            log.info("alert_acknowledged", alert_id=alert_id, by=by)
+            return record
+
+    def add_silence(self, silence: Silence) -> None:
+        with self.transaction():
+            self.store.save_silence(silence)
+            self.silences.append(silence)
+        log.info("silence_added", silence_id=silence.id, by=silence.created_by, reason=silence.reason)
+
+    def expire_silence(self, silence_id: str, now: datetime) -> Silence:
+        """End a silence now (kept for the record); KeyError when there is none with this id."""
+        now_ns = to_ns(now)
+        with self.transaction():
+            index = next((i for i, s in enumerate(self.silences) if s.id == silence_id), None)
+            if index is None:
+                raise KeyError(silence_id)
+            old = self.silences[index]
+            expired = dataclasses.replace(old, ends_ns=min(old.ends_ns, max(now_ns, old.starts_ns)))
+            self.store.save_silence(expired)
+            self.silences[index] = expired
+        log.info("silence_expired", silence_id=silence_id)
+        return expired
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The engine's lock and one database transaction (reloading the state if it fails)."""
+        with self.lock, self._transaction():
+            yield
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def _admit(self, window: StationWindow, readings: Iterator[Reading]) -> bool:
+        fresh = False
+        for reading in readings:
+            admission = window.admit(reading, self._lateness_ns)
+            self._count(admission)
+            if admission in (Admission.NEW, Admission.LATE):
+                sample = window.add(reading, admission)
+                self.store.save_sample(window.station_id, reading.parameter, sample)
+                if admission is Admission.NEW:
+                    normal = window.latest_normal.get(reading.parameter)
+                    self.store.save_latest(window.station_id, reading.parameter, sample, normal)
+                    fresh = True
+        return fresh
+
+    def _evaluate_station(self, station_id: str, at_ns: int, now_ns: int, *, tick: bool) -> None:
+        station = self.registry[station_id]
+        touched: set[str] = set()
+        for rule in self._station_rules:
+            # A station's data change only with its readings: ticks re-evaluate the clock rules
+            # (silence) and let time act on the other alerts (`advance`).
+            if (tick and rule.scope is not Scope.CLOCK) or not rule.config.applies_to(station):
+                continue
+            rule_at = now_ns if tick else at_ns
+            view = View(rule_at, self.standard, self.registry, self.windows, self.started_ns, station_id)
+            for finding in rule.evaluate(view):
+                touched.add(self._apply(rule, finding, rule_at, now_ns))
+        self._advance_rest(self._by_station.get(station_id, set()) - touched, at_ns, now_ns)
+
+    def _evaluate_regions(self, now_ns: int) -> None:
+        touched: set[str] = set()
+        view = View(now_ns, self.standard, self.registry, self.windows, self.started_ns)
+        for rule in self._region_rules:
+            for finding in rule.evaluate(view):
+                touched.add(self._apply(rule, finding, now_ns, now_ns))
+        self._advance_rest(self._by_station.get(None, set()) - touched, now_ns, now_ns)
+
+    def _advance_rest(self, alert_ids: set[str], at_ns: int, now_ns: int) -> None:
+        for alert_id in alert_ids:
+            record = self.alerts[alert_id]
+            if record.active:
+                self._commit(record, advance(record, at_ns, self._policies[record.rule]), now_ns)
+
+    def _apply(self, rule: Rule, finding: Finding, at_ns: int, now_ns: int) -> str:
+        identity = {"rule": rule.config.name}
+        if finding.station_id is not None:
+            identity["station_id"] = finding.station_id
+        if finding.parameter is not None:
+            identity["parameter"] = finding.parameter
+        if finding.group is not None:
+            identity[finding.group[0]] = finding.group[1]
+        alert_id = alert_id_of(identity)
+        record = self.alerts.get(alert_id)
+        if record is None:
+            if finding.condition is not Condition.FIRING:
+                return alert_id
+            record = AlertRecord(
+                alert_id,
+                rule.config.name,
+                rule.kind,
+                identity,
+                labels_of(rule.config, rule.kind, finding, self.registry),
+                station_id=finding.station_id,
+                parameter=finding.parameter,
+            )
+            self._remember(record)
+        if not record.active and finding.condition is not Condition.FIRING:
+            return alert_id
+        snapshot = _snapshot(finding)
+        record.current = snapshot
+        if finding.condition is Condition.FIRING:
+            record.cause = snapshot
+        transitions = observe(
+            record, finding.condition, finding.observed_ns, at_ns, self._policies[record.rule]
+        )
+        self._commit(record, transitions, now_ns, save=True)
+        return alert_id
+
+    def _remind(self, record: AlertRecord, now_ns: int) -> None:
+        if record.state is not AlertState.FIRING or not record.notified:
+            return
+        silenced = self._silence_of(record, now_ns) is not None
+        if record.silenced and not silenced:
+            step = Transition(Step.UNSILENCED, AlertState.FIRING, AlertState.FIRING, now_ns, "firing")
+            self._commit(record, [step], now_ns)
+        elif not silenced:
+            reminder = remind(record, now_ns, self._policies[record.rule])
+            if reminder is not None:
+                self._commit(record, [reminder], now_ns)
+
+    # --- recording -------------------------------------------------------------------------------
+    def _commit(
+        self, record: AlertRecord, transitions: list[Transition], now_ns: int, *, save: bool = False
+    ) -> None:
+        """Record the transitions (history, events) and store the record if anything changed."""
+        for transition in transitions:
+            key = None
+            if transition.notify is not None:
+                event = self._event(record, transition, now_ns)
+                if self.store.add_event(event, now_ns):
+                    key = event.key
+                    EVENTS.labels(event.status, str(event.silenced).lower()).inc()
+            detail = record.cause if transition.notify == "firing" else record.current
+            self.store.add_history(
+                record,
+                transition=transition.step,
+                from_state=transition.before,
+                to_state=transition.after,
+                at_ns=transition.at_ns,
+                recorded_ns=now_ns,
+                detail={**detail, "labels": record.labels},
+                event_key=key,
+            )
+            TRANSITIONS.labels(record.rule, transition.step).inc()
+            # Notices are lifecycle an operator cares about; pending and cancelled steps are routine.
+            (log.info if transition.notify else log.debug)(
+                f"alert_{transition.step}",
+                alert_id=record.alert_id,
+                rule=record.rule,
+                station_id=record.station_id,
+                parameter=record.parameter,
+                event_key=key,
+            )
+        if transitions or save:
+            record.updated_ns = now_ns
+            self.store.save_alert(record)
+
+    def _event(self, record: AlertRecord, transition: Transition, now_ns: int) -> AlertEvent:
+        silence = self._silence_of(record, now_ns)
+        record.sequence += 1
+        record.silenced = silence is not None
+        if transition.notify == "firing":
+            record.last_notified_ns = now_ns
+        station = self.registry.get(record.station_id) if record.station_id is not None else None
+        status = None
+        if station is not None and "water" in station.kinds:
+            status = point_status(
+                self.standard,
+                station,
+                self.windows[station.id],
+                transition.at_ns,
+                window_ns=None,
+                max_age_ns=DAY_NS,
+            )
+        return build_event(record, transition, station=station, silence=silence, status=status)
+
+    def _silence_of(self, record: AlertRecord, now_ns: int) -> Silence | None:
+        return silenced_by(self.silences, record.labels, now_ns)
+
+    def _count(self, what: str) -> None:
+        self.counts[str(what)] += 1
+        READINGS.labels(what).inc()
+
+    # --- state -----------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._stale:
+            self._load()
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            # The in-memory state may be ahead of the database: start again from what it holds,
+            # now if it can be read, else before the next call touches anything.
+            self._stale = True
+            try:
+                self._load()
+            except Exception as exc:  # the original error is the one to raise
+                log.warning("alert_state_reload_failed", error=str(exc))
+            raise
+
+    def _load(self) -> None:
+        self.windows = {sid: StationWindow(sid, self.retention_ns) for sid in self.registry}
+        for station_id, parameter, sample, normal in self.store.load_latest():
+            if station_id in self.windows:
+                self.windows[station_id].restore_latest(parameter, sample, normal)
+        for station_id, parameter, sample in self.store.load_samples():
+            if station_id in self.windows:
+                self.windows[station_id].restore_sample(parameter, sample)
+        self.alerts = {}
+        self._by_station = {}
+        for record in self.store.load_alerts():
+            self._remember(record)
+        self.silences = self.store.load_silences()
+        self._stale = False
+
+    def _remember(self, record: AlertRecord) -> None:
+        self.alerts[record.alert_id] = record
+        self._by_station.setdefault(record.station_id, set()).add(record.alert_id)
+
+    def _retire_orphans(self, now_ns: int) -> None:
+        """Resolve active alerts of rules no longer configured or stations no longer registered."""
+        for record in self.alerts.values():
+            orphan = record.rule not in self._policies or (
+                record.station_id is not None and record.station_id not in self.registry
+            )
+            if not orphan or not record.active:
+                continue
+            before = record.state
+            notify: Literal["resolved"] | None = (
+                "resolved" if before is AlertState.FIRING and record.notified else None
+            )
+            record.state = AlertState.RESOLVED if before is AlertState.FIRING else AlertState.OK
+            record.ended_ns = now_ns
+            record.current = {**record.current, "summary": f"rule or station removed: {record.rule}"}
+            self._commit(record, [Transition(Step.RETIRED, before, record.state, now_ns, notify)], now_ns)
+
+    def station_alerts(self, station_id: str | None) -> list[AlertRecord]:
+        return [self.alerts[a] for a in sorted(self._by_station.get(station_id, ()))]
+
+    def state_json(self) -> dict[str, Any]:
+        """Counts for /api/v1/stats and logs."""
+        states = Counter(r.state.value for r in self.alerts.values())
+        return {"alerts": dict(states), "readings": dict(self.counts), "silences": len(self.silences)}
+
+
+def _window_ns(config: RuleConfigBase) -> int:
+    longest = 0
+    for name in ("window", "rate_window"):
+        value = getattr(config, name, None)
+        if value is not None:
+            longest = max(longest, ns(value))
+    return longest
+
+
+def _snapshot(finding: Finding) -> dict[str, Any]:
+    return {
+        "condition": finding.condition.value,
+        "summary": finding.summary,
+        "description": finding.description,
+        "values": dict(finding.values),
+        "evidence": [e.to_json() for e in finding.evidence],
+        "water_class": finding.water_class,
+        "primary_pollutants": list(finding.primary_pollutants),
+        "context": dict(finding.context),
+        "observed_ns": finding.observed_ns,
+    }

@@ -1,0 +1,259 @@
+"""The delivery verdict of an HTTP answer or a network failure, shared by every notifier.
+
+    2xx                      accepted
+    429, 5xx, 408            retryable; `Retry-After` (delay-seconds or an HTTP date) is honoured
+    other 4xx, 1xx, 3xx      final: this message will never be taken as sent (delivery `failed`,
+                             logged at error level, visible in stats and the API)
+    network error, timeout   retryable (a timed-out send may have arrived: receivers drop repeats
+                             by the idempotency key)
+
+Robots that answer 200 with an error inside (DingTalk, WeCom, Slack-compatible servers) read
+their body after this, as Alertmanager's `notify/wechat` reads `errcode`.
+
+Secrets: DingTalk and WeCom carry their token in the URL, Slack's webhook URL is itself the
+secret, and a receiver's error page may echo the request. Every detail therefore passes through
+`scrub`, which removes each secret (raw and URL-encoded) before it becomes an exception message,
+and network exceptions are re-raised without their cause, which may quote the URL.
+
+DeliveryError            a send failed (reason: DeliveryReason, detail, retryable, retry_after)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Final
+from urllib.parse import quote, quote_plus
+
+import urllib3
+
+from config.types import TLSConfig
+
+# A detail is a log field and an error message, not a copy of the receiver's answer.
+MAX_DETAIL_CHARS: Final = 300
+# A Retry-After past this is a misconfigured server; waiting an hour at most keeps alerts timely.
+MAX_RETRY_AFTER_SECONDS: Final = 3600.0
+REDACTED: Final = "<redacted>"
+
+
+class DeliveryReason(StrEnum):
+    """Why a send failed: the metric label and log field (a closed set, bounded cardinality)."""
+
+    THROTTLED = "throttled"  # 429, or a robot's rate-limit errcode
+    SERVER_ERROR = "server_error"
+    UNAVAILABLE = "unavailable"  # 502, 503, 504
+    REQUEST_TIMEOUT = "request_timeout"  # 408
+    REJECTED = "rejected"  # 400, 422 and other 4xx
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    UNEXPECTED_STATUS = "unexpected_status"
+    ROBOT_ERROR = "robot_error"  # 200 with an error code in the body
+    CONNECTION_FAILED = "connection_failed"
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    NETWORK = "network"
+
+
+_STATUS_REASONS: Final[Mapping[int, DeliveryReason]] = {
+    401: DeliveryReason.UNAUTHORIZED,
+    403: DeliveryReason.FORBIDDEN,
+    404: DeliveryReason.NOT_FOUND,
+    408: DeliveryReason.REQUEST_TIMEOUT,
+    429: DeliveryReason.THROTTLED,
+    502: DeliveryReason.UNAVAILABLE,
+    503: DeliveryReason.UNAVAILABLE,
+    504: DeliveryReason.UNAVAILABLE,
+}
+
+
+class DeliveryError(Exception):
+    """A failed send, with the verdict on retrying it."""
+
+    def __init__(
+        self,
+        reason: DeliveryReason,
+        detail: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+def error_from_response(
+    answer: HTTPAnswer, secrets: Iterable[str] = (), *, now: float | None = None
+) -> DeliveryError | None:
+    """The `DeliveryError` an HTTP answer stands for, or None for 2xx; `now` (epoch s) dates Retry-After."""
+    status = answer.status
+    if 200 <= status < 300:
+        return None
+    detail = scrub(f"HTTP {status}: {_message(answer.text())}", secrets)
+    if status in (408, 429) or 500 <= status < 600:
+        reason = _STATUS_REASONS.get(status, DeliveryReason.SERVER_ERROR)
+        wait = retry_after(header(answer.headers, "Retry-After"), time.time() if now is None else now)
+        return DeliveryError(reason, detail, retryable=True, retry_after=wait)
+    if 400 <= status < 500:
+        reason = _STATUS_REASONS.get(status, DeliveryReason.REJECTED)
+        return DeliveryError(reason, detail, retryable=False)
+    return DeliveryError(DeliveryReason.UNEXPECTED_STATUS, detail, retryable=False)
+
+
+def error_from_exception(exc: BaseException, secrets: Iterable[str] = ()) -> DeliveryError:
+    """The retryable `DeliveryError` for a send that got no HTTP answer (refused, reset, timed out, TLS)."""
+    # urllib3 derives NewConnectionError (refused, unreachable) from ConnectTimeoutError: test it first.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
+        reason = DeliveryReason.CONNECTION_FAILED
+    elif isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError | socket.timeout):
+        reason = DeliveryReason.TIMEOUT
+    elif isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
+        reason = DeliveryReason.TLS
+    else:
+        reason = DeliveryReason.NETWORK
+    return DeliveryError(reason, scrub(f"{type(exc).__name__}: {exc}", secrets), retryable=True)
+
+
+def errcode_error(
+    answer: HTTPAnswer,
+    retry_codes: frozenset[int],
+    throttle_codes: frozenset[int],
+    throttle_retry_after: float,
+    secrets: Iterable[str],
+) -> DeliveryError | None:
+    """The error in a robot's 200 answer (`{"errcode": n, "errmsg": ...}`), or None for errcode 0.
+
+    DingTalk's and WeCom's robots answer this way. An answer without an errcode is not the
+    robot's (a proxy's page, say) and is retried.
+    """
+    try:
+        document = json.loads(answer.text())
+    except ValueError:
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("errcode"), int):
+        detail = scrub(f"answer without errcode: {answer.text()}", secrets)
+        return DeliveryError(DeliveryReason.ROBOT_ERROR, detail, retryable=True)
+    code: int = document["errcode"]
+    if code == 0:
+        return None
+    detail = scrub(f"errcode {code}: {document.get('errmsg', '')}", secrets)
+    if code in throttle_codes:
+        return DeliveryError(
+            DeliveryReason.THROTTLED, detail, retryable=True, retry_after=throttle_retry_after
+        )
+    return DeliveryError(DeliveryReason.ROBOT_ERROR, detail, retryable=code in retry_codes)
+
+
+def post(
+    pool: urllib3.PoolManager,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+    secrets: Iterable[str] = (),
+) -> HTTPAnswer:
+    """POST once (no redirects, no retries: the outbox owns retrying); raises `DeliveryError` on no answer."""
+    error: DeliveryError
+    try:
+        response = pool.request(
+            "POST",
+            url,
+            body=body,
+            headers=dict(headers),
+            timeout=urllib3.Timeout(total=timeout),
+            retries=False,
+            redirect=False,
+        )
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        error = error_from_exception(exc, secrets)
+    else:
+        return HTTPAnswer(response.status, dict(response.headers.items()), response.data)
+    # Raised outside the handler so that no traceback carries the original, which may quote the URL.
+    raise error
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, whatever the case of its name."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (RFC 9110 §10.2.3: delay-seconds or HTTP-date)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` cut to `MAX_DETAIL_CHARS` with every secret, raw, URL-encoded or JSON-escaped, replaced."""
+    for secret in secrets:
+        if secret:
+            escaped = json.dumps(secret)[1:-1]
+            # Some JSON encoders also escape "/" (PHP's, for one): a Slack URL echoed back.
+            forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret), escaped}
+            forms.add(escaped.replace("/", "\\/"))
+            for form in sorted(forms, key=len, reverse=True):
+                text = text.replace(form, REDACTED)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+
+
+def _message(body: str) -> str:
+    text = body.strip()
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return text or "(empty body)"
+    if isinstance(document, dict):
+        for key in ("message", "error", "errmsg"):
+            if isinstance(document.get(key), str):
+                return str(document[key])
+    return text
+
+
+def make_pool(tls: TLSConfig | None = None) -> urllib3.PoolManager:
+    """A connection pool that never retries or redirects by itself and verifies certificates."""
+    tls = tls or TLSConfig()
+    return urllib3.PoolManager(
+        num_pools=2,
+        retries=False,
+        cert_reqs="CERT_NONE" if tls.insecure_skip_verify else "CERT_REQUIRED",
+        ca_certs=str(tls.ca_file) if tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls.cert_file else None,
+        key_file=str(tls.key_file) if tls.key_file else None,
+    )

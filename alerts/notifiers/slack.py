@@ -1,0 +1,143 @@
+"""Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, Zulip's Slack endpoint).
+
+At least once, through the outbox. One message per notification: `text` (mrkdwn, also what
+notifications show) plus a header and a section block for clients that render blocks. Slack
+answers `200 ok`, or an error status with a plain-text code (`invalid_payload`,
+`channel_not_found`, ...) that `http_verdict` maps (429 with Retry-After retried, other 4xx
+final); a compatible server that answers 200 with `{"ok": false, "error": ...}` is refused the
+same way, retried only when the error says it is rate limited.
+
+The webhook URL is the credential, so it is a secret: it never appears in an error or a log
+line. Slack takes about one message a second per webhook with short bursts, hence the default
+`rate_limit`.
+
+Example:
+    notify:
+      receivers:
+        - {type: slack, name: ops-channel, url: "${SLACK_WEBHOOK_URL}"}
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, ClassVar, Final, Literal, Self
+from urllib.parse import urlsplit
+
+import orjson
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+
+from alerts.notifiers.http_verdict import (
+    DeliveryError,
+    DeliveryReason,
+    HTTPAnswer,
+    error_from_response,
+    make_pool,
+    post,
+    scrub,
+)
+from alerts.ratelimit import RateLimitConfig
+from alerts.routing import RECEIVER_NAME_PATTERN
+from alerts.templates import MessageTemplate, Notification, render
+from config.types import StrictModel
+
+# Block Kit limits: a header's plain text 150 characters, a section's text 3000.
+MAX_HEADER_CHARS: Final = 150
+MAX_SECTION_CHARS: Final = 3000
+# Slack refuses message text past 40 000 characters.
+MAX_TEXT_CHARS: Final = 39_000
+# Shorter URL parts ("/", "/hooks") are no secret, and scrubbing them would garble every detail.
+MIN_SECRET_PART: Final = 8
+
+# Slack's mrkdwn has no headings; bold stands in for them.
+SLACK_TEMPLATE: Final = MessageTemplate(
+    text="*[{status_label}] {summary}*{reminder}\n"
+    "Station: {station_name} ({station_id}), {district} · {river} · {basin}\n"
+    "Severity: {severity} · class {water_class} (target {target_class})\n"
+    "Primary pollutants: {primary_pollutants} · values: {values}\n"
+    "Started: {starts_at} · ended: {ends_at}\n"
+    "{link}",
+    digest_header="*{count} alert notifications* ({firing} firing, {resolved} resolved)",
+    digest_line="• [{status_label}] {summary} · {station_name} · {values} · {event_at}",
+)
+
+
+class SlackConfig(StrictModel):
+    # A validation error must not echo the input: it holds secrets.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    type: Literal["slack"] = "slack"
+    name: str = Field(pattern=RECEIVER_NAME_PATTERN, description="Receiver name in routes, logs and the API.")
+    url: SecretStr = Field(description="The incoming-webhook URL (a credential: keep it in the environment).")
+    template: MessageTemplate = Field(SLACK_TEMPLATE, description="Title (header block) and mrkdwn text.")
+    timeout: timedelta = Field(timedelta(seconds=5), gt=timedelta(0), description="Limit on one request.")
+    rate_limit: RateLimitConfig | None = Field(
+        RateLimitConfig(messages=5, per=timedelta(seconds=5)),
+        description="About one a second with short bursts by default; digests beyond.",
+    )
+
+    @model_validator(mode="after")
+    def _http_url(self) -> Self:
+        url = urlsplit(self.url.get_secret_value())
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("url must be an http:// or https:// URL")  # without quoting the secret
+        return self
+
+
+class SlackNotifier:
+    kind: ClassVar[str] = "slack"
+    resend_interval: timedelta | None = None
+
+    def __init__(self, config: SlackConfig) -> None:
+        self.config = config
+        self._url = config.url.get_secret_value()
+        # The path (Slack, Mattermost, Rocket.Chat) or the query (Zulip) carries the secret part.
+        parts = urlsplit(self._url)
+        self._secrets = [self._url, *(p for p in (parts.path, parts.query) if len(p) >= MIN_SECRET_PART)]
+        self._pool = make_pool()
+
+    def send(self, notification: Notification) -> None:
+        answer = post(
+            self._pool,
+            self._url,
+            orjson.dumps(self.message(notification)),
+            {
+                "Content-Type": "application/json",
+                "User-Agent": "ecowatch",
+                "Idempotency-Key": notification.key,
+            },
+            timeout=self.config.timeout.total_seconds(),
+            secrets=self._secrets,
+        )
+        error = error_from_response(answer, self._secrets) or _body_error(answer, self._secrets)
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def message(self, notification: Notification) -> dict[str, Any]:
+        title, text = render(self.config.template, notification)
+        text = text[:MAX_TEXT_CHARS]
+        return {
+            "text": text,
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": title[:MAX_HEADER_CHARS]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION_CHARS]}},
+            ],
+        }
+
+
+def _body_error(answer: HTTPAnswer, secrets: list[str]) -> DeliveryError | None:
+    """The error of a 200 answer `{"ok": false, "error": ...}`; any other 2xx answer is acceptance."""
+    try:
+        document = json.loads(answer.text())
+    except ValueError:
+        return None  # Slack's own "ok", or a compatible server's plain text
+    if not isinstance(document, dict) or document.get("ok") is not False:
+        return None
+    error = str(document.get("error", "unknown"))
+    detail = scrub(f"ok=false: {error}", secrets)
+    if "rate" in error and "limit" in error:
+        return DeliveryError(DeliveryReason.THROTTLED, detail, retryable=True)
+    return DeliveryError(DeliveryReason.REJECTED, detail, retryable=False)
