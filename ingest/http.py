@@ -69,10 +69,17 @@ class NotFound(LookupError):
 
 class HTTPService:
     def __init__(
-        self, host: str, port: int, routes: Mapping[tuple[str, str], Handler], token: str | None = None
+        self,
+        host: str,
+        port: int,
+        routes: Mapping[tuple[str, str], Handler],
+        token: str | None = None,
+        public_paths: frozenset[str] = frozenset(),
     ) -> None:
         self._routes = dict(routes)
         self._token = token
+        # Paths served without the token: probes, metrics, and pages that hold no data.
+        self._open_paths = OPEN_PATHS | public_paths
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         # A short poll interval makes stop() prompt (shutdown waits for the loop to look).
@@ -96,7 +103,7 @@ class HTTPService:
         self._server.server_close()
 
     def _authorized(self, path: str, header: str | None) -> bool:
-        if self._token is None or path in OPEN_PATHS:
+        if self._token is None or path in self._open_paths:
             return True
         expected = f"Bearer {self._token}".encode()
         return header is not None and hmac.compare_digest(header.encode(), expected)

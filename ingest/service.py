@@ -21,10 +21,12 @@ from typing import Any, cast
 
 import structlog
 
+from alerts.outbox import NotificationDispatcher
 from alerts.service import AlertService
 from config.parameters import default_catalogue
 from config.registry import Registry
 from ingest import telemetry
+from ingest.dashboard import PUBLIC_PATHS, Dashboard
 from ingest.deadletter import DeadLetterStore
 from ingest.decoders import DECODERS, Decoder
 from ingest.decoders.hj212 import HJ212Decoder
@@ -33,6 +35,7 @@ from ingest.errors import SinkError
 from ingest.hj212_gateway import HJ212Gateway
 from ingest.http import HTTPService, Request, int_param, str_param
 from ingest.processor import MessageProcessor, Processor, Route
+from ingest.query import make_query
 from ingest.records import encode_message
 from ingest.settings import Settings
 from ingest.sinks import make_sink
@@ -134,6 +137,7 @@ class Daemon:
             self.readings_wal.reader(ALERTS_CONSUMER, "beginning"),
             self.deadletters,
         )
+        token = settings.http.token.get_secret_value() if settings.http.token else None
         self.http = HTTPService(
             settings.http.host,
             settings.http.port,
@@ -143,8 +147,18 @@ class Daemon:
                 ("GET", "/api/v1/stats"): lambda _r: (200, self.stats()),
                 ("GET", "/api/v1/deadletters"): self._deadletters_api,
             },
+            token=token,
+            public_paths=PUBLIC_PATHS if settings.dashboard.enabled else frozenset(),
         )
-        self.http.add_routes(self.alerts.routes())
+        self.dispatcher = NotificationDispatcher(settings.notify, data_dir / "alerts.db")
+        alert_routes = self.alerts.routes()
+        self.http.add_routes(alert_routes)
+        self.http.add_routes(self.dispatcher.routes())
+        self.dashboard: Dashboard | None = None
+        if settings.dashboard.enabled:
+            query = make_query(settings.effective_sinks(), settings.dashboard.sink)
+            self.dashboard = Dashboard(settings.dashboard, self.registry, query, alert_routes)
+            self.http.add_routes(self.dashboard.routes())
         self._stopped = threading.Event()
         # Results of the last sink health checks (for /readyz): sink name -> problem or None.
         self._sink_checks: dict[str, str | None] = {}
@@ -191,6 +205,7 @@ class Daemon:
             runner.start()
         self.alert_runner.start()
         self.alerts.start()
+        self.dispatcher.start()
         self.processor.start()
         self.committer.start()
         self.source.start()
@@ -216,6 +231,9 @@ class Daemon:
         for runner in [*self.runners, self.alert_runner]:
             runner.stop(timeout=max(0.1, deadline - time.monotonic()))
         self.alerts.stop()
+        self.dispatcher.stop(timeout=max(0.1, deadline - time.monotonic()))
+        if self.dashboard is not None:
+            self.dashboard.close()
         self.http.stop()
         final = self.stats()["logs"]
         self.raw_wal.close()

@@ -25,13 +25,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
+from alerts.notify_config import NotifyConfig
 from config import DATA_DIR
 from config.loader import ConfigError, describe, read_yaml
 from config.types import StrictModel
+from ingest.dashboard.config import DashboardConfig
 from ingest.hj212_gateway.config import HJ212GatewayConfig
 from ingest.sinks import SinkConfig
 from ingest.sinks.sqlite import SQLiteSinkConfig
@@ -51,6 +53,11 @@ class LogConfig(StrictModel):
 class HTTPConfig(StrictModel):
     host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz and the API.")
     port: int = Field(8080, ge=0, lt=65536, description="0 picks a free port (tests).")
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token the API and the dashboard's data require; /metrics, /healthz, /readyz "
+        "and the dashboard page itself stay open. Set it whenever the port is reachable by others.",
+    )
 
 
 class WalConfig(StrictModel):
@@ -66,7 +73,12 @@ class WalConfig(StrictModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="ECOWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="ECOWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        # A validation error must not echo the input: it may be a password.
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(Path("var"), description="Write-ahead logs, dead letters, embedded store.")
@@ -79,6 +91,10 @@ class Settings(BaseSettings):
     sinks: tuple[SinkConfig, ...] = ()
     shutdown_grace: timedelta = Field(timedelta(seconds=10), description="SIGTERM: time to flush and commit.")
     alerts: AlertsConfig = Field(AlertsConfig(), description="GB 3838 alert rules and their lifecycle.")
+    notify: NotifyConfig = Field(
+        NotifyConfig(), description="Alert receivers, routes, retries and rate limits."
+    )
+    dashboard: DashboardConfig = Field(DashboardConfig(), description="The operator dashboard served at /.")
     hj212_gateway: HJ212GatewayConfig | None = Field(
         None,
         description="When given, `ecowatch run` also accepts HJ 212 data loggers over TCP and logs their "
@@ -104,6 +120,9 @@ class Settings(BaseSettings):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"sink names must be unique: {sorted(duplicates)}")
+        sink = self.dashboard.sink
+        if sink is not None and sink not in {s.name for s in self.effective_sinks()}:
+            raise ValueError(f"dashboard.sink {sink!r} names no configured sink")
         return self
 
     def effective_sinks(self) -> tuple[SinkConfig, ...]:

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
-ecowatch_apt_install mosquitto mosquitto-clients victoria-metrics influxdb prometheus-alertmanager chromium openssl
+ecowatch_apt_install mosquitto mosquitto-clients victoria-metrics influxdb prometheus-alertmanager chromium fonts-wqy-microhei openssl
 ecowatch_venv test
 
 .venv/bin/ruff check .

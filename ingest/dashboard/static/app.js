@@ -1,0 +1,851 @@
+// ecowatch operator dashboard. Hand-written, no build step, nothing loaded from elsewhere.
+//
+// Safety rule of this file: data never becomes markup. Every node is built with
+// createElement / createElementNS, text goes in with textContent or text nodes, and attribute
+// names are fixed by this code (only their values come from data). The server's
+// Content-Security-Policy forbids inline script and style, so nothing here uses either.
+//
+// Auth: when the daemon answers 401, the page asks for the API token once, keeps it in
+// sessionStorage and sends it as `Authorization: Bearer`. EventSource cannot send that header,
+// so the live stream is read with fetch() and its text/event-stream body parsed here.
+'use strict';
+
+(() => {
+  const CLASSES = ['I', 'II', 'III', 'IV', 'V', '劣V'];
+  // CSS class of each GB 3838 class; the colours live in style.css (palette documented there).
+  const CLASS_KEY = { I: 'c1', II: 'c2', III: 'c3', IV: 'c4', V: 'c5', '劣V': 'c6' };
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  const TOKEN_KEY = 'ecowatch.token';
+  const OPERATOR_KEY = 'ecowatch.operator';
+  // The server pings every couple of seconds; this long without a byte means the stream is dead.
+  const STREAM_SILENCE_MS = 20000;
+  const CHART_REFRESH_MS = 5000;
+
+  const state = {
+    registry: null,
+    stations: new Map(), // id -> registry station
+    parameters: new Map(), // code -> catalogue entry
+    snapshot: null,
+    layout: null, // map positions
+    chart: { station: null, parameter: null, hours: 72, lastReading: null, loadedAt: 0, data: null },
+    tokenPrompt: null,
+    alertsById: new Map(),
+  };
+
+  // --- DOM helpers ----------------------------------------------------------------------------
+  const $ = (id) => document.getElementById(id);
+
+  function setAttrs(node, attrs) {
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value !== null && value !== undefined && value !== false) node.setAttribute(name, String(value));
+    }
+  }
+
+  function append(node, children) {
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function classBadge(waterClass) {
+    const key = CLASS_KEY[waterClass] || 'c0';
+    return el('span', { class: `badge ${key}` }, waterClass || '—');
+  }
+
+  const timeFormat = new Intl.DateTimeFormat(undefined, {
+    month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false,
+  });
+  const clockFormat = new Intl.DateTimeFormat(undefined, {
+    hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
+  });
+
+  function formatTime(value) {
+    if (!value) return '—';
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? '—' : timeFormat.format(date);
+  }
+
+  function age(value) {
+    if (!value) return '';
+    const seconds = Math.max(0, (Date.now() - new Date(value).getTime()) / 1000);
+    if (seconds < 90) return `${Math.round(seconds)} s ago`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
+    if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
+    return `${Math.round(seconds / 86400)} d ago`;
+  }
+
+  function percent(share) {
+    return share === null || share === undefined ? '—' : `${Math.round(share * 100)}%`;
+  }
+
+  function shortName(station) {
+    const prefix = `${station.river} `;
+    return station.name.startsWith(prefix) ? station.name.slice(prefix.length) : station.name;
+  }
+
+  function parameterLabel(code) {
+    const p = state.parameters.get(code);
+    if (!p) return code;
+    return p.name_zh ? `${p.name_zh} ${code}` : `${p.name} (${code})`;
+  }
+
+  let noticeTimer = null;
+  function notify(message, kind = 'info') {
+    const box = $('notice');
+    box.textContent = message;
+    box.className = `notice ${kind}`;
+    box.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { box.hidden = true; }, kind === 'error' ? 10000 : 4000);
+  }
+
+  // --- API ------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  function askToken(message) {
+    if (state.tokenPrompt) return state.tokenPrompt;
+    const dialog = $('token-dialog');
+    const error = $('token-error');
+    error.textContent = message || '';
+    error.hidden = !message;
+    state.tokenPrompt = new Promise((resolve) => {
+      const form = $('token-form');
+      const submit = (event) => {
+        event.preventDefault();
+        const token = $('token-input').value.trim();
+        if (!token) return;
+        sessionStorage.setItem(TOKEN_KEY, token);
+        $('token-input').value = '';
+        form.removeEventListener('submit', submit);
+        dialog.close();
+        state.tokenPrompt = null;
+        $('signout').hidden = false;
+        resolve();
+      };
+      form.addEventListener('submit', submit);
+      dialog.showModal();
+    });
+    return state.tokenPrompt;
+  }
+
+  async function api(path, options = {}) {
+    const headers = new Headers(options.headers || {});
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.set('Authorization', `Bearer ${token}`);
+    const init = { method: options.method || 'GET', headers, cache: 'no-store', signal: options.signal };
+    if (options.body !== undefined) {
+      headers.set('Content-Type', 'application/json');
+      init.body = JSON.stringify(options.body);
+    }
+    const response = await fetch(path, init);
+    if (response.status === 401) {
+      if (token) sessionStorage.removeItem(TOKEN_KEY);
+      await askToken(token ? 'That token was refused.' : '');
+      return api(path, options);
+    }
+    return response;
+  }
+
+  async function apiJson(path, options) {
+    const response = await api(path, options);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new ApiError(response.status, body.error || response.statusText);
+    return body;
+  }
+
+  // --- live stream ----------------------------------------------------------------------------
+  function setLive(mode) {
+    const live = $('live');
+    live.className = `live ${mode}`;
+    live.textContent = { live: 'live', connecting: 'connecting…', offline: 'reconnecting…' }[mode];
+  }
+
+  async function readEvents(body, onEvent, watchdog) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      watchdog();
+      buffer += value;
+      buffer = buffer.replace(/\r\n?/g, '\n');
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = 'message';
+        const data = [];
+        for (const line of block.split('\n')) {
+          if (line === '' || line.startsWith(':')) continue;
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let text = colon < 0 ? '' : line.slice(colon + 1);
+          if (text.startsWith(' ')) text = text.slice(1);
+          if (field === 'event') event = text;
+          else if (field === 'data') data.push(text);
+        }
+        if (data.length) onEvent(event, data.join('\n'));
+      }
+    }
+  }
+
+  async function runStream() {
+    let delay = 1000;
+    for (;;) {
+      const controller = new AbortController();
+      let timer = null;
+      const watchdog = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => controller.abort(), STREAM_SILENCE_MS);
+      };
+      try {
+        setLive('connecting');
+        watchdog();
+        const response = await api('/api/v1/stream', {
+          headers: { Accept: 'text/event-stream' }, signal: controller.signal,
+        });
+        if (!response.ok || !response.body) throw new ApiError(response.status, 'stream refused');
+        setLive('live');
+        delay = 1000;
+        await readEvents(response.body, (event, data) => {
+          if (event === 'update') applySnapshot(JSON.parse(data));
+        }, watchdog);
+      } catch (error) {
+        if (!(error instanceof DOMException)) console.warn('stream:', error);
+      } finally {
+        clearTimeout(timer);
+        controller.abort();
+      }
+      setLive('offline');
+      await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * 500));
+      delay = Math.min(delay * 2, 30000);
+    }
+  }
+
+  function applySnapshot(snapshot) {
+    state.snapshot = snapshot;
+    state.alertsById = new Map((snapshot.alerts || []).map((a) => [a.alert_id, a]));
+    $('updated').textContent = `updated ${clockFormat.format(new Date(snapshot.at))}`;
+    renderMap();
+    renderStations();
+    renderAlerts();
+    renderCompliance();
+    if (!state.chart.station) chooseInitialStation();
+    const current = liveStation(state.chart.station);
+    const lastReading = current ? current.last_reading_at : null;
+    if (lastReading !== state.chart.lastReading && Date.now() - state.chart.loadedAt > CHART_REFRESH_MS) {
+      loadChart();
+    }
+  }
+
+  function liveStation(id) {
+    const stations = (state.snapshot && state.snapshot.stations) || [];
+    return stations.find((s) => s.id === id) || null;
+  }
+
+  // --- map ------------------------------------------------------------------------------------
+  function computeLayout(stations) {
+    const width = 800;
+    const height = 500;
+    const pad = 48;
+    const lats = stations.map((s) => s.lat);
+    const lons = stations.map((s) => s.lon);
+    const midLat = (Math.min(...lats) + Math.max(...lats)) / 2;
+    const kx = Math.cos((midLat * Math.PI) / 180); // equirectangular: keep angles near the centre
+    const xs = lons.map((lon) => lon * kx);
+    const x0 = Math.min(...xs);
+    const spanX = Math.max(...xs) - x0 || 1;
+    const y1 = Math.max(...lats);
+    const spanY = y1 - Math.min(...lats) || 1;
+    const scale = Math.min((width - 2 * pad) / spanX, (height - 2 * pad) / spanY);
+    const offsetX = (width - spanX * scale) / 2;
+    const offsetY = (height - spanY * scale) / 2;
+    const positions = new Map();
+    for (const s of stations) {
+      positions.set(s.id, [offsetX + (s.lon * kx - x0) * scale, offsetY + (y1 - s.lat) * scale]);
+    }
+    // Rivers: their stations in order along the river's longer extent (a schematic, not a survey).
+    const rivers = new Map();
+    for (const s of stations) {
+      if (!rivers.has(s.river)) rivers.set(s.river, []);
+      rivers.get(s.river).push(s);
+    }
+    const lines = [];
+    for (const [river, members] of rivers) {
+      const points = members.map((s) => positions.get(s.id));
+      const rangeX = Math.max(...points.map((p) => p[0])) - Math.min(...points.map((p) => p[0]));
+      const rangeY = Math.max(...points.map((p) => p[1])) - Math.min(...points.map((p) => p[1]));
+      const axis = rangeX >= rangeY ? 0 : 1;
+      points.sort((a, b) => a[axis] - b[axis]);
+      lines.push({ river, points });
+    }
+    return { positions, lines };
+  }
+
+  function renderMap() {
+    const map = $('map');
+    if (!state.registry) return;
+    if (!state.layout) state.layout = computeLayout(state.registry.stations);
+    const { positions, lines } = state.layout;
+    clear(map);
+    const riverLayer = svg('g', { class: 'rivers' });
+    for (const line of lines) {
+      const d = line.points.map((p, i) => `${i ? 'L' : 'M'}${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(' ');
+      riverLayer.append(svg('path', { d, class: 'river' }));
+      const [lx, ly] = line.points[0];
+      riverLayer.append(svg('text', { x: lx - 8, y: ly - 14, class: 'river-label', 'text-anchor': 'end' }, line.river));
+    }
+    map.append(riverLayer);
+    const live = new Map(((state.snapshot && state.snapshot.stations) || []).map((s) => [s.id, s]));
+    const layer = svg('g', { class: 'points' });
+    let missing = 0;
+    let classified = 0;
+    // Labels that would overlap an earlier one are left to the tooltip; points in trouble go first.
+    const placed = [];
+    const trouble = (s) => { const n = live.get(s.id) || {}; return (n.compliant === false ? 2 : 0) + ((n.active_alerts || []).length ? 1 : 0); };
+    const order = [...state.registry.stations].sort((a, b) => trouble(b) - trouble(a));
+    const labelled = new Set();
+    for (const station of order) {
+      const [x, y] = positions.get(station.id);
+      const box = [x + 10, y - 8, x + 12 + shortName(station).length * 11, y + 6];
+      if (placed.some((o) => box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3])) continue;
+      placed.push(box);
+      labelled.add(station.id);
+    }
+    for (const station of state.registry.stations) {
+      const [x, y] = positions.get(station.id);
+      const now = live.get(station.id) || {};
+      const waterClass = now.class || null;
+      const missed = now.compliant === false;
+      const alerting = (now.active_alerts || []).length > 0;
+      if (waterClass) classified += 1;
+      if (missed) missing += 1;
+      const classes = ['station', CLASS_KEY[waterClass] || 'c0'];
+      if (missed) classes.push('missed');
+      if (alerting) classes.push('alerting');
+      if (station.id === state.chart.station) classes.push('selected');
+      const group = svg('g', {
+        class: classes.join(' '), transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`,
+        tabindex: 0, role: 'button', 'data-station': station.id,
+        'aria-label': `${station.name}: class ${waterClass || 'unknown'}, target ${station.target_class}`,
+      });
+      const title = `${station.name} · ${station.district}\nclass ${waterClass || '—'} / target ${station.target_class}`
+        + (missed ? ' · misses target' : '') + (alerting ? ` · ${now.active_alerts.length} alert(s)` : '');
+      group.append(svg('title', {}, title));
+      if (missed) group.append(svg('circle', { r: 12, class: 'ring' }));
+      group.append(svg('circle', { r: 7, class: 'dot' }));
+      if (labelled.has(station.id)) group.append(svg('text', { x: 11, y: 4, class: 'station-label' }, shortName(station)));
+      group.addEventListener('click', () => selectStation(station.id));
+      group.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter' || event.key === ' ') selectStation(station.id);
+      });
+      layer.append(group);
+    }
+    map.append(layer);
+    $('map-summary').textContent = state.snapshot
+      ? `${classified} classified · ${missing} missing target`
+      : 'waiting for data…';
+  }
+
+  function renderLegend() {
+    const legend = $('legend');
+    clear(legend);
+    for (const c of CLASSES) {
+      legend.append(el('li', {}, el('span', { class: `swatch ${CLASS_KEY[c]}` }), `${c}类`));
+    }
+    legend.append(el('li', {}, el('span', { class: 'swatch c0' }), 'no data'));
+    legend.append(el('li', {}, el('span', { class: 'swatch missed-key' }), 'misses target'));
+  }
+
+  // --- station table --------------------------------------------------------------------------
+  function renderStations() {
+    const body = $('stations').tBodies[0];
+    clear(body);
+    const filter = $('station-filter').value.trim().toLowerCase();
+    for (const s of (state.snapshot && state.snapshot.stations) || []) {
+      const haystack = `${s.name} ${s.river} ${s.district} ${s.id}`.toLowerCase();
+      if (filter && !haystack.includes(filter)) continue;
+      const compliant = s.compliant === true ? el('span', { class: 'ok' }, '✓ yes')
+        : s.compliant === false ? el('span', { class: 'bad' }, '✗ no') : el('span', { class: 'muted' }, '—');
+      const pollutants = (s.primary_pollutants || []).map(parameterLabel).join(', ') || '—';
+      const row = el('tr', {
+        class: s.id === state.chart.station ? 'selected' : null, 'data-station': s.id, tabindex: 0,
+      },
+      el('td', {}, el('span', { class: 'name' }, s.name), el('span', { class: 'id' }, s.id)),
+      el('td', {}, s.river),
+      el('td', {}, s.district),
+      el('td', { class: 'class-cell' }, classBadge(s.class)),
+      el('td', {}, classBadge(s.target_class)),
+      el('td', {}, compliant),
+      el('td', {}, pollutants),
+      el('td', { title: s.last_reading_at || '' }, formatTime(s.last_reading_at), ' ',
+        el('span', { class: 'muted' }, age(s.last_reading_at))));
+      row.addEventListener('click', () => selectStation(s.id));
+      row.addEventListener('keydown', (event) => { if (event.key === 'Enter') selectStation(s.id); });
+      body.append(row);
+    }
+  }
+
+  // --- alerts ---------------------------------------------------------------------------------
+  function scopeOf(alert) {
+    const station = alert.station_id ? state.stations.get(alert.station_id) : null;
+    if (station) return [station.name, `${station.district} · ${station.river}`];
+    const labels = alert.labels || {};
+    for (const key of ['district', 'basin', 'river']) {
+      if (labels[key]) return [labels[key], key];
+    }
+    return [alert.station_id || '—', ''];
+  }
+
+  function renderAlerts() {
+    const body = $('alerts').tBodies[0];
+    clear(body);
+    const snapshot = state.snapshot || {};
+    const alerts = snapshot.alerts || [];
+    $('alert-count').textContent = String(alerts.length);
+    $('alert-count').className = alerts.length ? 'count hot' : 'count';
+    $('alerts-state').textContent = snapshot.alerts_enabled === false ? 'alert engine not enabled' : '';
+    $('no-alerts').hidden = alerts.length > 0;
+    const rank = { critical: 0, warning: 1, info: 2 };
+    const sorted = [...alerts].sort((a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3)
+      || String(b.starts_at).localeCompare(String(a.starts_at)));
+    for (const alert of sorted) {
+      const [scope, detail] = scopeOf(alert);
+      const what = alert.parameter ? `${alert.rule} · ${parameterLabel(alert.parameter)}` : alert.rule;
+      const status = el('td', { class: 'since', title: alert.starts_at || '' },
+        el('span', { class: 'name' }, formatTime(alert.fired_at || alert.starts_at)),
+        el('span', { class: `state ${alert.state}` }, alert.state));
+      if (alert.acknowledged) {
+        status.append(el('span', { class: 'acked', title: alert.acknowledged.comment || '' },
+          `acked by ${alert.acknowledged.by}`));
+      }
+      if (alert.silenced) status.append(el('span', { class: 'silenced' }, 'silenced'));
+      const ack = el('button', { type: 'button', class: 'small', 'data-action': 'ack', disabled: Boolean(alert.acknowledged) },
+        alert.acknowledged ? 'Acknowledged' : 'Acknowledge');
+      ack.addEventListener('click', () => openAck(alert.alert_id));
+      const silence = el('button', { type: 'button', class: 'small ghost', 'data-action': 'silence', disabled: Boolean(alert.silenced) },
+        'Silence');
+      silence.addEventListener('click', () => openSilence(alert.alert_id));
+      const row = el('tr', {
+        'data-alert': alert.alert_id, 'data-station': alert.station_id || null, class: `sev-${alert.severity || 'info'}`,
+      },
+      el('td', {}, el('span', { class: 'name' }, scope), el('span', { class: 'id' }, detail)),
+      el('td', {},
+        el('span', { class: 'name' }, el('span', { class: `sev ${alert.severity || 'info'}` }, alert.severity || 'info'), ' ', what),
+        el('span', { class: 'summary' }, alert.summary || '')),
+      status,
+      el('td', { class: 'actions' }, ack, silence));
+      if (alert.station_id) {
+        row.addEventListener('click', (event) => {
+          if (event.target.closest('button')) return;
+          selectStation(alert.station_id, alert.parameter);
+        });
+      }
+      body.append(row);
+    }
+  }
+
+  function operator() {
+    return $('operator').value.trim();
+  }
+
+  function showError(node, message) {
+    node.textContent = message;
+    node.hidden = !message;
+  }
+
+  let ackTarget = null;
+  function openAck(alertId) {
+    const alert = state.alertsById.get(alertId);
+    if (!alert) return;
+    ackTarget = alertId;
+    const [scope] = scopeOf(alert);
+    $('ack-summary').textContent = `${scope}: ${alert.summary || alert.rule}`;
+    $('ack-by').value = operator();
+    $('ack-comment').value = '';
+    showError($('ack-error'), '');
+    $('ack-dialog').showModal();
+    ($('ack-by').value ? $('ack-comment') : $('ack-by')).focus();
+  }
+
+  async function submitAck(event) {
+    event.preventDefault();
+    const by = $('ack-by').value.trim();
+    if (!by) return showError($('ack-error'), 'Say who acknowledges.');
+    const comment = $('ack-comment').value.trim();
+    try {
+      const answer = await apiJson('/api/v1/alerts/ack', {
+        method: 'POST', body: { alert_id: ackTarget, by, comment: comment || null },
+      });
+      rememberOperator(by);
+      $('ack-dialog').close();
+      const current = state.alertsById.get(ackTarget);
+      if (current && answer.alert) Object.assign(current, answer.alert);
+      renderAlerts();
+      notify('Alert acknowledged.');
+    } catch (error) {
+      showError($('ack-error'), `Not acknowledged: ${error.message}`);
+    }
+    return undefined;
+  }
+
+  let silenceTarget = null;
+  function silenceMatchers(alert) {
+    const labels = alert.labels || {};
+    const matchers = { rule: alert.rule };
+    const keys = labels.station_id ? ['station_id', 'parameter'] : ['district', 'basin', 'river', 'parameter'];
+    for (const key of keys) if (labels[key]) matchers[key] = labels[key];
+    return matchers;
+  }
+
+  function openSilence(alertId) {
+    const alert = state.alertsById.get(alertId);
+    if (!alert) return;
+    silenceTarget = alert;
+    const [scope] = scopeOf(alert);
+    $('silence-summary').textContent = `${scope}: ${alert.summary || alert.rule}`;
+    $('silence-matchers').textContent = Object.entries(silenceMatchers(alert)).map(([k, v]) => `${k}=${v}`).join(', ');
+    $('silence-by').value = operator();
+    $('silence-reason').value = '';
+    showError($('silence-error'), '');
+    $('silence-dialog').showModal();
+    $('silence-reason').focus();
+  }
+
+  async function submitSilence(event) {
+    event.preventDefault();
+    const by = $('silence-by').value.trim();
+    const reason = $('silence-reason').value.trim();
+    if (!by || !reason) return showError($('silence-error'), 'Reason and author are both required.');
+    const hours = Number($('silence-duration').value);
+    try {
+      await apiJson('/api/v1/silences', {
+        method: 'POST',
+        body: {
+          matchers: silenceMatchers(silenceTarget),
+          ends_at: new Date(Date.now() + hours * 3600000).toISOString(),
+          by,
+          reason,
+        },
+      });
+      rememberOperator(by);
+      $('silence-dialog').close();
+      silenceTarget.silenced = true;
+      renderAlerts();
+      notify(`Notifications silenced for ${hours} h.`);
+    } catch (error) {
+      showError($('silence-error'), `Not silenced: ${error.message}`);
+    }
+    return undefined;
+  }
+
+  function rememberOperator(name) {
+    if (!operator()) {
+      $('operator').value = name;
+      localStorage.setItem(OPERATOR_KEY, name);
+    }
+  }
+
+  // --- compliance -----------------------------------------------------------------------------
+  function shareBar(share) {
+    const width = share === null || share === undefined ? 0 : Math.max(0, Math.min(1, share)) * 80;
+    const level = share === null || share === undefined ? 'none' : share >= 0.999 ? 'full' : share >= 0.8 ? 'most' : 'low';
+    return svg('svg', { class: 'bar', width: 80, height: 8, viewBox: '0 0 80 8', 'aria-hidden': 'true' },
+      svg('rect', { class: 'bar-bg', width: 80, height: 8, rx: 4 }),
+      svg('rect', { class: `bar-fg ${level}`, width: width.toFixed(1), height: 8, rx: 4 }));
+  }
+
+  function renderRates(tableId, rows, key) {
+    const body = $(tableId).tBodies[0];
+    clear(body);
+    // Worst first: the regions an operator has to look at.
+    const sorted = [...(rows || [])].sort((a, b) => (a.share_meeting_target ?? 2) - (b.share_meeting_target ?? 2)
+      || String(a[key]).localeCompare(String(b[key])));
+    for (const row of sorted) {
+      body.append(el('tr', {},
+        el('td', {}, row[key]),
+        el('td', { class: 'rate' }, shareBar(row.share_meeting_target),
+          el('span', {}, `${percent(row.share_meeting_target)}`),
+          el('span', { class: 'muted' }, ` ${row.meeting_target}/${row.assessed}`)),
+        el('td', {}, percent(row.share_class_i_iii)),
+        el('td', { class: row.worse_than_v ? 'bad' : null }, percent(row.share_worse_than_v))));
+    }
+  }
+
+  function renderCompliance() {
+    const compliance = (state.snapshot && state.snapshot.compliance) || {};
+    renderRates('compliance-district', compliance.district, 'district');
+    renderRates('compliance-basin', compliance.basin, 'basin');
+  }
+
+  // --- trend chart ----------------------------------------------------------------------------
+  function chooseInitialStation() {
+    const alerts = (state.snapshot && state.snapshot.alerts) || [];
+    const alerting = alerts.find((a) => a.station_id && state.stations.has(a.station_id));
+    const first = state.registry.stations.find((s) => s.kinds.includes('water')) || state.registry.stations[0];
+    if (alerting) selectStation(alerting.station_id, alerting.parameter);
+    else if (first) selectStation(first.id);
+  }
+
+  function selectStation(id, parameter) {
+    const station = state.stations.get(id);
+    if (!station) return;
+    state.chart.station = id;
+    $('chart-station').value = id;
+    const codes = station.parameters;
+    const live = liveStation(id);
+    const preferred = [parameter, state.chart.parameter, ...((live && live.primary_pollutants) || []), 'nh3n', 'do', codes[0]];
+    state.chart.parameter = preferred.find((code) => code && codes.includes(code)) || null;
+    fillParameters(station);
+    renderMap();
+    for (const row of $('stations').tBodies[0].rows) {
+      row.classList.toggle('selected', row.getAttribute('data-station') === id);
+    }
+    loadChart();
+  }
+
+  function fillParameters(station) {
+    const select = $('chart-parameter');
+    clear(select);
+    for (const code of station.parameters) {
+      const p = state.parameters.get(code);
+      select.append(el('option', { value: code }, `${parameterLabel(code)}${p && p.unit && p.unit !== '1' ? ` (${p.unit})` : ''}`));
+    }
+    if (state.chart.parameter) select.value = state.chart.parameter;
+  }
+
+  let chartRequest = 0;
+  async function loadChart() {
+    const { station, parameter, hours } = state.chart;
+    if (!station || !parameter) return;
+    const request = ++chartRequest;
+    state.chart.loadedAt = Date.now();
+    const live = liveStation(station);
+    state.chart.lastReading = live ? live.last_reading_at : null;
+    const query = new URLSearchParams({ station, parameter, hours: String(hours) });
+    try {
+      const data = await apiJson(`/api/v1/readings?${query}`);
+      if (request !== chartRequest) return;
+      state.chart.data = data;
+      drawChart(data);
+    } catch (error) {
+      if (request !== chartRequest) return;
+      $('chart-note').textContent = `No chart: ${error.message}`;
+      clear($('chart'));
+    }
+  }
+
+  function niceTicks(lo, hi, count) {
+    const span = hi - lo || 1;
+    const step0 = span / count;
+    const magnitude = 10 ** Math.floor(Math.log10(step0));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= step0) || step0;
+    const ticks = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+    return ticks;
+  }
+
+  function formatValue(value) {
+    const abs = Math.abs(value);
+    if (abs >= 100) return value.toFixed(0);
+    if (abs >= 10) return value.toFixed(1);
+    if (abs >= 1) return value.toFixed(2);
+    return value.toPrecision(2);
+  }
+
+  function limitLines(limits, target) {
+    // [{value, label, key, target}] with classes sharing a limit merged (COD: I–II 15).
+    if (!limits) return [];
+    if (limits.kind === 'range') {
+      return [
+        { value: limits.low, label: `≥ ${limits.low}`, key: 'c3', target: true },
+        { value: limits.high, label: `≤ ${limits.high}`, key: 'c3', target: true },
+      ];
+    }
+    const merged = [];
+    for (const { class: waterClass, limit } of limits.classes) {
+      const last = merged[merged.length - 1];
+      if (last && last.value === limit) {
+        last.classes.push(waterClass);
+      } else {
+        merged.push({ value: limit, classes: [waterClass] });
+      }
+    }
+    const sign = limits.kind === 'max' ? '≤' : '≥';
+    return merged.map((m) => ({
+      value: m.value,
+      label: `${m.classes.length > 1 ? `${m.classes[0]}–${m.classes[m.classes.length - 1]}` : m.classes[0]} ${sign}${m.value}`,
+      key: CLASS_KEY[m.classes[m.classes.length - 1]],
+      target: m.classes.includes(target),
+    }));
+  }
+
+  function drawChart(data) {
+    const chart = $('chart');
+    clear(chart);
+    const W = 1200;
+    const H = 320;
+    const m = { l: 56, r: 118, t: 16, b: 30 };
+    const points = data.points;
+    const x0 = new Date(data.since).getTime();
+    const x1 = new Date(data.until).getTime();
+    const lines = limitLines(data.limits, data.station.target_class);
+    const values = points.map((p) => p[1]).concat(lines.map((l) => l.value));
+    let lo = values.length ? Math.min(...values) : 0;
+    let hi = values.length ? Math.max(...values) : 1;
+    if (hi === lo) { hi += 1; lo -= 1; }
+    const pad = (hi - lo) * 0.08;
+    hi += pad;
+    lo = lo >= 0 && lo - pad <= (hi - lo) * 0.5 ? 0 : lo - pad;
+    const sx = (t) => m.l + ((t - x0) / (x1 - x0)) * (W - m.l - m.r);
+    const sy = (v) => H - m.b - ((v - lo) / (hi - lo)) * (H - m.t - m.b);
+    const grid = svg('g', { class: 'grid' });
+    for (const v of niceTicks(lo, hi, 5)) {
+      grid.append(svg('line', { x1: m.l, x2: W - m.r, y1: sy(v), y2: sy(v) }));
+      grid.append(svg('text', { x: m.l - 6, y: sy(v) + 4, 'text-anchor': 'end' }, formatValue(v)));
+    }
+    const dayMs = 86400000;
+    const stepMs = data.hours <= 6 ? 3600000 : data.hours <= 24 ? 3 * 3600000 : data.hours <= 72 ? 12 * 3600000 : data.hours <= 168 ? dayMs : 5 * dayMs;
+    const offset = new Date().getTimezoneOffset() * 60000; // ticks on local midnights
+    for (let t = Math.ceil((x0 - offset) / stepMs) * stepMs + offset; t <= x1; t += stepMs) {
+      grid.append(svg('line', { x1: sx(t), x2: sx(t), y1: m.t, y2: H - m.b, class: 'vertical' }));
+      grid.append(svg('text', { x: sx(t), y: H - m.b + 18, 'text-anchor': 'middle' }, formatTime(t)));
+    }
+    chart.append(grid);
+    const limitLayer = svg('g', { class: 'limits' });
+    for (const line of lines) {
+      const y = sy(line.value);
+      limitLayer.append(svg('line', { x1: m.l, x2: W - m.r, y1: y, y2: y, class: `limit ${line.key}${line.target ? ' target' : ''}` }));
+      limitLayer.append(svg('text', { x: W - m.r + 6, y: y + 4, class: `limit-label ${line.key}${line.target ? ' target' : ''}` },
+        line.target ? `${line.label} target` : line.label));
+    }
+    chart.append(limitLayer);
+    if (!points.length) {
+      chart.append(svg('text', { x: (W - m.r + m.l) / 2, y: H / 2, class: 'empty', 'text-anchor': 'middle' }, 'No readings in this period.'));
+    } else {
+      // Break the line where readings stop for longer than five typical intervals.
+      const gaps = points.slice(1).map((p, i) => p[0] - points[i][0]).sort((a, b) => a - b);
+      const typical = gaps.length ? gaps[Math.floor(gaps.length / 2)] : 0;
+      let d = '';
+      points.forEach((p, i) => {
+        const jump = i === 0 || (typical && p[0] - points[i - 1][0] > typical * 5);
+        d += `${jump ? 'M' : 'L'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)} `;
+      });
+      chart.append(svg('path', { d: d.trim(), class: 'series' }));
+      const marks = svg('g', { class: 'flagged' });
+      for (const p of points) {
+        if (p[2] !== 'N') {
+          marks.append(svg('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 3.5 }, svg('title', {}, `flag ${p[2]} · ${formatTime(p[0])} · ${formatValue(p[1])}`)));
+        }
+      }
+      chart.append(marks);
+      addHover(chart, points, sx, sy, m, W, H, data.parameter.unit);
+    }
+    chart.append(svg('rect', { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: 'frame' }));
+    const p = data.parameter;
+    const flagged = points.filter((q) => q[2] !== 'N').length;
+    const body = { river: 'river', lake: 'lake', reservoir: 'reservoir' }[data.station.water_body];
+    $('chart-note').textContent = `${data.station.name} · ${parameterLabel(p.code)}${p.unit && p.unit !== '1' ? ` in ${p.unit}` : ''}`
+      + ` · ${points.length} points${flagged ? `, ${flagged} flagged` : ''}`
+      + (data.limits ? ` · GB 3838 class limits for a ${body}, target ${data.station.target_class}` : ' · not classified by GB 3838');
+  }
+
+  function addHover(chart, points, sx, sy, m, W, H, unit) {
+    const cursor = svg('g', { class: 'cursor', visibility: 'hidden' });
+    const vline = svg('line', { y1: m.t, y2: H - m.b });
+    const dot = svg('circle', { r: 4 });
+    const label = svg('text', { y: m.t + 12 });
+    cursor.append(vline, dot, label);
+    const overlay = svg('rect', { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: 'overlay' });
+    chart.append(cursor, overlay);
+    overlay.addEventListener('mousemove', (event) => {
+      const box = chart.getBoundingClientRect();
+      const x = ((event.clientX - box.left) / box.width) * W;
+      let best = points[0];
+      for (const p of points) if (Math.abs(sx(p[0]) - x) < Math.abs(sx(best[0]) - x)) best = p;
+      const px = sx(best[0]);
+      setAttrs(vline, { x1: px, x2: px });
+      setAttrs(dot, { cx: px, cy: sy(best[1]) });
+      setAttrs(label, { x: px > W / 2 ? px - 8 : px + 8, 'text-anchor': px > W / 2 ? 'end' : 'start' });
+      label.textContent = `${formatTime(best[0])} · ${formatValue(best[1])}${unit && unit !== '1' ? ` ${unit}` : ''}${best[2] !== 'N' ? ` (flag ${best[2]})` : ''}`;
+      cursor.setAttribute('visibility', 'visible');
+    });
+    overlay.addEventListener('mouseleave', () => cursor.setAttribute('visibility', 'hidden'));
+  }
+
+  // --- start ----------------------------------------------------------------------------------
+  function bindControls() {
+    $('chart-station').addEventListener('change', (event) => selectStation(event.target.value));
+    $('chart-parameter').addEventListener('change', (event) => {
+      state.chart.parameter = event.target.value;
+      loadChart();
+    });
+    $('chart-hours').addEventListener('change', (event) => {
+      state.chart.hours = Number(event.target.value);
+      loadChart();
+    });
+    $('chart-controls').addEventListener('submit', (event) => event.preventDefault());
+    $('station-filter').addEventListener('input', renderStations);
+    $('ack-form').addEventListener('submit', submitAck);
+    $('silence-form').addEventListener('submit', submitSilence);
+    for (const button of document.querySelectorAll('[data-close]')) {
+      button.addEventListener('click', () => button.closest('dialog').close());
+    }
+    $('token-dialog').addEventListener('cancel', (event) => event.preventDefault());
+    const name = $('operator');
+    name.value = localStorage.getItem(OPERATOR_KEY) || '';
+    name.addEventListener('change', () => localStorage.setItem(OPERATOR_KEY, name.value.trim()));
+    const signout = $('signout');
+    signout.hidden = !sessionStorage.getItem(TOKEN_KEY);
+    signout.addEventListener('click', () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      window.location.reload();
+    });
+  }
+
+  async function start() {
+    bindControls();
+    renderLegend();
+    for (;;) {
+      try {
+        state.registry = await apiJson('/api/v1/registry');
+        break;
+      } catch (error) {
+        notify(`Cannot load the station registry: ${error.message}`, 'error');
+        await new Promise((resolve) => setTimeout(resolve, 5000));
+      }
+    }
+    for (const s of state.registry.stations) state.stations.set(s.id, s);
+    for (const p of state.registry.parameters) state.parameters.set(p.code, p);
+    const select = $('chart-station');
+    for (const s of state.registry.stations) select.append(el('option', { value: s.id }, `${s.name} (${s.district})`));
+    renderMap();
+    runStream();
+  }
+
+  document.addEventListener('DOMContentLoaded', start);
+})();
