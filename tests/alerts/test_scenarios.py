@@ -45,27 +45,9 @@ class Run:
 
 RUNS = [
     Run("demo", timedelta(minutes=10), timedelta(seconds=10)),
-    Run(
-        "faults",
-        timedelta(hours=5, minutes=30),
-        timedelta(minutes=1),
-        # Their clocks are off by +2 h (rejected as clock skew) and -1 d (too old to be current):
-        # no usable reading arrives for an hour, so they are silent to the engine.
-        frozenset({("silent_station", "cq-xj-kucaotuo"), ("silent_station", "cq-yl-yaotan")}),
-    ),
-    Run(
-        "storm",
-        timedelta(hours=6),
-        timedelta(minutes=5),
-        # The storm lifts every gauge it falls on past its warning level, not only the two listed.
-        frozenset(
-            {
-                ("warning_level", "cq-cj-cuntan"),
-                ("warning_level", "cq-cj-qingxichang"),
-                ("warning_level", "cq-jl-beiwenquan"),
-            }
-        ),
-    ),
+    Run("faults", timedelta(hours=5, minutes=30), timedelta(minutes=1)),
+    Run("storm", timedelta(hours=6), timedelta(minutes=5)),
+    Run("pollution", timedelta(hours=24), timedelta(minutes=10)),
 ]
 
 
