@@ -21,25 +21,22 @@ DeliveryError            a send failed (reason: DeliveryReason, detail, retryabl
 from __future__ import annotations
 
 import json
-import math
 import socket
 import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Final
 from urllib.parse import quote, quote_plus
 
 import urllib3
 
+from config.http import header, retry_after
 from config.types import TLSConfig
 
 # A detail is a log field and an error message, not a copy of the receiver's answer.
 MAX_DETAIL_CHARS: Final = 300
-# A Retry-After past this is a misconfigured server; waiting an hour at most keeps alerts timely.
-MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 REDACTED: Final = "<redacted>"
 
 
@@ -191,32 +188,6 @@ def post(
         return HTTPAnswer(response.status, dict(response.headers.items()), response.data)
     # Raised outside the handler so that no traceback carries the original, which may quote the URL.
     raise error
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, whatever the case of its name."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (RFC 9110 §10.2.3: delay-seconds or HTTP-date)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError, IndexError):
-            return None
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

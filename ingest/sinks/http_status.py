@@ -19,17 +19,18 @@ JSON `message` or `error`, else the body), cut short; it never holds request hea
 from __future__ import annotations
 
 import json
-import math
 import socket
 import ssl
 import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 import urllib3.exceptions
 
+from config.http import MAX_RETRY_AFTER_SECONDS, header, retry_after
 from ingest.errors import SinkError
+
+__all__ = ["MAX_RETRY_AFTER_SECONDS", "sink_error_from_exception", "sink_error_from_response"]
 
 _STATUS_REASONS: Final[Mapping[int, str]] = {
     400: "rejected",
@@ -46,8 +47,6 @@ _STATUS_REASONS: Final[Mapping[int, str]] = {
 }
 # A detail is a log field and an error message, not a copy of the server's answer.
 MAX_DETAIL_CHARS: Final = 300
-# A Retry-After past this is a misconfigured server; the backoff cap applies instead.
-MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 
 
 def sink_error_from_response(
@@ -61,8 +60,8 @@ def sink_error_from_response(
         return SinkError("too_large", detail, retryable=True, split=True)
     if status == 429 or 500 <= status < 600:
         reason = _STATUS_REASONS.get(status, "server_error")
-        retry_after = _retry_after(_header(headers, "Retry-After"), time.time() if now is None else now)
-        return SinkError(reason, detail, retryable=True, retry_after=retry_after)
+        wait = retry_after(header(headers, "Retry-After"), time.time() if now is None else now)
+        return SinkError(reason, detail, retryable=True, retry_after=wait)
     if status in (400, 422):
         return SinkError("rejected", detail, retryable=False)
     return SinkError(_STATUS_REASONS.get(status, "unexpected_status"), detail, retryable=True)
@@ -83,31 +82,6 @@ def sink_error_from_exception(exc: BaseException) -> SinkError:
     else:
         reason = "network"
     return SinkError(reason, _cut(f"{type(exc).__name__}: {exc}"), retryable=True)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (RFC 9110 §10.2.3: delay-seconds or HTTP-date)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError, IndexError):
-            return None
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _message(body: str) -> str:

@@ -9,15 +9,14 @@ import urllib3
 
 from alerts.notifiers.http_verdict import (
     MAX_DETAIL_CHARS,
-    MAX_RETRY_AFTER_SECONDS,
     DeliveryReason,
     HTTPAnswer,
     errcode_error,
     error_from_exception,
     error_from_response,
-    retry_after,
     scrub,
 )
+from config.http import MAX_RETRY_AFTER_SECONDS, retry_after
 
 NOW = 1_795_600_000.0
 
