@@ -6,15 +6,30 @@ every raw reading, appends the good readings of the message as one record to the
 stores every rejection in the dead-letter store. Only when both are durable does it commit its
 offset, so a crash re-processes a batch: the readings log may then hold a message twice (sinks
 overwrite, the alert engine skips what it has evaluated) and the dead-letter store ignores the
-repeat (unique per raw offset).
+repeat (unique per raw offset). When the readings log reaches its quota mid-batch, the part
+already done is synced and committed before waiting for room: appended records stay invisible
+to the sinks until synced, so waiting with them unsynced would wait forever.
+
+Decoding and validating (`MessageProcessor`, pure) run in a worker process by default
+(`WorkerProcess`), two batches deep, while this thread appends, syncs and commits: they cost
+as much CPU per message as the MQTT receive path, and in one process the GIL would make the two
+take turns.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
+import queue
+import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import NoReturn
 
 import structlog
 
@@ -30,6 +45,8 @@ from ingest.wal import WalReader, WriteAheadLog
 
 log = structlog.get_logger(__name__)
 
+# Batches at the worker process at once: one being decoded while the last is being logged.
+_BATCHES_IN_FLIGHT = 2
 # Topic -> route lookups are cached; bounded so a flood of distinct topics cannot grow memory.
 _ROUTE_CACHE_LIMIT = 100_000
 
@@ -131,8 +148,10 @@ class Processor:
         *,
         batch_records: int = 2000,
         clock: Callable[[], int] = time.time_ns,
+        worker_process: bool = True,
     ) -> None:
         self._core = core
+        self._worker = WorkerProcess(core) if worker_process else None
         self._reader = raw_reader
         self._out = readings_wal
         self._deadletters = deadletters
@@ -143,11 +162,15 @@ class Processor:
         self.blocked_on_full_log = False
 
     def start(self) -> None:
+        if self._worker is not None:
+            self._worker.start()
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._thread.join(timeout)
+        if self._worker is not None:
+            self._worker.stop(timeout=1.0)
 
     def drain_once(self, timeout: float = 0.2) -> int:
         """Process one batch; returns the number of messages processed (for tests and the loop)."""
@@ -155,58 +178,227 @@ class Processor:
         if not batch:
             return 0
         now_ns = self._clock()
-        letters: list[DeadLetter] = []
-        accepted = 0
-        for offset, record in batch:
-            outcome = self._core.process(decode_message(record), now_ns, offset)
-            if outcome.readings:
-                self._append(encode_readings(outcome.readings))
-                accepted += len(outcome.readings)
-            letters.extend(outcome.rejections)
-            telemetry.MESSAGES_PROCESSED.labels(_outcome(outcome)).inc()
-        self._deadletters.add_many(letters)
+        if self._worker is not None:
+            self._worker.submit(batch, now_ns)
+            results = self._worker.collect()
+        else:
+            results = process_batch(self._core, batch, now_ns)
+        self._apply(batch, results)
+        return len(batch)
+
+    def _pipeline(self, worker: WorkerProcess) -> None:
+        """Keep two batches at the worker, so it decodes the next while this thread logs the last."""
+        in_flight: deque[list[tuple[int, bytes]]] = deque()
+        while not self._stop.is_set():
+            if len(in_flight) < _BATCHES_IN_FLIGHT:
+                batch = self._reader.read(self._batch, timeout=0.0 if in_flight else 0.2)
+                if batch:
+                    worker.submit(batch, self._clock())
+                    in_flight.append(batch)
+                    continue
+            if in_flight:
+                batch = in_flight.popleft()
+                self._apply(batch, worker.collect())
+
+    def _apply(self, batch: list[tuple[int, bytes]], results: list[Processed]) -> None:
+        """Append the batch's readings records, store its dead letters, commit its offset."""
+        progress = _Progress()
+        for (offset, _), (encoded, accepted, letters, outcome) in zip(batch, results, strict=True):
+            if encoded is not None:
+                try:
+                    self._out.append(encoded)
+                except WalFullError:
+                    # What this batch appended so far sits in the log's buffer, counted against
+                    # its quota but invisible to the sinks until synced: make it durable and
+                    # commit up to here, or the sinks could never free the space we wait for.
+                    self._checkpoint(progress, offset)
+                    self._append_when_room(encoded)
+            progress.add(accepted, letters, outcome)
+        self._checkpoint(progress, batch[-1][0] + 1)
+
+    def _checkpoint(self, progress: _Progress, next_offset: int) -> None:
+        """Make the output so far durable, then commit the raw log up to `next_offset`."""
+        if not progress.messages:
+            self._out.sync()
+            return
+        self._deadletters.add_many(progress.letters)
         self._out.sync()
-        self._reader.commit(batch[-1][0] + 1)
-        telemetry.READINGS_ACCEPTED.inc(accepted)
-        for dead in letters:
+        self._reader.commit(next_offset)
+        telemetry.READINGS_ACCEPTED.inc(progress.accepted)
+        for outcome, count in progress.outcomes.items():
+            telemetry.MESSAGES_PROCESSED.labels(outcome).inc(count)
+        for dead in progress.letters:
             telemetry.READINGS_REJECTED.labels(str(dead.reason)).inc()
             log.debug(
                 "reading_rejected", reason=str(dead.reason), topic=dead.topic, station_id=dead.station_id
             )
-        telemetry.DEADLETTERS_STORED.inc(len(letters))
-        return len(batch)
+        telemetry.DEADLETTERS_STORED.inc(len(progress.letters))
+        progress.clear()
 
-    def _append(self, record: bytes) -> None:
+    def _append_when_room(self, record: bytes) -> None:
         # A full readings log means a sink is far behind: wait for room, never drop.
+        log.error("readings_log_full", usage_bytes=self._out.usage_bytes())
+        self.blocked_on_full_log = True
         while True:
+            if self._stop.wait(0.2):
+                raise WalFullError("stopped while the readings log was full")
             try:
                 self._out.append(record)
             except WalFullError:
-                if not self.blocked_on_full_log:
-                    log.error("readings_log_full", usage_bytes=self._out.usage_bytes())
-                self.blocked_on_full_log = True
-                if self._stop.wait(0.2):
-                    raise
                 continue
-            if self.blocked_on_full_log:
-                log.info("readings_log_has_room")
-            self.blocked_on_full_log = False
-            return
+            break
+        self.blocked_on_full_log = False
+        log.info("readings_log_has_room", usage_bytes=self._out.usage_bytes())
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.drain_once()
+                if self._worker is None:
+                    self.drain_once()
+                else:
+                    self._pipeline(self._worker)
             except WalFullError:
                 return  # stopping while the log was full; the offset was not committed
             except Exception:
                 # A bug must not stop the stream silently: log it, back off, retry the same batch.
                 log.exception("processor_failed")
+                if self._worker is not None:
+                    self._worker.stop(timeout=0)  # drops what is in flight; restarted on demand
                 self._reader.seek(self._reader.committed)
                 self._stop.wait(1.0)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What a batch has produced since its last checkpoint."""
+
+    messages: int = 0
+    accepted: int = 0
+    letters: list[DeadLetter] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, accepted: int, letters: list[DeadLetter], outcome: str) -> None:
+        self.messages += 1
+        self.accepted += accepted
+        self.letters.extend(letters)
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def clear(self) -> None:
+        self.messages = self.accepted = 0
+        self.letters = []
+        self.outcomes = {}
 
 
 def _outcome(outcome: Outcome) -> str:
     if not outcome.rejections:
         return "accepted"
     return "partial" if outcome.readings else "rejected"
+
+
+# One message as processed, small enough to cross a pipe: (its readings record for the readings
+# log, or None; how many readings it holds; its dead letters; its outcome label).
+Processed = tuple[bytes | None, int, list[DeadLetter], str]
+
+
+def process_batch(core: MessageProcessor, batch: Sequence[tuple[int, bytes]], now_ns: int) -> list[Processed]:
+    """Decode, validate and encode a batch of raw-log records (in whichever process runs it)."""
+    out: list[Processed] = []
+    for offset, record in batch:
+        outcome = core.process(decode_message(record), now_ns, offset)
+        readings = outcome.readings
+        encoded = encode_readings(readings) if readings else None
+        out.append((encoded, len(readings), outcome.rejections, _outcome(outcome)))
+    return out
+
+
+class WorkerProcess:
+    """Runs `process_batch` in a child process, so decoding and validation get a core of their own.
+
+    The receive path holds the GIL for most of a core (DESIGN.md), and decoding and validating a
+    message costs as much again: in one process the two halve each other's rate. The child gets
+    the pickled core at start and then, per batch, raw records in and encoded readings records
+    out over a pipe (a few ms per 2 000 messages). The thread that waits on the pipe holds no
+    GIL meanwhile. The child ignores SIGINT and SIGTERM (a terminal or a service manager sends
+    them to the whole group): it ends when the daemon closes the pipe, or dies with it.
+    A lost child is restarted with the next batch; the failed batch is retried.
+    """
+
+    def __init__(self, core: MessageProcessor) -> None:
+        self._core = pickle.dumps(core)
+        self._context = multiprocessing.get_context("spawn")
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+
+    def start(self) -> None:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main, args=(child, self._core), name="ecowatch-processor", daemon=True
+        )
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        log.info("processor_worker_started", pid=process.pid)
+
+    def submit(self, batch: Sequence[tuple[int, bytes]], now_ns: int) -> None:
+        """Hand a batch to the child (starting it if needed); `collect` returns results in order."""
+        if self._conn is None or self._process is None or not self._process.is_alive():
+            self.stop(timeout=0)
+            self.start()
+        assert self._conn is not None
+        try:
+            self._conn.send((now_ns, list(batch)))
+        except OSError as exc:
+            self._lost(exc)
+
+    def collect(self) -> list[Processed]:
+        """The results of the oldest batch submitted and not yet collected."""
+        if self._conn is None:
+            raise RuntimeError("no batch in flight: the worker was restarted")
+        try:
+            results: list[Processed] = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._lost(exc)
+        return results
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        exitcode = self._process.exitcode if self._process is not None else None
+        log.error("processor_worker_lost", exitcode=exitcode, error=str(exc) or type(exc).__name__)
+        self.stop(timeout=0)
+        raise RuntimeError("the processor worker process was lost") from exc
+
+    def stop(self, timeout: float) -> None:
+        conn, process = self._conn, self._process
+        self._conn = self._process = None
+        if conn is not None:
+            conn.close()  # the child sees EOF and exits
+        if process is not None:
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+
+def _worker_main(conn: Connection, core_pickle: bytes) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    core: MessageProcessor = pickle.loads(core_pickle)  # noqa: S301 - our own bytes, from our parent
+    # Requests are read by a thread of their own: with two batches in flight the parent may be
+    # writing the next while we write the last one's results, and neither pipe direction may
+    # wait for the other to be read.
+    requests: queue.SimpleQueue[tuple[int, list[tuple[int, bytes]]] | None] = queue.SimpleQueue()
+
+    def receive() -> None:
+        while True:
+            try:
+                requests.put(conn.recv())
+            except (EOFError, OSError):
+                requests.put(None)
+                return
+
+    threading.Thread(target=receive, name="requests", daemon=True).start()
+    while (request := requests.get()) is not None:
+        now_ns, batch = request
+        try:
+            conn.send(process_batch(core, batch, now_ns))
+        except OSError:
+            return  # the daemon is gone

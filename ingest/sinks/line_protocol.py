@@ -24,7 +24,6 @@ cached per call and no object is built per reading beyond the grouping dict entr
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 
@@ -51,10 +50,9 @@ def encode(readings: Iterable[Reading]) -> str:
         else:
             fields[reading.parameter] = reading
 
-    # Escaped forms repeat across a batch (a few stations, parameters and flags): escape each once.
+    # Escaped forms repeat across a batch (a few stations, parameters and flags): build each once.
     series_keys: dict[tuple[str, _Tags], str] = {}
-    field_keys: dict[str, str] = {}
-    flags: dict[str, str] = {}
+    fragments: dict[tuple[str, str], tuple[str, str]] = {}
     lines: list[str] = []
     for (measurement, tags, time_ns), fields in points.items():
         series = series_keys.get((measurement, tags))
@@ -62,15 +60,18 @@ def encode(readings: Iterable[Reading]) -> str:
             series = series_keys[(measurement, tags)] = _series_key(measurement, tags)
         field_set: list[str] = []
         for parameter, reading in fields.items():
-            field_key = field_keys.get(parameter)
-            if field_key is None:
-                field_key = field_keys[parameter] = _key(parameter)
-            flag = flags.get(reading.flag)
-            if flag is None:
-                flag = flags[reading.flag] = _string(reading.flag)
-            field_set.append(f'{field_key}={_float(reading.value)},{field_key}_flag="{flag}"')
+            fragment = fragments.get((parameter, reading.flag))
+            if fragment is None:
+                fragment = fragments[(parameter, reading.flag)] = _fragments(parameter, reading.flag)
+            field_set.append(fragment[0] + _float(reading.value) + fragment[1])
         lines.append(f"{series} {','.join(field_set)} {time_ns}\n")
     return "".join(lines)
+
+
+def _fragments(parameter: str, flag: str) -> tuple[str, str]:
+    """What goes before and after a value: `ph=` and `,ph_flag="N"`."""
+    key = _key(parameter)
+    return f"{key}=", f',{key}_flag="{_string(flag)}"'
 
 
 def _series_key(measurement: str, tags: _Tags) -> str:
@@ -100,7 +101,7 @@ def _string(text: str) -> str:
 
 
 def _float(value: float) -> str:
-    if not math.isfinite(value):
+    if value - value != 0:  # NaN and the infinities; cheaper than math.isfinite on this path
         raise ValueError(f"{value!r} has no line protocol form")
     return repr(float(value))
 

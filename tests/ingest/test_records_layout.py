@@ -1,0 +1,49 @@
+"""The readings-log layout: tag sets written once per record, order kept, first-layout records still read."""
+
+from __future__ import annotations
+
+import orjson
+
+from ingest.model import DataFlag, Reading
+from ingest.records import decode_readings, encode_readings
+
+A = (("basin", "长江"), ("station_id", "st-1"))
+B = (("basin", "嘉陵江"), ("station_id", "st-2"))
+
+
+def reading(station: str, parameter: str, value: float, tags: tuple[tuple[str, str], ...]) -> Reading:
+    return Reading(
+        station, "water_quality", parameter, value, "", 1_795_600_000_000_000_000, DataFlag.NORMAL, tags
+    )
+
+
+def test_each_tag_set_is_written_once_and_the_order_of_readings_is_kept() -> None:
+    """Interleaved readings of two tag sets come back in their order; each tag value is stored once."""
+    readings = [reading("st-1", "ph", 7.1, A), reading("st-2", "ph", 7.2, B), reading("st-1", "do", 8.0, A)]
+    record = encode_readings(readings)
+    assert decode_readings(record) == readings
+    assert record.count("长江".encode()) == 1
+    assert record.count("嘉陵江".encode()) == 1
+
+
+def test_records_of_the_first_layout_still_decode() -> None:
+    """A readings log written before the tag table (arrays with tags per reading) reads back the same."""
+    readings = [reading("st-1", "ph", 7.1, A), reading("st-2", "do", 8.0, B)]
+    old = orjson.dumps(
+        [
+            [r.station_id, r.measurement, r.parameter, r.value, r.unit, r.time_ns, r.flag.value, r.tags]
+            for r in readings
+        ]
+    )
+    assert decode_readings(old) == readings
+
+
+def test_consumers_share_decoded_records_but_not_the_lists() -> None:
+    """A record decoded twice gives equal readings, the same reading objects, in lists of its own."""
+    record = encode_readings([reading("st-1", "ph", 7.3, A), reading("st-1", "do", 8.1, A)])
+    first, second = decode_readings(record), decode_readings(bytes(record))
+    assert first == second
+    assert first is not second
+    assert all(a is b for a, b in zip(first, second, strict=True))
+    first.clear()
+    assert len(decode_readings(record)) == 2
