@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.throughput` (end to end), `python bench/wal_append.py` (the log)."""
