@@ -56,7 +56,7 @@ from alerts.rules.base import (
 )
 from alerts.silences import Silence, silenced_by
 from alerts.store import AlertStore
-from alerts.windows import Admission, StationWindow
+from alerts.windows import Admission, Sample, StationWindow
 from config.registry import Registry
 from config.standards import Standard, default_standard, load_standard
 from ingest.model import Reading
@@ -142,6 +142,9 @@ class AlertEngine:
         self.alerts: dict[str, AlertRecord] = {}
         self.silences: list[Silence] = []
         self._by_station: dict[str | None, set[str]] = {}
+        # Pure functions of configuration, memoised: the hot path asks them per reading.
+        self._ids: dict[tuple[str, str | None, str | None, tuple[str, str] | None], str] = {}
+        self._applies: dict[tuple[str, str], bool] = {}
         with self.lock:
             self._load()
             with self._transaction():
@@ -152,20 +155,34 @@ class AlertEngine:
         """Admit readings and evaluate each station at each new event time, in one transaction."""
         now_ns = to_ns(now)
         by_station: dict[str, list[Reading]] = {}
+        admissions: Counter[str] = Counter()
+        windows = self.windows
         for reading in readings:
-            if reading.station_id in self.windows:
+            if reading.station_id in windows:
                 by_station.setdefault(reading.station_id, []).append(reading)
             else:
-                self._count(UNKNOWN_STATION)
-        if not by_station:
-            return
-        with self.lock, self._transaction():
-            for station_id, items in by_station.items():
-                items.sort(key=lambda r: r.time_ns)
-                window = self.windows[station_id]
-                for time_ns, group in itertools.groupby(items, key=lambda r: r.time_ns):
-                    if self._admit(window, group):
-                        self._evaluate_station(station_id, time_ns, now_ns, tick=False)
+                admissions[UNKNOWN_STATION] += 1
+        if by_station:
+            with self.lock, self._transaction():
+                # Samples and latest values are written once per batch (the newest latest value
+                # of each parameter wins), in the same transaction as the alert changes.
+                samples: list[tuple[str, str, Sample]] = []
+                latest: dict[tuple[str, str], tuple[Sample, Sample | None]] = {}
+                for station_id, items in by_station.items():
+                    items.sort(key=_time_of)
+                    window = self.windows[station_id]
+                    for time_ns, group in itertools.groupby(items, key=_time_of):
+                        if self._admit(window, group, admissions, samples, latest):
+                            self._evaluate_station(station_id, time_ns, now_ns, tick=False)
+                self.store.save_samples(samples)
+                self.store.save_latest_many(
+                    (sid, parameter, sample, normal) for (sid, parameter), (sample, normal) in latest.items()
+                )
+        # Counted once the batch committed (a retried batch is counted once).
+        with self.lock:
+            for what, count in admissions.items():
+                self.counts[what] += count
+                READINGS.labels(what).inc(count)
 
     def tick(self, now: datetime) -> None:
         """The time-driven evaluation; see the module docstring."""
@@ -233,33 +250,49 @@ class AlertEngine:
             yield
 
     # --- evaluation ------------------------------------------------------------------------------
-    def _admit(self, window: StationWindow, readings: Iterator[Reading]) -> bool:
+    def _admit(
+        self,
+        window: StationWindow,
+        readings: Iterator[Reading],
+        admissions: Counter[str],
+        samples: list[tuple[str, str, Sample]],
+        latest: dict[tuple[str, str], tuple[Sample, Sample | None]],
+    ) -> bool:
         fresh = False
+        station_id = window.station_id
         for reading in readings:
             admission = window.admit(reading, self._lateness_ns)
-            self._count(admission)
-            if admission in (Admission.NEW, Admission.LATE):
+            admissions[admission] += 1
+            if admission is Admission.NEW or admission is Admission.LATE:
                 sample = window.add(reading, admission)
-                self.store.save_sample(window.station_id, reading.parameter, sample)
+                samples.append((station_id, reading.parameter, sample))
                 if admission is Admission.NEW:
                     normal = window.latest_normal.get(reading.parameter)
-                    self.store.save_latest(window.station_id, reading.parameter, sample, normal)
+                    latest[station_id, reading.parameter] = (sample, normal)
                     fresh = True
         return fresh
 
     def _evaluate_station(self, station_id: str, at_ns: int, now_ns: int, *, tick: bool) -> None:
-        station = self.registry[station_id]
         touched: set[str] = set()
+        rule_at = now_ns if tick else at_ns
+        view = View(rule_at, self.standard, self.registry, self.windows, self.started_ns, station_id)
         for rule in self._station_rules:
             # A station's data change only with its readings: ticks re-evaluate the clock rules
             # (silence) and let time act on the other alerts (`advance`).
-            if (tick and rule.scope is not Scope.CLOCK) or not rule.config.applies_to(station):
+            if (tick and rule.scope is not Scope.CLOCK) or not self._applies_to(rule, station_id):
                 continue
-            rule_at = now_ns if tick else at_ns
-            view = View(rule_at, self.standard, self.registry, self.windows, self.started_ns, station_id)
             for finding in rule.evaluate(view):
                 touched.add(self._apply(rule, finding, rule_at, now_ns))
-        self._advance_rest(self._by_station.get(station_id, set()) - touched, at_ns, now_ns)
+        held = self._by_station.get(station_id)
+        if held:
+            self._advance_rest(held - touched, at_ns, now_ns)
+
+    def _applies_to(self, rule: Rule, station_id: str) -> bool:
+        key = (rule.config.name, station_id)
+        applies = self._applies.get(key)
+        if applies is None:
+            applies = self._applies[key] = rule.config.applies_to(self.registry[station_id])
+        return applies
 
     def _evaluate_regions(self, now_ns: int) -> None:
         touched: set[str] = set()
@@ -276,14 +309,10 @@ class AlertEngine:
                 self._commit(record, advance(record, at_ns, self._policies[record.rule]), now_ns)
 
     def _apply(self, rule: Rule, finding: Finding, at_ns: int, now_ns: int) -> str:
-        identity = {"rule": rule.config.name}
-        if finding.station_id is not None:
-            identity["station_id"] = finding.station_id
-        if finding.parameter is not None:
-            identity["parameter"] = finding.parameter
-        if finding.group is not None:
-            identity[finding.group[0]] = finding.group[1]
-        alert_id = alert_id_of(identity)
+        key = (rule.config.name, finding.station_id, finding.parameter, finding.group)
+        alert_id = self._ids.get(key)
+        if alert_id is None:
+            alert_id = self._ids[key] = alert_id_of(_identity(rule, finding))
         record = self.alerts.get(alert_id)
         if record is None:
             if finding.condition is not Condition.FIRING:
@@ -292,7 +321,7 @@ class AlertEngine:
                 alert_id,
                 rule.config.name,
                 rule.kind,
-                identity,
+                _identity(rule, finding),
                 labels_of(rule.config, rule.kind, finding, self.registry),
                 station_id=finding.station_id,
                 parameter=finding.parameter,
@@ -381,10 +410,6 @@ class AlertEngine:
     def _silence_of(self, record: AlertRecord, now_ns: int) -> Silence | None:
         return silenced_by(self.silences, record.labels, now_ns)
 
-    def _count(self, what: str) -> None:
-        self.counts[str(what)] += 1
-        READINGS.labels(what).inc()
-
     # --- state -----------------------------------------------------------------------------------
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -408,7 +433,8 @@ class AlertEngine:
         for station_id, parameter, sample, normal in self.store.load_latest():
             if station_id in self.windows:
                 self.windows[station_id].restore_latest(parameter, sample, normal)
-        for station_id, parameter, sample in self.store.load_samples():
+        # Older samples would be pruned from the windows at once; the database keeps them.
+        for station_id, parameter, sample in self.store.load_samples(self.retention_ns):
             if station_id in self.windows:
                 self.windows[station_id].restore_sample(parameter, sample)
         self.alerts = {}
@@ -446,6 +472,22 @@ class AlertEngine:
         """Counts for /api/v1/stats and logs."""
         states = Counter(r.state.value for r in self.alerts.values())
         return {"alerts": dict(states), "readings": dict(self.counts), "silences": len(self.silences)}
+
+
+def _identity(rule: Rule, finding: Finding) -> dict[str, str]:
+    """The labels that name an alert: the rule, and the finding's station, parameter and group."""
+    identity = {"rule": rule.config.name}
+    if finding.station_id is not None:
+        identity["station_id"] = finding.station_id
+    if finding.parameter is not None:
+        identity["parameter"] = finding.parameter
+    if finding.group is not None:
+        identity[finding.group[0]] = finding.group[1]
+    return identity
+
+
+def _time_of(reading: Reading) -> int:
+    return reading.time_ns
 
 
 def _window_ns(config: RuleConfigBase) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -90,6 +90,16 @@ CREATE TABLE IF NOT EXISTS assessments (
 """
     + EVENTS_TABLE_DDL
     + ";"
+)
+_INSERT_SAMPLE: Final = (
+    "INSERT INTO samples (station_id, parameter, time_ns, value, flag) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+_UPSERT_LATEST: Final = (
+    "INSERT INTO latest (station_id, parameter, time_ns, value, flag, normal_time_ns, normal_value)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (station_id, parameter) DO UPDATE SET"
+    " time_ns = excluded.time_ns, value = excluded.value, flag = excluded.flag,"
+    " normal_time_ns = excluded.normal_time_ns, normal_value = excluded.normal_value"
 )
 # Wait this long for the notifier side's lock (it reads and prunes the events table) before failing.
 BUSY_TIMEOUT_SECONDS: Final = 5.0
@@ -235,28 +245,34 @@ class AlertStore:
 
     # --- windows ---------------------------------------------------------------------------------
     def save_sample(self, station_id: str, parameter: str, sample: Sample) -> None:
-        self._db.execute(
-            "INSERT INTO samples (station_id, parameter, time_ns, value, flag) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (station_id, parameter, sample.time_ns, sample.value, sample.flag.value),
+        self.save_samples([(station_id, parameter, sample)])
+
+    def save_samples(self, samples: Iterable[tuple[str, str, Sample]]) -> None:
+        """`save_sample` for many, in one statement."""
+        self._db.executemany(
+            _INSERT_SAMPLE, ((sid, code, s.time_ns, s.value, s.flag.value) for sid, code, s in samples)
+        )
+
+    def save_latest_many(self, latest: Iterable[tuple[str, str, Sample, Sample | None]]) -> None:
+        """`save_latest` for many, in one statement."""
+        self._db.executemany(
+            _UPSERT_LATEST,
+            (
+                (
+                    station_id,
+                    parameter,
+                    sample.time_ns,
+                    sample.value,
+                    sample.flag.value,
+                    None if normal is None else normal.time_ns,
+                    None if normal is None else normal.value,
+                )
+                for station_id, parameter, sample, normal in latest
+            ),
         )
 
     def save_latest(self, station_id: str, parameter: str, sample: Sample, normal: Sample | None) -> None:
-        self._db.execute(
-            "INSERT INTO latest (station_id, parameter, time_ns, value, flag, normal_time_ns, normal_value)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (station_id, parameter) DO UPDATE SET"
-            " time_ns = excluded.time_ns, value = excluded.value, flag = excluded.flag,"
-            " normal_time_ns = excluded.normal_time_ns, normal_value = excluded.normal_value",
-            (
-                station_id,
-                parameter,
-                sample.time_ns,
-                sample.value,
-                sample.flag.value,
-                None if normal is None else normal.time_ns,
-                None if normal is None else normal.value,
-            ),
-        )
+        self.save_latest_many([(station_id, parameter, sample, normal)])
 
     def load_latest(self) -> Iterator[tuple[str, str, Sample, Sample | None]]:
         for station_id, parameter, time_ns, value, flag, normal_ns, normal_value in self._db.execute(
@@ -265,12 +281,22 @@ class AlertStore:
             normal = None if normal_ns is None else Sample(normal_ns, normal_value, DataFlag.NORMAL)
             yield station_id, parameter, Sample(time_ns, value, DataFlag(flag)), normal
 
-    def load_samples(self) -> Iterator[tuple[str, str, Sample]]:
-        for station_id, parameter, time_ns, value, flag in self._db.execute(
-            "SELECT station_id, parameter, time_ns, value, flag FROM samples"
-            " ORDER BY station_id, parameter, time_ns"
-        ):
-            yield station_id, parameter, Sample(time_ns, value, DataFlag(flag))
+    def load_samples(self, within_ns: int | None = None) -> Iterator[tuple[str, str, Sample]]:
+        """Samples by station, parameter and time.
+
+        With `within_ns`, only those at most that much older than their parameter's latest value
+        (what the windows keep; the daily assessment reads the rest with `samples_between`).
+        """
+        flags = {flag.value: flag for flag in DataFlag}
+        rows = self._db.execute(
+            "SELECT s.station_id, s.parameter, s.time_ns, s.value, s.flag FROM samples AS s"
+            " LEFT JOIN latest AS l ON l.station_id = s.station_id AND l.parameter = s.parameter"
+            " WHERE ?1 IS NULL OR l.time_ns IS NULL OR s.time_ns >= l.time_ns - ?1"
+            " ORDER BY s.station_id, s.parameter, s.time_ns",
+            (within_ns,),
+        )
+        for station_id, parameter, time_ns, value, flag in rows:
+            yield station_id, parameter, Sample(time_ns, value, flags[flag])
 
     def samples_between(self, start_ns: int, end_ns: int) -> Iterator[tuple[str, str, Sample]]:
         """Samples with start <= time < end, for the daily assessment."""

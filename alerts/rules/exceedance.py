@@ -61,6 +61,10 @@ class ExceedanceConfig(RuleConfigBase):
         return self
 
 
+# (low, high, what, label, unit, range text, limit values): what `_judge` says besides the value.
+_Limits = tuple[float | None, float | None, str, str, str, str, dict[str, float]]
+
+
 class ExceedanceRule:
     kind: ClassVar[str] = "exceedance"
     scope: ClassVar[Scope] = Scope.STATION
@@ -69,10 +73,21 @@ class ExceedanceRule:
         self.config = config
         self._window_ns = None if config.window is None else ns(config.window)
         self._max_age_ns = ns(config.max_age)
+        # Pure functions of the standard and the station's water body and target, asked at every
+        # evaluation; kept for one standard at a time.
+        self._standard: Standard | None = None
+        self._codes: dict[str, tuple[str, ...]] = {}
+        self._limits: dict[tuple[str, str, str], _Limits | None] = {}
 
     def evaluate(self, view: View) -> list[Finding]:
         station = view.station
-        codes = self.config.parameters or _assessed(view.standard, station)
+        if view.standard is not self._standard:
+            self._standard, self._codes, self._limits = view.standard, {}, {}
+        codes = self.config.parameters
+        if not codes:
+            codes = self._codes.get(station.water_body)
+            if codes is None:
+                codes = self._codes[station.water_body] = _assessed(view.standard, station)
         values = view.window.values(codes, view.at_ns, window_ns=self._window_ns, max_age_ns=self._max_age_ns)
         findings = []
         for evidence in values.values():
@@ -82,10 +97,14 @@ class ExceedanceRule:
         return findings
 
     def _judge(self, standard: Standard, station: Station, evidence: Evidence) -> Finding | None:
-        bounds = self._bounds(standard, station, evidence.parameter)
-        if bounds is None:
+        key = (station.water_body, station.target_class.value, evidence.parameter)
+        if key in self._limits:
+            limits = self._limits[key]
+        else:
+            limits = self._limits[key] = self._limits_of(standard, station, evidence.parameter)
+        if limits is None:
             return None
-        low, high, what = bounds
+        low, high, what, label, unit, range_text, limit_values = limits
         value = evidence.value
         margin = self.config.recovery_margin
         if (low is not None and value < low) or (high is not None and value > high):
@@ -95,23 +114,30 @@ class ExceedanceRule:
         else:
             condition = Condition.HOLD
         code = evidence.parameter
-        label = item_label(standard, code)
-        unit = unit_of(standard, code)
-        limit_values = {f"{code}_low": low} if low is not None else {}
-        if high is not None:
-            limit_values[f"{code}_high"] = high
         state = "超标 / beyond" if condition is Condition.FIRING else "within"
         return Finding(
             condition,
             evidence.time_ns,
             summary=f"{station.name}: {label} {fmt(value)} {unit} {state} {what}",
             description=f"{station.name} ({station.id}): {label} is {fmt(value)} {unit}; {what} is "
-            f"{_range_text(low, high, unit)}.",
+            f"{range_text}.",
             station_id=station.id,
             parameter=code,
             values={code: value, **limit_values},
             evidence=(evidence,),
         )
+
+    def _limits_of(self, standard: Standard, station: Station, code: str) -> _Limits | None:
+        """The bounds of a code and the texts that describe them (values aside)."""
+        bounds = self._bounds(standard, station, code)
+        if bounds is None:
+            return None
+        low, high, what = bounds
+        unit = unit_of(standard, code)
+        limit_values = {f"{code}_low": low} if low is not None else {}
+        if high is not None:
+            limit_values[f"{code}_high"] = high
+        return low, high, what, item_label(standard, code), unit, _range_text(low, high, unit), limit_values
 
     def _bounds(
         self, standard: Standard, station: Station, code: str
