@@ -36,6 +36,8 @@ from ingest.model import DataFlag, ItemRejection, RawReading, Reading
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FLAGS = {flag.value: flag for flag in DataFlag}
+# Merged tag sets cached per (station, topic tags); a few per station in practice.
+MAX_MERGED_TAGS = 65536
 
 
 class ValidationConfig(StrictModel):
@@ -104,6 +106,7 @@ class Validator:
         self._tags_by_station: dict[str, tuple[tuple[str, str], ...]] = {
             station.id: station.tags() for station in registry.values()
         }
+        self._merged_tags: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] = {}
 
     @property
     def registry(self) -> Registry:
@@ -189,11 +192,6 @@ class Validator:
                 RejectReason.CLOCK_SKEW, f"timestamp {ts.isoformat()} is {ahead:.0f} s in the future"
             )
 
-        tags = self._tags_by_station.get(station_id) or (("station_id", station_id),)
-        extra = [(k, v) for k, v in topic_tags.items() if k not in ("station_id", "mn", "district")]
-        if extra:
-            # Registry tags are authoritative; topic placeholders only add new keys.
-            tags = tuple(sorted((dict(extra) | dict(tags)).items()))
         return Reading(
             station_id=station_id,
             measurement=parameter.measurement,
@@ -202,5 +200,20 @@ class Validator:
             unit=parameter.unit,
             time_ns=time_ns,
             flag=flag,
-            tags=tags,
+            tags=self._tags(station_id, topic_tags),
         )
+
+    def _tags(self, station_id: str, topic_tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """The station's registry tags plus the topic's placeholders, merged once per combination."""
+        key = (station_id, tuple(topic_tags.items()))
+        tags = self._merged_tags.get(key)
+        if tags is None:
+            tags = self._tags_by_station.get(station_id) or (("station_id", station_id),)
+            extra = [(k, v) for k, v in topic_tags.items() if k not in ("station_id", "mn", "district")]
+            if extra:
+                # Registry tags are authoritative; topic placeholders only add new keys.
+                tags = tuple(sorted((dict(extra) | dict(tags)).items()))
+            if len(self._merged_tags) >= MAX_MERGED_TAGS:
+                self._merged_tags.clear()  # topic placeholders are sender-controlled: bound the cache
+            self._merged_tags[key] = tags
+        return tags

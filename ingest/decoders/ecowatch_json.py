@@ -6,11 +6,15 @@
 A bare number is a value in the parameter's canonical unit with flag N. The document may also be
 a JSON array of such objects (a batch from one station's logger). The envelope is checked with
 pydantic; each reading is read on its own, so one bad value rejects that reading, not the message.
+Well-formed documents take a plain-dict fast path that accepts exactly what the models accept in
+the common shapes (ISO 8601 `ts`, integer `v`); anything else goes through pydantic, which also
+words the rejection.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -23,6 +27,10 @@ from ingest.model import Decoded, ItemRejection, RawReading
 # A logger that batches more than this in one message is misconfigured or hostile.
 MAX_DOCUMENTS_PER_MESSAGE = 1000
 MAX_READINGS_PER_DOCUMENT = 256
+# The timestamps the fast path parses itself; pydantic reads (or refuses) every other form.
+_ISO_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?")
+_ENVELOPE_KEYS = frozenset({"station_id", "ts", "readings", "v"})
+_OBJECT_KEYS = frozenset({"value", "unit", "flag"})
 
 
 class _Envelope(BaseModel):
@@ -64,37 +72,65 @@ class EcowatchJsonDecoder:
 
     def _decode_document(self, item: object, index: int | None, out: Decoded) -> None:
         where = "" if index is None else f"document {index}: "
-        try:
-            envelope = _Envelope.model_validate(item)
-        except ValidationError as exc:
-            detail = where + _first_error(exc)
-            if index is None:
-                raise RejectedPayload(RejectReason.MALFORMED, detail) from None
-            out.rejections.append(ItemRejection(RejectReason.MALFORMED, detail))
-            return
-        if envelope.v not in (None, 1):
+        fast = _fast_envelope(item)
+        if fast is not None:
+            station_id, ts, readings, version = fast
+        else:
+            try:
+                envelope = _Envelope.model_validate(item)
+            except ValidationError as exc:
+                detail = where + _first_error(exc)
+                if index is None:
+                    raise RejectedPayload(RejectReason.MALFORMED, detail) from None
+                out.rejections.append(ItemRejection(RejectReason.MALFORMED, detail))
+                return
+            station_id, ts, readings, version = (
+                envelope.station_id,
+                envelope.ts,
+                envelope.readings,
+                envelope.v,
+            )
+        if version not in (None, 1):
             out.rejections.append(
-                ItemRejection(RejectReason.MALFORMED, f"{where}unsupported schema version {envelope.v}")
+                ItemRejection(RejectReason.MALFORMED, f"{where}unsupported schema version {version}")
             )
             return
-        for code, raw in envelope.readings.items():
+        for code, raw in readings.items():
             reading = _read_value(code, raw)
             if isinstance(reading, ItemRejection):
-                out.rejections.append(
-                    ItemRejection(reading.reason, where + reading.detail, envelope.station_id, code)
-                )
+                out.rejections.append(ItemRejection(reading.reason, where + reading.detail, station_id, code))
                 continue
             value, unit, flag = reading
             out.readings.append(
-                RawReading(
-                    parameter=code,
-                    value=value,
-                    ts=envelope.ts,
-                    station_id=envelope.station_id,
-                    unit=unit,
-                    flag=flag,
-                )
+                RawReading(parameter=code, value=value, ts=ts, station_id=station_id, unit=unit, flag=flag)
             )
+
+
+def _fast_envelope(item: object) -> tuple[str, datetime, dict[str, Any], int | None] | None:
+    """The envelope's fields when the document is in a common well-formed shape, else None."""
+    if type(item) is not dict or not item.keys() <= _ENVELOPE_KEYS:
+        return None
+    station_id, ts, readings, version = (
+        item.get("station_id"),
+        item.get("ts"),
+        item.get("readings"),
+        item.get("v"),
+    )
+    if (
+        type(station_id) is not str
+        or not 1 <= len(station_id) <= 64
+        or type(ts) is not str
+        or _ISO_TS.fullmatch(ts) is None
+        or type(readings) is not dict
+        or not 1 <= len(readings) <= MAX_READINGS_PER_DOCUMENT
+        or (version is not None and type(version) is not int)
+    ):
+        return None
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:  # out of range fields (month 13): pydantic words the error
+        return None
+    return station_id, moment, readings, version
 
 
 def _read_value(code: str, raw: object) -> tuple[float, str | None, str] | ItemRejection:
@@ -102,11 +138,15 @@ def _read_value(code: str, raw: object) -> tuple[float, str | None, str] | ItemR
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         value, unit, flag = float(raw), None, "N"
     elif isinstance(raw, dict):
-        try:
-            obj = _ReadingObject.model_validate(raw)
-        except ValidationError as exc:
-            return ItemRejection(RejectReason.NOT_A_NUMBER, f"{code}: {_first_error(exc)}")
-        value, unit, flag = float(obj.value), obj.unit, obj.flag
+        fast = _fast_object(raw)
+        if fast is not None:
+            value, unit, flag = fast
+        else:
+            try:
+                obj = _ReadingObject.model_validate(raw)
+            except ValidationError as exc:
+                return ItemRejection(RejectReason.NOT_A_NUMBER, f"{code}: {_first_error(exc)}")
+            value, unit, flag = float(obj.value), obj.unit, obj.flag
     else:
         return ItemRejection(
             RejectReason.NOT_A_NUMBER, f"{code}: expected a number or an object, got {raw!r:.40}"
@@ -114,6 +154,22 @@ def _read_value(code: str, raw: object) -> tuple[float, str | None, str] | ItemR
     if not math.isfinite(value):
         return ItemRejection(RejectReason.NOT_A_NUMBER, f"{code}: value is not finite")
     return value, unit, flag
+
+
+def _fast_object(raw: dict[str, Any]) -> tuple[float, str | None, str] | None:
+    """A reading object's fields when they are plainly valid, else None (pydantic decides)."""
+    if not raw.keys() <= _OBJECT_KEYS:
+        return None
+    value, unit, flag = raw.get("value"), raw.get("unit"), raw.get("flag", "N")
+    if (
+        type(value) not in (int, float)
+        or (unit is not None and (type(unit) is not str or len(unit) > 16))
+        or type(flag) is not str
+        or not 1 <= len(flag) <= 2
+    ):
+        return None
+    assert isinstance(value, (int, float))
+    return float(value), unit, flag
 
 
 def _first_error(exc: ValidationError) -> str:

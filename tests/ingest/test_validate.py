@@ -133,6 +133,23 @@ def test_topic_placeholders_add_tags_but_never_override_the_registry() -> None:
     assert tags["basin"] == "Yangtze"
 
 
+def test_merged_tags_stay_per_station_and_topic_when_cached() -> None:
+    """Repeated and alternating (station, topic tags) combinations each keep their own tag set."""
+    validator = Validator(ValidationConfig(), registry(station("st-1"), station("st-2")), default_catalogue())
+    combos = [
+        ("st-1", {"kind": "water"}),
+        ("st-2", {"kind": "water"}),
+        ("st-1", {"kind": "air"}),
+        ("st-1", {}),
+    ]
+    first = [ok(validator.validate(raw(station_id=s), topic, T0_NS)).tags for s, topic in combos]
+    again = [ok(validator.validate(raw(station_id=s), topic, T0_NS)).tags for s, topic in combos]
+    assert again == first
+    assert [dict(tags).get("kind") for tags in first] == ["water", "water", "air", None]
+    assert [dict(tags)["station_id"] for tags in first] == ["st-1", "st-2", "st-1", "st-1"]
+    assert all(list(tags) == sorted(tags) for tags in first)
+
+
 def test_unknown_stations_can_be_accepted_by_configuration() -> None:
     """`unknown_stations: accept` stores readings of unregistered stations, tagged by id only."""
     lenient = Validator(ValidationConfig(unknown_stations="accept"), registry(), default_catalogue())
