@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import signal
 import statistics
 import subprocess
@@ -193,7 +194,7 @@ def run_daemon(
         # py-spy (pip install py-spy): folded stacks per thread, for flamegraph.pl or speedscope.
         profiler = subprocess.Popen(
             [
-                "py-spy",
+                shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy",
                 "record",
                 "--pid",
                 str(daemon.pid),
@@ -319,8 +320,7 @@ def run(
 
 
 def _servers_cpu(*servers: Server) -> list[float]:
-    # The launchers keep their process private; the bench only reads its /proc entry.
-    return [proc_usage(server._process.pid)[0] if server._process else 0.0 for server in servers]
+    return [proc_usage(server.pid)[0] if server.pid is not None else 0.0 for server in servers]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,6 +97,11 @@ class Server:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (started and not stopped), else None."""
+        return self._process.pid if self._process is not None else None
+
     def args(self) -> list[str]:
         raise NotImplementedError
 
