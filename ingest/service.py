@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import structlog
@@ -385,7 +384,3 @@ def _counter_values() -> dict[str, float]:
                     labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                     out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
     return out
-
-
-def check_registry(path: Path) -> Registry:
-    return Registry.load(path)
