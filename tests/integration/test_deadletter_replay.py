@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,19 +18,12 @@ from ingest.settings import DEMO_REGISTRY, load_settings
 from ingest.telemetry import configure_logging
 from simulators.load import write_registry
 from simulators.publish import MqttOptions, MqttPublisher
+from tests.helpers import wait_for
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
 NEW_STATION = "cq-cj-cuntan"
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +55,7 @@ def test_rejections_are_listed_and_replayed_once_the_registry_knows_the_station(
             ts = (start + timedelta(hours=index)).isoformat()
             doc = {"station_id": NEW_STATION, "ts": ts, "readings": {"ph": 7.2, "nh3n": 0.4}}
             publisher.publish(f"ecowatch/v1/江北区/{NEW_STATION}/water", orjson.dumps(doc))
-    _wait_for(lambda: daemon.deadletters.count() == 10, "10 dead letters (2 readings x 5 messages)")
+    wait_for(lambda: daemon.deadletters.count() == 10, "10 dead letters (2 readings x 5 messages)")
     daemon.stop()
 
     assert main(["deadletter", "list", "--config", str(config), "--reason", "unknown_station"]) == 0
@@ -87,7 +79,7 @@ def test_rejections_are_listed_and_replayed_once_the_registry_knows_the_station(
         assert daemon.source.wait_connected(10)
         assert main(["deadletter", "replay", "--config", str(config)]) == 0
         assert "replayed 5 messages (10 dead letters)" in capsys.readouterr().out
-        _wait_for(lambda: daemon.stats()["sinks"]["sqlite"]["committed"] == 5, "the 5 replayed messages")
+        wait_for(lambda: daemon.stats()["sinks"]["sqlite"]["committed"] == 5, "the 5 replayed messages")
         stored = daemon.runners[0].sink.query(NEW_STATION, None, None, None, 100)  # type: ignore[attr-defined]
         assert len(stored) == 10
         # Replayed rows are kept, marked, and not replayed twice.

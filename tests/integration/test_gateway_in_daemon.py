@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,20 +13,13 @@ from config.registry import Registry
 from ingest.decoders.hj212 import encode_data_packet, parse_packet
 from ingest.service import Daemon
 from ingest.settings import DEMO_REGISTRY, load_settings
+from tests.helpers import wait_for
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
 MN = "50000000000003"  # cq-cj-cuntan in the demo registry
 PASSWORD = "852963"
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _read_line(sock: socket.socket) -> bytes:
@@ -87,7 +78,7 @@ def test_loggers_are_answered_after_the_log_holds_their_packets(
                 b"7.0", b"7.5"
             )
             sock.sendall(corrupt)
-        _wait_for(
+        wait_for(
             lambda: daemon.deadletters.count() >= 2 and daemon.stats()["sinks"]["sqlite"]["committed"] == 5,
             "readings stored and bad packets dead-lettered",
         )

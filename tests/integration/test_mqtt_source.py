@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from config.types import TLSConfig
 from ingest.service import Daemon
 from ingest.settings import load_settings
 from simulators.publish import MqttOptions, MqttPublisher
+from tests.helpers import wait_for
 from tests.servers import MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -28,14 +28,6 @@ TOPIC = f"ecowatch/v1/江北区/{STATION}/water"
 def _message(index: int) -> bytes:
     ts = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=index)
     return orjson.dumps({"station_id": STATION, "ts": ts.isoformat(), "readings": {"ph": 7.0, "do": 8.0}})
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _stored(daemon: Daemon) -> int:
@@ -151,7 +143,7 @@ def test_connects_with_username_password_over_tls(
             refused = daemon_factory(
                 port=tls_port, tls=tls, username="ecowatch", password="wrong", client_id="refused"
             )
-            _wait_for(
+            wait_for(
                 lambda: any(e["event"] == "mqtt_connect_refused" for e in logs), "the refusal to be logged"
             )
         assert not refused.source.connected
@@ -168,7 +160,7 @@ def test_connects_with_username_password_over_tls(
             MqttOptions(port=tls_port, tls=tls, username="ecowatch", password="s3cret-pw", client_id="pub"),
             range(20),
         )
-        _wait_for(lambda: _stored(daemon) == 20, "20 readings stored")
+        wait_for(lambda: _stored(daemon) == 20, "20 readings stored")
     finally:
         broker.stop()
 
@@ -183,7 +175,7 @@ def test_mqtt311_persistent_session_keeps_what_arrives_while_down(
     first.stop()
     _publish(MqttOptions(port=mosquitto.port, protocol="3.1.1", client_id="pub"), range(50))
     second = daemon_factory(**options)
-    _wait_for(lambda: _stored(second) == 50, "the 50 queued messages")
+    wait_for(lambda: _stored(second) == 50, "the 50 queued messages")
 
 
 def test_reconnects_and_resubscribes_after_a_broker_restart(
@@ -195,10 +187,10 @@ def test_reconnects_and_resubscribes_after_a_broker_restart(
         daemon = daemon_factory(port=mosquitto.port, client_id="ecowatch-restart", reconnect_max_delay="PT1S")
         assert daemon.source.wait_connected(10)
         _publish(MqttOptions(port=mosquitto.port, client_id="pub"), range(10))
-        _wait_for(lambda: _stored(daemon) == 10, "the first 10")
+        wait_for(lambda: _stored(daemon) == 10, "the first 10")
         mosquitto.restart()
-        _wait_for(lambda: any(e["event"] == "mqtt_disconnected" for e in logs), "the disconnect log")
-        _wait_for(lambda: sum(e["event"] == "mqtt_connected" for e in logs) >= 2, "the reconnect")
+        wait_for(lambda: any(e["event"] == "mqtt_disconnected" for e in logs), "the disconnect log")
+        wait_for(lambda: sum(e["event"] == "mqtt_connected" for e in logs) >= 2, "the reconnect")
         _publish(MqttOptions(port=mosquitto.port, client_id="pub"), range(10, 30))
-        _wait_for(lambda: _stored(daemon) == 30, "the next 20")
+        wait_for(lambda: _stored(daemon) == 30, "the next 20")
     assert all("reason_code" in e for e in logs if e["event"] in ("mqtt_connected", "mqtt_disconnected"))

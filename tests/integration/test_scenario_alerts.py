@@ -13,8 +13,7 @@ import hmac
 import json
 import math
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +28,7 @@ from simulators.load import write_registry
 from simulators.publish import MqttOptions, MqttPublisher
 from simulators.scenario import SCENARIO_DIR, load_scenario
 from simulators.simulator import Simulator
+from tests.helpers import wait_for
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -87,14 +87,6 @@ def receiver() -> Iterator[Receiver]:
     r.server.server_close()
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_demo_scenario_alerts_reach_the_operators_webhook(
     tmp_path: Path, mosquitto: MosquittoServer, receiver: Receiver
 ) -> None:
@@ -132,12 +124,13 @@ def test_demo_scenario_alerts_reach_the_operators_webhook(
             for message in messages:
                 publisher.publish(message.topic, message.payload)
             assert publisher.flush(30)
-        _wait_for(
+        wait_for(
             lambda: (
                 daemon.stats()["alerts"]["pending"] == 0
                 and daemon.stats()["logs"]["raw_processed"] >= len(messages)
             ),
             "the engine to evaluate everything",
+            timeout=60,
         )
         daemon.alerts.tick(end + timedelta(seconds=10))
 
@@ -151,12 +144,13 @@ def test_demo_scenario_alerts_reach_the_operators_webhook(
             ]
 
         expected_resolutions = sum(1 for x in scenario.expect if x.resolved_within is not None)
-        _wait_for(
+        wait_for(
             lambda: (
                 len(delivered("firing")) >= len(scenario.expect)
                 and len(delivered("resolved")) >= expected_resolutions
             ),
             "the expected notifications at the webhook",
+            timeout=60,
         )
         assert receiver.bad_signatures == 0
         firing = delivered("firing")
