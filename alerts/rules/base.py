@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -270,7 +270,12 @@ class RegionPoints:
 
 
 def region_points(
-    view: View, config: RuleConfigBase, group_by: GroupBy, *, window_ns: int | None, max_age_ns: int
+    view: View,
+    config: RuleConfigBase | RegionRuleConfig,
+    group_by: GroupBy,
+    *,
+    window_ns: int | None,
+    max_age_ns: int,
 ) -> list[RegionPoints]:
     """The water-quality stations the rule matches, grouped by `group_by`, each with its class."""
     groups: dict[str, list[tuple[Station, PointStatus | None]]] = {}
@@ -290,6 +295,30 @@ def region_points(
         status = view.statuses[key]
         groups.setdefault(station_labels(station)[group_by], []).append((station, status))
     return [RegionPoints(group_by, value, tuple(points)) for value, points in groups.items()]
+
+
+class StationFilter(Protocol):
+    def applies_to(self, station: Station) -> bool: ...
+
+
+class RegionRuleConfig(StationFilter, Protocol):
+    """What the regional rules share: how to group stations and which of them are judged."""
+
+    @property
+    def group_by(self) -> GroupBy: ...
+    @property
+    def min_stations(self) -> int: ...
+    @property
+    def window(self) -> timedelta | None: ...
+    @property
+    def max_age(self) -> timedelta: ...
+
+
+def judged_regions(view: View, config: RegionRuleConfig) -> list[RegionPoints]:
+    """The regions of `region_points` with at least `min_stations` classed stations."""
+    window_ns = None if config.window is None else ns(config.window)
+    regions = region_points(view, config, config.group_by, window_ns=window_ns, max_age_ns=ns(config.max_age))
+    return [r for r in regions if len(r.assessed) >= config.min_stations]
 
 
 def share_text(share: float) -> str:

@@ -25,8 +25,7 @@ from alerts.rules.base import (
     RuleConfigBase,
     Scope,
     View,
-    ns,
-    region_points,
+    judged_regions,
     share_text,
 )
 from config.registry import WaterClass
@@ -62,18 +61,12 @@ class ClassShareRule:
 
     def __init__(self, config: ClassShareConfig) -> None:
         self.config = config
-        self._window_ns = None if config.window is None else ns(config.window)
-        self._max_age_ns = ns(config.max_age)
 
     def evaluate(self, view: View) -> list[Finding]:
         config = self.config
         findings = []
-        for region in region_points(
-            view, config, config.group_by, window_ns=self._window_ns, max_age_ns=self._max_age_ns
-        ):
+        for region in judged_regions(view, config):
             assessed = region.assessed
-            if len(assessed) < config.min_stations:
-                continue
             classes = [p.classification.water_class for _, p in assessed]
             good = sum(1 for c in classes if c in GOOD_CLASSES) / len(classes)
             bad = sum(1 for c in classes if c is WaterClass.WORSE_THAN_V) / len(classes)

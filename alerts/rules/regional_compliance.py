@@ -28,8 +28,7 @@ from alerts.rules.base import (
     RuleConfigBase,
     Scope,
     View,
-    ns,
-    region_points,
+    judged_regions,
     share_text,
 )
 
@@ -56,18 +55,12 @@ class RegionalComplianceRule:
 
     def __init__(self, config: RegionalComplianceConfig) -> None:
         self.config = config
-        self._window_ns = None if config.window is None else ns(config.window)
-        self._max_age_ns = ns(config.max_age)
 
     def evaluate(self, view: View) -> list[Finding]:
         config = self.config
         findings = []
-        for region in region_points(
-            view, config, config.group_by, window_ns=self._window_ns, max_age_ns=self._max_age_ns
-        ):
+        for region in judged_regions(view, config):
             assessed = region.assessed
-            if len(assessed) < config.min_stations:
-                continue
             meeting = [s for s, p in assessed if p.classification.compliant]
             failing = [s for s, p in assessed if not p.classification.compliant]
             share = len(meeting) / len(assessed)
