@@ -37,7 +37,7 @@ from ingest import telemetry
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.decoders import Decoder
 from ingest.errors import RejectedPayload, RejectReason, WalFullError
-from ingest.model import ItemRejection, Message, Reading
+from ingest.model import Message, Reading
 from ingest.records import decode_message, encode_readings
 from ingest.topics import TopicTemplate
 from ingest.validate import Validator
@@ -121,18 +121,11 @@ class MessageProcessor:
             decoded = route.decoder.decode(message.topic, message.payload)
         except RejectedPayload as exc:
             return Outcome([], [letter(exc.reason, exc.detail, route.format)])
-        readings: list[Reading] = []
+        readings, invalid = self._validator.validate_many(decoded.readings, topic_tags, now_ns)
         rejections = [
-            letter(r.reason, r.detail, route.format, r.station_id, r.parameter) for r in decoded.rejections
+            letter(r.reason, r.detail, route.format, r.station_id, r.parameter)
+            for r in (*decoded.rejections, *invalid)
         ]
-        for raw in decoded.readings:
-            result = self._validator.validate(raw, topic_tags, now_ns)
-            if isinstance(result, ItemRejection):
-                rejections.append(
-                    letter(result.reason, result.detail, route.format, result.station_id, result.parameter)
-                )
-            else:
-                readings.append(result)
         return Outcome(readings, rejections)
 
 

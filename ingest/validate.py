@@ -6,7 +6,8 @@ the parameter is in the catalogue, the value is finite, the unit converts to the
 the converted value lies within the parameter's physical range, the data flag is an HJ 212 flag,
 the timestamp is aware (a naive one takes the station's zone, else the configured default, else the
 protocol's zone; with none of these it is rejected) and not further in the future than the skew.
-Pure: `now_ns` is passed in.
+A message's readings are validated together (`validate_many`), so what they share (station,
+identity, tags, time) is worked out once per message. Pure: `now_ns` is passed in.
 
 Example:
     validation:
@@ -19,11 +20,12 @@ Example:
 from __future__ import annotations
 
 import hmac
-import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import Literal
+from math import isfinite
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -35,6 +37,7 @@ from ingest.errors import RejectReason
 from ingest.model import DataFlag, ItemRejection, RawReading, Reading
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Tags = tuple[tuple[str, str], ...]
 _FLAGS = {flag.value: flag for flag in DataFlag}
 # Merged tag sets cached per (station, topic tags); a few per station in practice.
 MAX_MERGED_TAGS = 65536
@@ -71,22 +74,77 @@ def _zone(name: str) -> tzinfo:
         raise ValueError(f"unknown time zone {name!r}") from exc
 
 
+class _Problem(NamedTuple):
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(slots=True)
+class _Sender:
+    """What the readings of one station, MN and password share, worked out once per message."""
+
+    station_id: str
+    tags: Tags = ()
+    # The zone for naive times: the station's, else the configured default (else the protocol's).
+    zone_name: str | None = None
+    # Why every reading of this sender is refused (an unknown station, claims that do not hold);
+    # `rejection` adds each reading's parameter code, cut to `code_limit`.
+    refusal: ItemRejection | None = None
+    code_limit: int | None = 32
+
+    def rejection(self, code: str) -> ItemRejection:
+        assert self.refusal is not None
+        refusal = self.refusal
+        return ItemRejection(refusal.reason, refusal.detail, refusal.station_id, code[: self.code_limit])
+
+
+# Stands in until the first reading, whose key always differs from None, sets the real one.
+_NO_SENDER = _Sender("")
+
+
 def _identity_problem(
     raw: RawReading, resolved: Station | str, topic_tags: Mapping[str, str]
-) -> tuple[RejectReason, str] | None:
+) -> _Problem | None:
     """The sender's claims that do not hold: HJ 212 password, topic versus payload station."""
     station_id = resolved if isinstance(resolved, str) else resolved.id
     if isinstance(resolved, Station) and resolved.hj212_password is not None and raw.mn is not None:
         expected = resolved.hj212_password.get_secret_value().encode()
         if not hmac.compare_digest((raw.password or "").encode(), expected):
-            return RejectReason.WRONG_PASSWORD, f"wrong HJ 212 password for MN {raw.mn}"
+            return _Problem(RejectReason.WRONG_PASSWORD, f"wrong HJ 212 password for MN {raw.mn}")
     topic_station = topic_tags.get("station_id")
     if topic_station is not None and topic_station != station_id:
-        return RejectReason.TOPIC_MISMATCH, f"topic names station {topic_station!r}, payload {station_id!r}"
+        return _Problem(
+            RejectReason.TOPIC_MISMATCH, f"topic names station {topic_station!r}, payload {station_id!r}"
+        )
     topic_mn = topic_tags.get("mn")
     if topic_mn is not None and raw.mn is not None and topic_mn != raw.mn:
-        return RejectReason.TOPIC_MISMATCH, f"topic names MN {topic_mn!r}, payload {raw.mn!r}"
+        return _Problem(RejectReason.TOPIC_MISMATCH, f"topic names MN {topic_mn!r}, payload {raw.mn!r}")
     return None
+
+
+def _checked_value(raw: RawReading, parameter: Parameter | None) -> tuple[float, DataFlag] | _Problem:
+    """The value in the parameter's canonical unit and the data flag, or why the reading is refused."""
+    code = raw.parameter
+    if parameter is None:
+        return _Problem(RejectReason.UNKNOWN_PARAMETER, f"unknown parameter code {code!r:.40}")
+    if not isfinite(raw.value):
+        return _Problem(RejectReason.NOT_A_NUMBER, f"{code}: value is not finite")
+    value = parameter.to_canonical(raw.value, raw.unit)
+    if value is None:
+        return _Problem(
+            RejectReason.UNKNOWN_UNIT,
+            f"{code}: unit {raw.unit!r:.20} is not accepted (canonical {parameter.unit})",
+        )
+    if not parameter.in_range(value):
+        return _Problem(
+            RejectReason.OUT_OF_RANGE,
+            f"{code}={value:g} {parameter.unit} outside the physical range "
+            f"[{parameter.min:g}, {parameter.max:g}]",
+        )
+    flag = _FLAGS.get(raw.flag)
+    if flag is None:
+        return _Problem(RejectReason.UNKNOWN_FLAG, f"{code}: data flag {raw.flag!r:.8} is not an HJ 212 flag")
+    return value, flag
 
 
 def to_ns(ts: datetime) -> int:
@@ -139,69 +197,99 @@ class Validator:
     def validate(
         self, raw: RawReading, topic_tags: Mapping[str, str], now_ns: int
     ) -> Reading | ItemRejection:
+        """One raw reading checked on its own; `validate_many` checks a message's readings."""
+        readings, rejections = self.validate_many((raw,), topic_tags, now_ns)
+        return readings[0] if readings else rejections[0]
+
+    def validate_many(
+        self, raws: Iterable[RawReading], topic_tags: Mapping[str, str], now_ns: int
+    ) -> tuple[list[Reading], list[ItemRejection]]:
+        """The readings that passed and the rejections, each in the order of `raws`.
+
+        Each result is what `validate` gives for that raw reading alone. A message's readings
+        nearly always share their sender (station, MN, password) and timestamp, so the station,
+        the identity checks, the merged tags and the time in ns are worked out once for each run
+        of readings that share them, not once per reading.
+        """
+        readings: list[Reading] = []
+        rejections: list[ItemRejection] = []
+        catalogue, flags = self._catalogue, _FLAGS
+        sender_key: tuple[str | None, str | None, str | None] | None = None
+        sender = _NO_SENDER
+        ts_seen: datetime | None = None
+        zone_seen: str | None = None
+        time_ns: int | _Problem = 0
+        for raw in raws:
+            key = (raw.station_id, raw.mn, raw.password)
+            if key != sender_key:
+                sender_key, sender, ts_seen = key, self._sender(raw, topic_tags), None
+            code = raw.parameter
+            if sender.refusal is not None:
+                rejections.append(sender.rejection(code))
+                continue
+            parameter = catalogue.get(code)
+            value, flag = raw.value, flags.get(raw.flag)
+            # The common case inline (canonical unit, in range, known flag); `_checked_value`
+            # decides, and words, everything else.
+            if (
+                parameter is None
+                or flag is None
+                or (raw.unit is not None and raw.unit != parameter.unit)
+                or not (isfinite(value) and parameter.min <= value <= parameter.max)
+            ):
+                checked = _checked_value(raw, parameter)
+                if isinstance(checked, _Problem):
+                    rejections.append(
+                        ItemRejection(checked.reason, checked.detail, sender.station_id, code[:32])
+                    )
+                    continue
+                value, flag = checked
+                assert parameter is not None
+            if raw.ts is not ts_seen or raw.assume_tz != zone_seen:
+                ts_seen, zone_seen = raw.ts, raw.assume_tz
+                time_ns = self._time_ns(raw.ts, sender.zone_name or raw.assume_tz, now_ns)
+            if isinstance(time_ns, _Problem):
+                rejections.append(ItemRejection(time_ns.reason, time_ns.detail, sender.station_id, code[:32]))
+                continue
+            readings.append(
+                Reading(
+                    sender.station_id,
+                    parameter.measurement,
+                    code,
+                    value,
+                    parameter.unit,
+                    time_ns,
+                    flag,
+                    sender.tags,
+                )
+            )
+        return readings, rejections
+
+    def _sender(self, raw: RawReading, topic_tags: Mapping[str, str]) -> _Sender:
+        """What every reading with `raw`'s station, MN and password shares."""
         resolved = self.resolve_station(raw)
         if isinstance(resolved, ItemRejection):
-            return resolved
+            return _Sender("", refusal=resolved, code_limit=None)  # as `resolve_station` words it
         station_id = resolved if isinstance(resolved, str) else resolved.id
-        code = raw.parameter
+        problem = _identity_problem(raw, resolved, topic_tags)
+        if problem is not None:
+            return _Sender(station_id, refusal=ItemRejection(problem.reason, problem.detail, station_id))
+        zone = resolved.timezone if isinstance(resolved, Station) else None
+        return _Sender(station_id, self._tags(station_id, topic_tags), zone or self._config.default_timezone)
 
-        def reject(reason: RejectReason, detail: str) -> ItemRejection:
-            return ItemRejection(reason, detail, station_id, code[:32])
-
-        identity_problem = _identity_problem(raw, resolved, topic_tags)
-        if identity_problem is not None:
-            return reject(*identity_problem)
-
-        parameter = self._catalogue.get(code)
-        if parameter is None:
-            return reject(RejectReason.UNKNOWN_PARAMETER, f"unknown parameter code {code!r:.40}")
-        if not math.isfinite(raw.value):
-            return reject(RejectReason.NOT_A_NUMBER, f"{code}: value is not finite")
-        value = parameter.to_canonical(raw.value, raw.unit)
-        if value is None:
-            return reject(
-                RejectReason.UNKNOWN_UNIT,
-                f"{code}: unit {raw.unit!r:.20} is not accepted (canonical {parameter.unit})",
-            )
-        if not parameter.in_range(value):
-            return reject(
-                RejectReason.OUT_OF_RANGE,
-                f"{code}={value:g} {parameter.unit} outside the physical range "
-                f"[{parameter.min:g}, {parameter.max:g}]",
-            )
-        flag = _FLAGS.get(raw.flag)
-        if flag is None:
-            return reject(
-                RejectReason.UNKNOWN_FLAG, f"{code}: data flag {raw.flag!r:.8} is not an HJ 212 flag"
-            )
-
-        ts = raw.ts
+    def _time_ns(self, ts: datetime, zone_name: str | None, now_ns: int) -> int | _Problem:
+        """Ns since the epoch, a naive time taken in `zone_name`; or why the time is refused."""
         if ts.tzinfo is None or ts.utcoffset() is None:
-            zone_name = (
-                (resolved.timezone if isinstance(resolved, Station) else None)
-                or self._config.default_timezone
-                or raw.assume_tz
-            )
             if zone_name is None:
-                return reject(RejectReason.NAIVE_TIMESTAMP, f"timestamp {ts.isoformat()} has no time zone")
+                return _Problem(RejectReason.NAIVE_TIMESTAMP, f"timestamp {ts.isoformat()} has no time zone")
             ts = ts.replace(tzinfo=_zone(zone_name))
         time_ns = to_ns(ts)
         if time_ns > now_ns + self._max_skew_ns:
             ahead = (time_ns - now_ns) / 1e9
-            return reject(
+            return _Problem(
                 RejectReason.CLOCK_SKEW, f"timestamp {ts.isoformat()} is {ahead:.0f} s in the future"
             )
-
-        return Reading(
-            station_id=station_id,
-            measurement=parameter.measurement,
-            parameter=code,
-            value=value,
-            unit=parameter.unit,
-            time_ns=time_ns,
-            flag=flag,
-            tags=self._tags(station_id, topic_tags),
-        )
+        return time_ns
 
     def _tags(self, station_id: str, topic_tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         """The station's registry tags plus the topic's placeholders, merged once per combination."""

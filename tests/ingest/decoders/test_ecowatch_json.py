@@ -79,3 +79,28 @@ def test_naive_timestamps_are_passed_on_for_validation_to_judge() -> None:
     """The decoder keeps a naive time naive: validation decides with the station's zone."""
     decoded = DECODER.decode("t", b'{"station_id": "a", "ts": "2026-01-01T08:00:00", "readings": {"ph": 7}}')
     assert decoded.readings[0].ts.tzinfo is None
+
+
+def test_each_message_gets_its_own_time_when_times_repeat() -> None:
+    """Times parsed once and reused still decode per message: two times alternate, a bad one stays bad."""
+    times = [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T08:00:00+08:00",
+        "2026-01-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+    ]
+    decoded: list[object] = []
+    for ts in times * 2:
+        try:
+            result = DECODER.decode("t", orjson.dumps({"station_id": "a", "ts": ts, "readings": {"ph": 7.0}}))
+        except RejectedPayload as exc:
+            decoded.append(exc.reason)
+        else:
+            decoded.append(result.readings[0].ts.isoformat())
+    assert decoded[:4] == [
+        "2026-01-01T00:00:00+00:00",
+        "2026-01-01T08:00:00+08:00",
+        "2026-01-01T00:00:00+00:00",
+        RejectReason.MALFORMED,
+    ]
+    assert decoded[4:] == decoded[:4]
