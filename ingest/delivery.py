@@ -7,6 +7,18 @@ Retry-After) for as long as it takes, while the backlog waits in the log; past t
 sink is reported down. 413 halves the batch. A permanent refusal (400/422) is narrowed down by
 bisection to the readings the server refuses, which go to the dead-letter store; the rest are
 written.
+
+Sinks that take line protocol (`LineProtocolSink`) are handed the lines the processor rendered
+into each record (`ingest.records`): this loop runs in the daemon's main process, where every
+µs per message is taken from the MQTT receive path, so it does not decode records it need not.
+Only a refused batch is decoded, to narrow the refusal down to readings.
+
+A runner can be told to yield to the ingest path (`yield_to`): while that says the daemon is
+busy taking in a burst, the runner pauses after each batch for `YIELD_FACTOR` times as long as
+the batch took to write (so it keeps about 5 % of the time), and never longer than
+`yield_max_s`, so it always makes progress. The alert engine runs this way: it shares the main
+process with the receive path and costs more CPU per reading than anything else there, so
+during a burst it falls behind in the log (visible as its pending count) and catches up after.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
 
 import orjson
 import structlog
@@ -23,12 +37,46 @@ from ingest import telemetry
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import RejectReason, SinkError
 from ingest.model import Reading
-from ingest.records import decode_readings
-from ingest.sinks import Sink
+from ingest.records import decode_readings, line_protocol, readings_count
+from ingest.sinks import LineProtocolSink, Sink
 from ingest.sinks.base import SinkConfigBase
 from ingest.wal import WalReader
 
 log = structlog.get_logger(__name__)
+
+# A runner told to yield pauses this many times as long as its last write took (~5 % duty)...
+YIELD_FACTOR: Final = 19.0
+# ...and never longer than this, so that it still progresses.
+YIELD_MAX_S: Final = 5.0
+_YIELD_POLL_S: Final = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """A batch as the processor rendered it: each record's readings in line protocol."""
+
+    records: list[bytes]
+    lines: list[bytes]
+    count: int
+
+    def halves(self) -> list[_Lines | list[Reading]]:
+        if len(self.records) == 1:
+            readings = decode_readings(self.records[0])
+            middle = len(readings) // 2
+            return [readings[:middle], readings[middle:]]
+        middle = len(self.records) // 2
+        return [_lines(self.records[:middle]), _lines(self.records[middle:])]
+
+    def readings(self) -> list[Reading]:
+        return [reading for record in self.records for reading in decode_readings(record)]
+
+
+def _lines(records: list[bytes]) -> _Lines:
+    lines = [line_protocol(record) or b"" for record in records]
+    return _Lines(records, lines, sum(readings_count(record) for record in records))
+
+
+_Batch = _Lines | Sequence[Reading]
 
 
 class SinkRunner:
@@ -41,6 +89,8 @@ class SinkRunner:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        yield_to: Callable[[], bool] | None = None,
+        yield_max_s: float = YIELD_MAX_S,
     ) -> None:
         self.sink = sink
         self.config = config
@@ -48,9 +98,13 @@ class SinkRunner:
         self._deadletters = deadletters
         self._monotonic = monotonic
         self._rng = rng or random.Random()
+        self._yield_to = yield_to
+        self._yield_max_s = yield_max_s
+        self._lines_sink = sink if isinstance(sink, LineProtocolSink) else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sink-{config.name}", daemon=True)
         self._failing_since: float | None = None
+        self._last_write_s = 0.0
         self.down = False
         self._label = config.name
         telemetry.SINK_UP.labels(self._label).set(1)
@@ -58,6 +112,11 @@ class SinkRunner:
     @property
     def reader(self) -> WalReader:
         return self._reader
+
+    @property
+    def failing(self) -> bool:
+        """The last write failed and no write has succeeded since."""
+        return self._failing_since is not None
 
     def start(self) -> None:
         self._thread.start()
@@ -70,65 +129,94 @@ class SinkRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self._wait_while_ingest_busy()
                 self.deliver_once(wait=0.2)
             except Exception:
                 log.exception("sink_loop_failed", sink=self._label)
                 self._reader.seek(self._reader.committed)
                 self._stop.wait(1.0)
 
+    def _wait_while_ingest_busy(self) -> None:
+        if self._yield_to is None or not self._last_write_s:
+            return
+        pause = min(self._last_write_s * YIELD_FACTOR, self._yield_max_s)
+        self._last_write_s = 0.0
+        deadline = self._monotonic() + pause
+        while self._yield_to() and self._monotonic() < deadline:
+            if self._stop.wait(min(_YIELD_POLL_S, max(0.0, deadline - self._monotonic()))):
+                return
+
     def deliver_once(self, wait: float = 0.0) -> int:
         """Gather one batch and deliver it; returns the readings delivered or dead-lettered."""
-        batch, next_offset = self._gather(wait)
+        records, count, next_offset = self._gather(wait)
         if next_offset is None:
             return 0
-        if batch and not self._write_all(batch):
+        started = self._monotonic()
+        written = not records or self._write_all(self._batch(records))
+        self._last_write_s = self._monotonic() - started
+        if not written:
             # Stopping mid-outage: leave the offset where it is, the batch is replayed on restart.
             self._reader.seek(self._reader.committed)
             return 0
         self._reader.commit(next_offset)
-        return len(batch)
+        return count
 
-    def _gather(self, wait: float) -> tuple[list[Reading], int | None]:
+    def _batch(self, records: list[bytes]) -> _Batch:
+        if self._lines_sink is not None:
+            batch = _lines(records)
+            if all(batch.lines):
+                return batch
+        return [reading for record in records for reading in decode_readings(record)]
+
+    def _gather(self, wait: float) -> tuple[list[bytes], int, int | None]:
         limit = self.config.batch_size
         max_age = self.config.flush_interval.total_seconds()
-        batch: list[Reading] = []
+        records: list[bytes] = []
+        count = 0
         next_offset: int | None = None
         deadline: float | None = None
-        while len(batch) < limit:
+        while count < limit:
             timeout = wait if deadline is None else max(0.0, deadline - self._monotonic())
             # Records hold one message's readings; ask for few enough to stay near the limit.
-            records = self._reader.read(max(1, (limit - len(batch)) // 8), timeout=timeout)
-            if not records:
+            read = self._reader.read(max(1, (limit - count) // 8), timeout=timeout)
+            if not read:
                 break
-            for offset, record in records:
-                batch.extend(decode_readings(record))
+            for offset, record in read:
+                records.append(record)
+                count += readings_count(record)
                 next_offset = offset + 1
             if deadline is None:
                 deadline = self._monotonic() + max_age
             if self._monotonic() >= deadline or self._stop.is_set():
                 break
-        return batch, next_offset
+        return records, count, next_offset
 
-    def _write_all(self, batch: Sequence[Reading]) -> bool:
+    def _write_all(self, batch: _Batch) -> bool:
         """Deliver the batch (splitting and dead-lettering as told); False if stopped first."""
         attempt = 0
+        size = batch.count if isinstance(batch, _Lines) else len(batch)
         while True:
             started = time.perf_counter()
             try:
-                self.sink.write(batch)
+                if isinstance(batch, _Lines):
+                    assert self._lines_sink is not None
+                    self._lines_sink.write_lines(b"".join(batch.lines))
+                else:
+                    self.sink.write(batch)
             except SinkError as exc:
                 telemetry.SINK_FAILURES.labels(self._label, exc.reason).inc()
-                if exc.split and len(batch) > 1:
-                    middle = len(batch) // 2
-                    return self._write_all(batch[:middle]) and self._write_all(batch[middle:])
+                if exc.split and size > 1:
+                    return all(self._write_all(half) for half in _halves(batch))
                 if not exc.retryable:
+                    if isinstance(batch, _Lines):
+                        return self._isolate_refused(batch.readings(), exc)
                     return self._isolate_refused(batch, exc)
                 if not self._back_off(attempt, exc):
                     return False
                 attempt += 1
                 continue
             telemetry.SINK_BATCH_SECONDS.labels(self._label).observe(time.perf_counter() - started)
-            telemetry.SINK_WRITTEN.labels(self._label).inc(len(batch))
+            telemetry.SINK_WRITTEN.labels(self._label).inc(size)
             self._recovered()
             return True
 
@@ -136,8 +224,7 @@ class SinkRunner:
         if len(batch) == 1:
             self._dead_letter(batch[0], exc)
             return True
-        middle = len(batch) // 2
-        return self._write_all(batch[:middle]) and self._write_all(batch[middle:])
+        return all(self._write_all(half) for half in _halves(batch))
 
     def _dead_letter(self, reading: Reading, exc: SinkError) -> None:
         payload = orjson.dumps(
@@ -209,3 +296,10 @@ class SinkRunner:
         if self.down:
             self.down = False
             telemetry.SINK_UP.labels(self._label).set(1)
+
+
+def _halves(batch: _Batch) -> list[_Batch]:
+    if isinstance(batch, _Lines):
+        return list(batch.halves())
+    middle = len(batch) // 2
+    return [batch[:middle], batch[middle:]]

@@ -2,15 +2,22 @@
 
 Raw log: one received message, `[u64 received_ns][u16 topic length][topic utf-8][payload]`, built
 on the paho thread before the ack, so it is a single struct pack and two concatenations.
-Readings log: the validated readings of one message, as compact JSON: the distinct tag sets once
-(`t`, usually one per message), then one row per reading naming its tag set by index (`r`):
+
+Readings log: the validated readings of one message,
+`[u8 layout=3][u32 reading count][u32 JSON length][JSON][line protocol]`. The JSON holds the
+readings, the distinct tag sets once (`t`, usually one per message), then one row per reading
+naming its tag set by index (`r`):
 
     {"t": [[["basin", "长江"], ["station_id", "st-1"]]],
      "r": [[0, "st-1", "water_quality", "ph", 7.6, "", 1795600000000000000, "N"], ...]}
 
-Writing the tags once per message rather than once per reading makes the record a third of the
-size and its decoding (every sink decodes every record) three times faster. Records of the first
-layout (a bare array of per-reading arrays, tags included) still decode.
+The line protocol part is the same readings rendered for the InfluxDB-style sinks
+(`ingest.sinks.line_protocol`), empty when they cannot be rendered. It is written by the
+processor, which runs in a worker process of its own, so that the sinks in the daemon's main
+process (where the MQTT receive path needs the GIL) only slice and join bytes per message; the
+JSON is still the record's meaning, and a sink that is refused a batch narrows it down from the
+decoded readings. Records of the earlier layouts (a JSON object as above, or a bare array of
+per-reading arrays with tags included) still decode; they carry no line protocol.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from typing import Any
 import orjson
 
 from ingest.model import DataFlag, Message, Reading
+from ingest.sinks.line_protocol import LineEncoder
 
 _RAW_HEADER = struct.Struct("<QH")
+_READINGS_HEADER = struct.Struct("<BII")
+_READINGS_LAYOUT = 3
 _FLAGS = {flag.value: flag for flag in DataFlag}
 Tags = tuple[tuple[str, str], ...]
 # Consumers moving together read within a few hundred records of each other; ~5 KB each.
@@ -44,6 +54,9 @@ def decode_message(record: bytes) -> Message:
     return Message(topic=topic, payload=record[start + topic_len :], received_ns=received_ns)
 
 
+_line_encoder = LineEncoder()
+
+
 def encode_readings(readings: Sequence[Reading]) -> bytes:
     tag_sets: dict[Tags, int] = {}
     rows = []
@@ -52,7 +65,28 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
         if index is None:
             index = tag_sets[r.tags] = len(tag_sets)
         rows.append((index, r.station_id, r.measurement, r.parameter, r.value, r.unit, r.time_ns, r.flag))
-    return orjson.dumps({"t": list(tag_sets), "r": rows})
+    document = orjson.dumps({"t": list(tag_sets), "r": rows})
+    try:
+        lines = _line_encoder.encode(readings).encode()
+    except ValueError:
+        lines = b""  # the sinks encode the readings themselves and dead-letter what fails
+    return _READINGS_HEADER.pack(_READINGS_LAYOUT, len(readings), len(document)) + document + lines
+
+
+def readings_count(record: bytes) -> int:
+    """How many readings a readings record holds (without decoding the older layouts' twice)."""
+    if record[:1] == b"\x03":
+        return int(_READINGS_HEADER.unpack_from(record)[1])
+    return len(decode_readings(record))
+
+
+def line_protocol(record: bytes) -> bytes | None:
+    """The record's readings as line protocol, one line per point; None when it has none."""
+    if record[:1] != b"\x03":
+        return None
+    _, _, length = _READINGS_HEADER.unpack_from(record)
+    lines = record[_READINGS_HEADER.size + length :]
+    return lines or None
 
 
 def decode_readings(record: bytes) -> list[Reading]:
@@ -74,7 +108,12 @@ def decode_readings(record: bytes) -> list[Reading]:
 
 
 def _decode(record: bytes) -> list[Reading]:
-    document = orjson.loads(record)
+    if record[:1] == b"\x03":
+        _, _, length = _READINGS_HEADER.unpack_from(record)
+        start = _READINGS_HEADER.size
+        document = orjson.loads(record[start : start + length])
+    else:
+        document = orjson.loads(record)
     if isinstance(document, list):
         return _decode_v1(document)
     tag_sets: list[Tags] = [tuple((k, v) for k, v in tags) for tags in document["t"]]

@@ -14,7 +14,7 @@ replayed write overwrites instead of duplicating.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, ClassVar, Final, Protocol
+from typing import Annotated, ClassVar, Final, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -36,6 +36,15 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LineProtocolSink(Sink, Protocol):
+    """A sink that stores line protocol as it is: the delivery loop hands it pre-rendered lines."""
+
+    def write_lines(self, body: bytes) -> None:
+        """Store readings given as line protocol (`ingest.sinks.line_protocol`) in one request."""
+        ...
 
 
 SinkConfig = Annotated[

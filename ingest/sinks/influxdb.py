@@ -95,6 +95,12 @@ class InfluxDBSink:
             body = line_protocol.encode(readings).encode()
         except ValueError as exc:
             raise SinkError("rejected", f"cannot encode: {exc}", retryable=False) from None
+        self.write_lines(body)
+
+    def write_lines(self, body: bytes) -> None:
+        """Store readings already in line protocol, in one request."""
+        if not body:
+            return
         self._call(
             self._write_api.write,
             bucket=self._config.bucket,

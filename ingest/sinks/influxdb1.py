@@ -95,6 +95,12 @@ class InfluxDB1Sink:
             body = line_protocol.encode(readings).encode()
         except ValueError as exc:
             raise SinkError("rejected", f"cannot encode: {exc}", retryable=False) from None
+        self.write_lines(body)
+
+    def write_lines(self, body: bytes) -> None:
+        """Store readings already in line protocol, in one request."""
+        if not body:
+            return
         headers = {**self._headers, "Content-Type": "text/plain; charset=utf-8"}
         if self._config.gzip:
             body = gzip.compress(body, compresslevel=1)

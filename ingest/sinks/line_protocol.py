@@ -41,6 +41,35 @@ _Tags = tuple[tuple[str, str], ...]
 
 def encode(readings: Iterable[Reading]) -> str:
     """The line protocol text of the readings, one line per point, each ending in a newline."""
+    return LineEncoder().encode(readings)
+
+
+class LineEncoder:
+    """`encode` with its escaped series keys and field fragments kept from call to call.
+
+    The processor renders each readings record's lines as it logs it (`ingest.records`), one
+    message at a time: the same stations, parameters and flags come back message after message.
+    The caches are bounded, as series keys come from sender-controlled topic placeholders.
+    """
+
+    def __init__(self, max_cached: int = 100_000) -> None:
+        self._max_cached = max_cached
+        self._series_keys: dict[tuple[str, _Tags], str] = {}
+        self._fragments: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def encode(self, readings: Iterable[Reading]) -> str:
+        """The line protocol text of the readings, one line per point, each ending in a newline."""
+        if len(self._series_keys) > self._max_cached or len(self._fragments) > self._max_cached:
+            self._series_keys.clear()
+            self._fragments.clear()
+        return _encode(readings, self._series_keys, self._fragments)
+
+
+def _encode(
+    readings: Iterable[Reading],
+    series_keys: dict[tuple[str, _Tags], str],
+    fragments: dict[tuple[str, str], tuple[str, str]],
+) -> str:
     points: dict[tuple[str, _Tags, int], dict[str, Reading]] = {}
     for reading in readings:
         key = (reading.measurement, reading.tags, reading.time_ns)
@@ -51,8 +80,6 @@ def encode(readings: Iterable[Reading]) -> str:
             fields[reading.parameter] = reading
 
     # Escaped forms repeat across a batch (a few stations, parameters and flags): build each once.
-    series_keys: dict[tuple[str, _Tags], str] = {}
-    fragments: dict[tuple[str, str], tuple[str, str]] = {}
     lines: list[str] = []
     for (measurement, tags, time_ns), fields in points.items():
         series = series_keys.get((measurement, tags))

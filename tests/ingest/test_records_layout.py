@@ -1,11 +1,13 @@
-"""The readings-log layout: tag sets written once per record, order kept, first-layout records still read."""
+"""The readings-log layout: tag sets written once per record, order kept, line protocol pre-rendered,
+earlier layouts still read."""
 
 from __future__ import annotations
 
 import orjson
 
 from ingest.model import DataFlag, Reading
-from ingest.records import decode_readings, encode_readings
+from ingest.records import decode_readings, encode_readings, line_protocol, readings_count
+from ingest.sinks.line_protocol import encode
 
 A = (("basin", "长江"), ("station_id", "st-1"))
 B = (("basin", "嘉陵江"), ("station_id", "st-2"))
@@ -22,8 +24,27 @@ def test_each_tag_set_is_written_once_and_the_order_of_readings_is_kept() -> Non
     readings = [reading("st-1", "ph", 7.1, A), reading("st-2", "ph", 7.2, B), reading("st-1", "do", 8.0, A)]
     record = encode_readings(readings)
     assert decode_readings(record) == readings
-    assert record.count("长江".encode()) == 1
-    assert record.count("嘉陵江".encode()) == 1
+    lines = line_protocol(record)
+    assert lines is not None
+    document = record[: len(record) - len(lines)]
+    assert document.count("长江".encode()) == 1
+    assert document.count("嘉陵江".encode()) == 1
+
+
+def test_the_line_protocol_part_is_what_the_sinks_would_encode_from_the_readings() -> None:
+    """The pre-rendered lines equal `line_protocol.encode` of the decoded readings, and the count is kept."""
+    readings = [reading("st-1", "ph", 7.1, A), reading("st-1", "do", 8.25, A), reading("st-2", "ph", 6.5, B)]
+    record = encode_readings(readings)
+    assert line_protocol(record) == encode(decode_readings(record)).encode()
+    assert readings_count(record) == 3
+
+
+def test_readings_that_cannot_be_rendered_leave_the_line_protocol_part_empty() -> None:
+    """A tag value with a newline has no line protocol form: the record keeps its readings, without lines."""
+    readings = [reading("st-1", "ph", 7.1, (("river", "bad\nname"), ("station_id", "st-1")))]
+    record = encode_readings(readings)
+    assert line_protocol(record) is None
+    assert decode_readings(record) == readings
 
 
 def test_records_of_the_first_layout_still_decode() -> None:
@@ -36,6 +57,8 @@ def test_records_of_the_first_layout_still_decode() -> None:
         ]
     )
     assert decode_readings(old) == readings
+    assert line_protocol(old) is None
+    assert readings_count(old) == 2
 
 
 def test_consumers_share_decoded_records_but_not_the_lists() -> None:
@@ -47,3 +70,14 @@ def test_consumers_share_decoded_records_but_not_the_lists() -> None:
     assert all(a is b for a, b in zip(first, second, strict=True))
     first.clear()
     assert len(decode_readings(record)) == 2
+
+
+def test_records_of_the_second_layout_still_decode() -> None:
+    """A readings log of JSON-only records (tag table, no header, no lines) reads back the same."""
+    readings = [reading("st-1", "ph", 7.1, A), reading("st-2", "do", 8.0, B)]
+    rows = [[0, "st-1", "water_quality", "ph", 7.1, "", 1_795_600_000_000_000_000, "N"]]
+    rows.append([1, "st-2", "water_quality", "do", 8.0, "", 1_795_600_000_000_000_000, "N"])
+    old = orjson.dumps({"t": [A, B], "r": rows})
+    assert decode_readings(old) == readings
+    assert line_protocol(old) is None
+    assert readings_count(old) == 2
