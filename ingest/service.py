@@ -48,6 +48,8 @@ log = structlog.get_logger(__name__)
 
 PROCESSOR_CONSUMER = "processor"
 ALERTS_CONSUMER = "alerts"
+# Records behind in the raw log or in a working sink that mean a burst is being taken in.
+INGEST_BUSY_BACKLOG = 1000
 
 # What the group committer hands back once durable: an MQTT ack, or a gateway's callback.
 DurableToken = AckToken | Callable[[], None]
@@ -129,12 +131,14 @@ class Daemon:
         self.runners = self._make_runners()
         # The alert engine consumes the readings log like a sink, with its own durable offset, so a
         # replay after a crash re-evaluates nothing it has already seen (it skips known readings).
+        # It yields to the ingest path during a burst (see ingest.delivery) and catches up after.
         self.alerts = AlertService(settings.alerts, self.registry, data_dir / "alerts.db")
         self.alert_runner = SinkRunner(
             self.alerts,
             SinkConfigBase(name=ALERTS_CONSUMER, batch_size=2000, flush_interval=timedelta(milliseconds=200)),
             self.readings_wal.reader(ALERTS_CONSUMER, "beginning"),
             self.deadletters,
+            yield_to=self.ingest_busy,
         )
         token = settings.http.token.get_secret_value() if settings.http.token else None
         self.http = HTTPService(
@@ -289,6 +293,21 @@ class Daemon:
                 self._sink_checks[runner.config.name] = f"{exc.reason}: {exc.detail}"
             else:
                 self._sink_checks[runner.config.name] = None
+
+    def ingest_busy(self) -> bool:
+        """A burst is being taken in: the processor or a working sink is well behind the logs.
+
+        Never while the logs are filling up: then the alert engine, if behind, may be what pins
+        the readings log's segments, and yielding would hold up the very ingest it yields to.
+        """
+        readings = self.readings_wal
+        if self.processor.blocked_on_full_log or self.committer.full:
+            return False
+        if readings.usage_bytes() * 2 > readings.quota_bytes:
+            return False
+        if self.processor_reader_lag() > INGEST_BUSY_BACKLOG:
+            return True
+        return any(not r.failing and r.reader.lag() > INGEST_BUSY_BACKLOG for r in self.runners)
 
     def processor_reader_lag(self) -> int:
         return self.raw_wal.durable_offset - self.raw_wal.consumers().get(PROCESSOR_CONSUMER, 0)
