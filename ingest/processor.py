@@ -18,6 +18,7 @@ take turns.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import pickle
 import queue
@@ -375,6 +376,9 @@ def _worker_main(conn: Connection, core_pickle: bytes) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     core: MessageProcessor = pickle.loads(core_pickle)  # noqa: S301 - our own bytes, from our parent
+    # The registry, catalogue and caches live as long as the process: keep them out of the
+    # collector's full passes, which otherwise walk them again and again as messages go by.
+    gc.freeze()
     # Requests are read by a thread of their own: with two batches in flight the parent may be
     # writing the next while we write the last one's results, and neither pipe direction may
     # wait for the other to be read.

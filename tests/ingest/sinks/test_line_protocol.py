@@ -223,13 +223,14 @@ def test_non_finite_values_are_refused(value: float) -> None:
         (7.0, "7.0"),
         (0.1, "0.1"),
         (-0.0, "-0.0"),
-        (1e-05, "1e-05"),
+        (1e-05, "0.00001"),
+        (5e-324, "5e-324"),
         (1.5e16, "1.5e+16"),
         (123456789.123, "123456789.123"),
     ],
 )
-def test_floats_are_written_with_repr(value: float, written: str) -> None:
-    """Values are written as Python's shortest round-tripping repr, always as floats."""
+def test_floats_are_written_in_their_shortest_exact_form(value: float, written: str) -> None:
+    """Values are written in the shortest text that reads back exactly, always as floats."""
     assert f"ph={written}," in encode([reading(value=value)])
 
 
