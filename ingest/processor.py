@@ -10,10 +10,11 @@ repeat (unique per raw offset). When the readings log reaches its quota mid-batc
 already done is synced and committed before waiting for room: appended records stay invisible
 to the sinks until synced, so waiting with them unsynced would wait forever.
 
-Decoding and validating (`MessageProcessor`, pure) run in a worker process by default
-(`WorkerProcess`), two batches deep, while this thread appends, syncs and commits: they cost
-as much CPU per message as the MQTT receive path, and in one process the GIL would make the two
-take turns.
+Decoding and validating (`MessageProcessor`, pure) run in worker processes by default
+(`WorkerProcess`, `validation.workers` of them, batches in turn, two deep each), while this
+thread appends, syncs and commits: in one process the GIL would make them and the MQTT receive
+path take turns. With two workers a burst's decoding spreads over two cores where there are
+two, instead of one worker finishing alone after the receive path is done.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ingest.wal import WalReader, WriteAheadLog
 
 log = structlog.get_logger(__name__)
 
-# Batches at the worker process at once: one being decoded while the last is being logged.
+# Batches at each worker process at once: one being decoded while the last is being logged.
 _BATCHES_IN_FLIGHT = 2
 # Topic -> route lookups are cached; bounded so a flood of distinct topics cannot grow memory.
 _ROUTE_CACHE_LIMIT = 100_000
@@ -143,9 +144,12 @@ class Processor:
         batch_records: int = 2000,
         clock: Callable[[], int] = time.time_ns,
         worker_process: bool = True,
+        workers: int = 1,
     ) -> None:
         self._core = core
-        self._worker = WorkerProcess(core) if worker_process else None
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._workers = [WorkerProcess(core) for _ in range(workers)] if worker_process else []
         self._reader = raw_reader
         self._out = readings_wal
         self._deadletters = deadletters
@@ -156,15 +160,15 @@ class Processor:
         self.blocked_on_full_log = False
 
     def start(self) -> None:
-        if self._worker is not None:
-            self._worker.start()
+        for worker in self._workers:
+            worker.start()
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._thread.join(timeout)
-        if self._worker is not None:
-            self._worker.stop(timeout=1.0)
+        for worker in self._workers:
+            worker.stop(timeout=1.0)
 
     def drain_once(self, timeout: float = 0.2) -> int:
         """Process one batch; returns the number of messages processed (for tests and the loop)."""
@@ -172,26 +176,34 @@ class Processor:
         if not batch:
             return 0
         now_ns = self._clock()
-        if self._worker is not None:
-            self._worker.submit(batch, now_ns)
-            results = self._worker.collect()
+        if self._workers:
+            self._workers[0].submit(batch, now_ns)
+            results = self._workers[0].collect()
         else:
             results = process_batch(self._core, batch, now_ns)
         self._apply(batch, results)
         return len(batch)
 
-    def _pipeline(self, worker: WorkerProcess) -> None:
-        """Keep two batches at the worker, so it decodes the next while this thread logs the last."""
-        in_flight: deque[list[tuple[int, bytes]]] = deque()
+    def _pipeline(self) -> None:
+        """Keep two batches at each worker, so they decode the next while this thread logs the last.
+
+        Batches go to the workers in turn and are logged in the order they were read: each
+        worker answers its own batches in order, so the oldest batch's answer is its worker's next.
+        """
+        workers = self._workers
+        in_flight: deque[tuple[list[tuple[int, bytes]], WorkerProcess]] = deque()
+        turn = 0
         while not self._stop.is_set():
-            if len(in_flight) < _BATCHES_IN_FLIGHT:
+            if len(in_flight) < _BATCHES_IN_FLIGHT * len(workers):
                 batch = self._reader.read(self._batch, timeout=0.0 if in_flight else 0.2)
                 if batch:
+                    worker = workers[turn % len(workers)]
+                    turn += 1
                     worker.submit(batch, self._clock())
-                    in_flight.append(batch)
+                    in_flight.append((batch, worker))
                     continue
             if in_flight:
-                batch = in_flight.popleft()
+                batch, worker = in_flight.popleft()
                 self._apply(batch, worker.collect())
 
     def _apply(self, batch: list[tuple[int, bytes]], results: list[Processed]) -> None:
@@ -247,17 +259,17 @@ class Processor:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self._worker is None:
-                    self.drain_once()
+                if self._workers:
+                    self._pipeline()
                 else:
-                    self._pipeline(self._worker)
+                    self.drain_once()
             except WalFullError:
                 return  # stopping while the log was full; the offset was not committed
             except Exception:
                 # A bug must not stop the stream silently: log it, back off, retry the same batch.
                 log.exception("processor_failed")
-                if self._worker is not None:
-                    self._worker.stop(timeout=0)  # drops what is in flight; restarted on demand
+                for worker in self._workers:
+                    worker.stop(timeout=0)  # drops what is in flight; restarted on demand
                 self._reader.seek(self._reader.committed)
                 self._stop.wait(1.0)
 

@@ -127,6 +127,7 @@ class Daemon:
             self.raw_wal.reader(PROCESSOR_CONSUMER, "beginning"),
             self.readings_wal,
             self.deadletters,
+            workers=settings.validation.workers,
         )
         self.runners = self._make_runners()
         # The alert engine consumes the readings log like a sink, with its own durable offset, so a

@@ -15,6 +15,7 @@ Example:
       max_payload_bytes: 65536
       max_future_skew: PT5M
       default_timezone: Asia/Shanghai
+      workers: 2
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ class ValidationConfig(StrictModel):
     )
     default_timezone: str | None = Field(
         None, description="Zone for naive timestamps of stations without their own `timezone`."
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Worker processes that decode and validate messages, batches in turn; "
+        "each can use a core of its own.",
     )
 
     @field_validator("default_timezone")

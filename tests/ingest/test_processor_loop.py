@@ -91,11 +91,15 @@ def test_a_full_readings_log_in_mid_batch_lets_the_sinks_drain_it(
     assert not processor.blocked_on_full_log
 
 
-@pytest.mark.parametrize("worker_process", [True, False], ids=["worker-process", "in-process"])
-def test_many_batches_flow_through_in_order_with_or_without_the_worker_process(
-    tmp_path: Path, worker_process: bool
+@pytest.mark.parametrize(
+    ("worker_process", "workers"),
+    [(True, 1), (True, 3), (False, 1)],
+    ids=["worker-process", "three-worker-processes", "in-process"],
+)
+def test_many_batches_flow_through_in_order_with_or_without_worker_processes(
+    tmp_path: Path, worker_process: bool, workers: int
 ) -> None:
-    """Batches big enough to fill the pipes both ways are processed once each, in log order."""
+    """Batches big enough to fill the pipes both ways are processed once each, in log order, by any number of workers."""
     raw = WriteAheadLog(tmp_path / "raw", fsync=False)
     readings = WriteAheadLog(tmp_path / "readings", fsync=False)
     deadletters = DeadLetterStore(tmp_path / "deadletter.db")
@@ -112,6 +116,7 @@ def test_many_batches_flow_through_in_order_with_or_without_the_worker_process(
         batch_records=500,
         clock=lambda: now,
         worker_process=worker_process,
+        workers=workers,
     )
     sink = readings.reader("sink")
     ph_times: list[int] = []
