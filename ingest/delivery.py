@@ -1,12 +1,12 @@
 """The delivery loop: one thread per sink, reading the readings log from the sink's own offset.
 
-It gathers readings into batches (by count and age), writes them, and commits the offset only
-after the sink accepted the batch, so a crash or an outage replays, never skips. Failures follow
-the sink's verdict: retryable ones back off exponentially with full jitter (honouring
-Retry-After) for as long as it takes, while the backlog waits in the log; past the retry budget the
-sink is reported down. 413 halves the batch. A permanent refusal (400/422) is narrowed down by
-bisection to the readings the server refuses, which go to the dead-letter store; the rest are
-written.
+It gathers readings into batches (by count, by age, and as soon as the log goes quiet), writes
+them, and commits the offset only after the sink accepted the batch, so a crash or an outage
+replays, never skips. Failures follow the sink's verdict: retryable ones back off exponentially
+with full jitter (honouring Retry-After) for as long as it takes, while the backlog waits in the
+log; past the retry budget the sink is reported down. 413 halves the batch. A permanent refusal
+(400/422) is narrowed down by bisection to the readings the server refuses, which go to the
+dead-letter store; the rest are written.
 
 Sinks that take line protocol (`LineProtocolSink`) are handed the lines the processor rendered
 into each record (`ingest.records`): this loop runs in the daemon's main process, where every
@@ -171,12 +171,13 @@ class SinkRunner:
     def _gather(self, wait: float) -> tuple[list[bytes], int, int | None]:
         limit = self.config.batch_size
         max_age = self.config.flush_interval.total_seconds()
+        idle = self.config.flush_idle.total_seconds()
         records: list[bytes] = []
         count = 0
         next_offset: int | None = None
         deadline: float | None = None
         while count < limit:
-            timeout = wait if deadline is None else max(0.0, deadline - self._monotonic())
+            timeout = wait if deadline is None else max(0.0, min(idle, deadline - self._monotonic()))
             # Records hold one message's readings; ask for few enough to stay near the limit.
             read = self._reader.read(max(1, (limit - count) // 8), timeout=timeout)
             if not read:

@@ -19,6 +19,11 @@ class SinkConfigBase(StrictModel):
     flush_interval: timedelta = Field(
         timedelta(seconds=1), description="Write a partial batch once its oldest reading waited this long."
     )
+    flush_idle: timedelta = Field(
+        timedelta(milliseconds=50),
+        description="Write a partial batch as soon as no new reading has come for this long: "
+        "a burst's last batch and a quiet stream's readings do not wait for flush_interval.",
+    )
     retry_initial_delay: timedelta = Field(timedelta(milliseconds=200), description="First retry delay.")
     retry_max_delay: timedelta = Field(timedelta(seconds=30), description="Cap of the exponential backoff.")
     retry_budget: timedelta = Field(

@@ -112,6 +112,20 @@ def test_a_line_sink_gets_the_records_lines_joined_and_the_reading_count(
     assert wal.consumers()["sink.lines"] == 10
 
 
+def test_a_partial_batch_is_written_once_the_log_goes_quiet(wal: WriteAheadLog, tmp_path: Path) -> None:
+    """With an hour's flush interval and room for more, the readings in the log go out once none follow."""
+    settings = SQLiteSinkConfig(
+        name="lines",
+        flush_interval=timedelta(hours=1),
+        flush_idle=timedelta(milliseconds=20),
+        batch_size=100_000,
+    )
+    sink = LineSink()
+    loop = SinkRunner(sink, settings, wal.reader("sink.lines"), DeadLetterStore(tmp_path / "dl.db"))
+    assert loop.deliver_once(wait=1.0) == 100
+    assert sink.counts == [100]
+
+
 def test_413_halves_the_records(wal: WriteAheadLog, tmp_path: Path) -> None:
     """A too-large answer writes the batch again as two halves of whole records."""
     sink = LineSink([SinkError("too_large", "HTTP 413", retryable=True, split=True)])
