@@ -59,6 +59,7 @@ DAEMON_CLIENT_ID: Final = "bench-daemon"
 SESSION_EXPIRY_S: Final = 3600
 DRAIN_TIMEOUT_S: Final = 600.0
 POLL_S: Final = 0.02
+STATS_EVERY_S: Final = 0.25
 PROGRESS_EVERY_S: Final = 1.0
 
 
@@ -168,6 +169,15 @@ def daemon_config(mqtt_port: int, vm_url: str, registry: Path, batch_size: int) 
     }
 
 
+def committed_offset(daemon: DaemonProcess, log: str, consumer: str) -> int:
+    """A consumer's committed offset, from its file (replaced atomically by the daemon)."""
+    path = daemon.data_dir / "wal" / log / "offsets" / f"{consumer}.offset"
+    try:
+        return int(path.read_text().strip() or 0)
+    except FileNotFoundError:
+        return 0
+
+
 def register_daemon(daemon: DaemonProcess) -> tuple[float, dict[str, Any]]:
     """Start the daemon once so the broker keeps its session: its start-up CPU seconds, its stats."""
     daemon.start()
@@ -221,27 +231,39 @@ def run_daemon(
     # When each stage had everything: received and logged, processed, written by the sink.
     stages: dict[str, float] = {}
 
-    def done(stats: dict[str, Any]) -> bool:
+    raw_base = int(base["logs"]["raw_processed"])
+    sink_base = int(base["sinks"]["vm"]["committed"])
+    last_stats = [began]
+
+    def done() -> bool:
+        # The committed offsets are files: reading them costs the daemon nothing, where polling
+        # /api/v1/stats every 20 ms took CPU from it. Stats only for the stages and progress.
         nonlocal usage
         usage = proc_usage(daemon.pid)
-        sink = stats["sinks"]["vm"]
-        if progress and time.time() - shown[0] >= PROGRESS_EVERY_S:
-            shown[0] = time.time()
+        processed = committed_offset(daemon, "raw", "processor") - raw_base
+        written = committed_offset(daemon, "readings", "sink.vm") - sink_base
+        now = time.time()
+        if now - last_stats[0] >= STATS_EVERY_S:
+            last_stats[0] = now
+            stats = daemon.stats()
             logs = stats["logs"]
-            print(
-                f"  {shown[0] - began:6.2f} s  logged {logs['raw_logged']:>9,}  processed "
-                f"{logs['raw_processed']:>9,}  written {sink['committed']:>9,}  CPU {usage[0]:6.2f} s",
-                flush=True,
-            )
-        logged = stats["logs"]["raw_logged"] - base["logs"]["raw_logged"]
-        processed = stats["logs"]["raw_processed"] - base["logs"]["raw_processed"]
-        written = sink["committed"] - base["sinks"]["vm"]["committed"]
-        for stage, count in (("logged", logged), ("processed", processed), ("written", written)):
+            if logs["raw_logged"] - base["logs"]["raw_logged"] >= expect:
+                stages.setdefault("logged", now)
+            if progress and now - shown[0] >= PROGRESS_EVERY_S:
+                shown[0] = now
+                print(
+                    f"  {now - began:6.2f} s  logged {logs['raw_logged']:>9,}  processed "
+                    f"{logs['raw_processed']:>9,}  written {stats['sinks']['vm']['committed']:>9,}  "
+                    f"CPU {usage[0]:6.2f} s",
+                    flush=True,
+                )
+        for stage, count in (("processed", processed), ("written", written)):
             if count >= expect:
-                stages.setdefault(stage, time.time())
-        return bool(processed >= expect and written >= expect and sink["pending"] == 0)
+                stages.setdefault(stage, now)
+        # One readings record per message (every message of the stream is valid).
+        return processed >= expect and written >= expect
 
-    daemon.poll_until(lambda: done(daemon.stats()), DRAIN_TIMEOUT_S, f"{expect} messages written")
+    daemon.poll_until(done, DRAIN_TIMEOUT_S, f"{expect} messages written")
     finished = time.time()
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)
