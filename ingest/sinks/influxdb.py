@@ -89,13 +89,7 @@ class InfluxDBSink:
         self._write_service: Any = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
 
     def write(self, readings: Sequence[Reading]) -> None:
-        if not readings:
-            return
-        try:
-            body = line_protocol.encode(readings).encode()
-        except ValueError as exc:
-            raise SinkError("rejected", f"cannot encode: {exc}", retryable=False) from None
-        self.write_lines(body)
+        self.write_lines(line_protocol.request_body(readings))
 
     def write_lines(self, body: bytes) -> None:
         """Store readings already in line protocol, in one request."""

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 
 import orjson
 
+from ingest.errors import SinkError
 from ingest.model import Reading
 
 # C0 and C1 control characters, DEL included: none of them may reach a line.
@@ -46,6 +47,18 @@ _Tags = tuple[tuple[str, str], ...]
 def encode(readings: Iterable[Reading]) -> str:
     """The line protocol text of the readings, one line per point, each ending in a newline."""
     return LineEncoder().encode(readings)
+
+
+def request_body(readings: Iterable[Reading]) -> bytes:
+    """The readings as a write request's body.
+
+    A reading with no line protocol form raises SinkError("rejected", not retryable), which the
+    delivery loop narrows down to the readings at fault and dead-letters.
+    """
+    try:
+        return encode(readings).encode()
+    except ValueError as exc:
+        raise SinkError("rejected", f"cannot encode: {exc}", retryable=False) from None
 
 
 class LineEncoder:
