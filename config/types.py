@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+def known_time_zone(name: str) -> str:
+    """`name`, if it is an IANA time zone this machine knows; ValueError otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
+
+
+# A configured IANA time zone name ("Asia/Shanghai"), checked when the configuration loads.
+TimeZoneName = Annotated[str, AfterValidator(known_time_zone)]
 
 
 class StrictModel(BaseModel):

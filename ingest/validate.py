@@ -27,13 +27,13 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from math import isfinite
 from typing import Literal, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from config.parameters import Parameter
 from config.registry import Registry, Station, is_valid_station_id
-from config.types import StrictModel
+from config.types import StrictModel, TimeZoneName, known_time_zone
 from ingest.errors import RejectReason
 from ingest.model import DataFlag, ItemRejection, RawReading, Reading
 
@@ -55,7 +55,7 @@ class ValidationConfig(StrictModel):
     max_future_skew: timedelta = Field(
         timedelta(minutes=5), description="How far ahead of the daemon's clock a timestamp may be."
     )
-    default_timezone: str | None = Field(
+    default_timezone: TimeZoneName | None = Field(
         None, description="Zone for naive timestamps of stations without their own `timezone`."
     )
     workers: int = Field(
@@ -66,20 +66,10 @@ class ValidationConfig(StrictModel):
         "each can use a core of its own.",
     )
 
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            _zone(value)
-        return value
-
 
 @lru_cache(maxsize=64)
 def _zone(name: str) -> tzinfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r}") from exc
+    return ZoneInfo(known_time_zone(name))
 
 
 class _Problem(NamedTuple):

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from config.types import StrictModel
+from config.types import StrictModel, TimeZoneName
 from ingest.decoders.hj212 import DEFAULT_TIMEZONE, MAX_SEGMENT_LENGTH, CrcVariant
 from ingest.decoders.hj212.packet import LENGTH_FIELD_LIMIT
 
@@ -106,19 +105,10 @@ class HJ212GatewayConfig(StrictModel):
     answer_time_requests: bool = Field(
         True, description="Answer a time request (CN 1011) with the platform's clock."
     )
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         DEFAULT_TIMEZONE, description="Zone of the time sent to stations without their own `timezone`."
     )
     mqtt: GatewayPublishConfig = GatewayPublishConfig()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @property
     def max_packet_bytes(self) -> int:
