@@ -1,4 +1,4 @@
-"""HTTP semantics every client of ours shares: header look-up and `Retry-After`.
+"""HTTP every client of ours shares: the connection pool, header look-up and `Retry-After`.
 
 Sinks (ingest) and notifiers (alerts) both turn HTTP answers into retry verdicts; the parts of
 that which are plain HTTP live here so both read a server's `Retry-After` the same way.
@@ -10,6 +10,10 @@ import math
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Final
+
+import urllib3
+
+from config.types import TLSConfig
 
 # A Retry-After past this is a misconfigured server; the caller's backoff cap applies instead.
 MAX_RETRY_AFTER_SECONDS: Final = 3600.0
@@ -43,3 +47,16 @@ def retry_after(value: str | None, now: float) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def make_pool(tls: TLSConfig | None = None) -> urllib3.PoolManager:
+    """A connection pool that never retries or redirects by itself and verifies certificates."""
+    tls = tls or TLSConfig()
+    return urllib3.PoolManager(
+        num_pools=2,
+        retries=False,
+        cert_reqs="CERT_NONE" if tls.insecure_skip_verify else "CERT_REQUIRED",
+        ca_certs=str(tls.ca_file) if tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls.cert_file else None,
+        key_file=str(tls.key_file) if tls.key_file else None,
+    )

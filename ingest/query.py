@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
+from config.http import make_pool
 from config.parameters import Parameter, default_catalogue
 from config.types import TLSConfig
 from ingest.sinks import SinkConfig
@@ -237,15 +238,7 @@ class InfluxDB1Query:
     def __init__(self, config: InfluxDB1SinkConfig, catalogue: Mapping[str, Parameter] | None = None) -> None:
         self._config = config
         self._catalogue = catalogue or default_catalogue()
-        tls = config.tls or TLSConfig()
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
-            retries=False,
-            cert_reqs="CERT_NONE" if tls.insecure_skip_verify else "CERT_REQUIRED",
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            cert_file=str(tls.cert_file) if tls.cert_file else None,
-            key_file=str(tls.key_file) if tls.key_file else None,
-        )
+        self._pool = make_pool(config.tls)
         self._url = f"{str(config.url).rstrip('/')}/query"
         self._headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if config.username is not None and config.password is not None:

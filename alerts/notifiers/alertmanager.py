@@ -38,10 +38,11 @@ import orjson
 from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr
 
 from alerts.events import AlertEvent
-from alerts.notifiers.http_verdict import error_from_response, make_pool, post
+from alerts.notifiers.http_verdict import error_from_response, post
 from alerts.ratelimit import RateLimitConfig
 from alerts.routing import RECEIVER_NAME_PATTERN
 from alerts.templates import MISSING, Notification, event_fields, primary_link
+from config.http import make_pool
 from config.types import StrictModel, TLSConfig
 
 # Prometheus sends endsAt = now + 4 × resend delay: three lost re-sends in a row before

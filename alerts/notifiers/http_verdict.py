@@ -33,7 +33,6 @@ from urllib.parse import quote, quote_plus
 import urllib3
 
 from config.http import header, retry_after
-from config.types import TLSConfig
 
 # A detail is a log field and an error message, not a copy of the receiver's answer.
 MAX_DETAIL_CHARS: Final = 300
@@ -215,16 +214,3 @@ def _message(body: str) -> str:
             if isinstance(document.get(key), str):
                 return str(document[key])
     return text
-
-
-def make_pool(tls: TLSConfig | None = None) -> urllib3.PoolManager:
-    """A connection pool that never retries or redirects by itself and verifies certificates."""
-    tls = tls or TLSConfig()
-    return urllib3.PoolManager(
-        num_pools=2,
-        retries=False,
-        cert_reqs="CERT_NONE" if tls.insecure_skip_verify else "CERT_REQUIRED",
-        ca_certs=str(tls.ca_file) if tls.ca_file else None,
-        cert_file=str(tls.cert_file) if tls.cert_file else None,
-        key_file=str(tls.key_file) if tls.key_file else None,
-    )

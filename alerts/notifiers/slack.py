@@ -32,13 +32,13 @@ from alerts.notifiers.http_verdict import (
     DeliveryReason,
     HTTPAnswer,
     error_from_response,
-    make_pool,
     post,
     scrub,
 )
 from alerts.ratelimit import RateLimitConfig
 from alerts.routing import RECEIVER_NAME_PATTERN
 from alerts.templates import MessageTemplate, Notification, render
+from config.http import make_pool
 from config.types import StrictModel
 
 # Block Kit limits: a header's plain text 150 characters, a section's text 3000.

@@ -44,10 +44,11 @@ from typing import Any, ClassVar, Final, Literal, Self
 import orjson
 from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, model_validator
 
-from alerts.notifiers.http_verdict import error_from_response, make_pool, post
+from alerts.notifiers.http_verdict import error_from_response, post
 from alerts.ratelimit import RateLimitConfig
 from alerts.routing import RECEIVER_NAME_PATTERN
 from alerts.templates import Notification
+from config.http import make_pool
 from config.types import StrictModel, TLSConfig
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the spec's prefix, not a secret

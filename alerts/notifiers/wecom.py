@@ -24,10 +24,11 @@ from urllib.parse import quote_plus
 import orjson
 from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr
 
-from alerts.notifiers.http_verdict import errcode_error, error_from_response, make_pool, post
+from alerts.notifiers.http_verdict import errcode_error, error_from_response, post
 from alerts.ratelimit import RateLimitConfig
 from alerts.routing import RECEIVER_NAME_PATTERN
 from alerts.templates import MessageTemplate, Notification, render, truncate_utf8
+from config.http import make_pool
 from config.types import StrictModel
 
 DEFAULT_BASE_URL: Final = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"

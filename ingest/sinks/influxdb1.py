@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 import urllib3
 from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 
+from config.http import make_pool
 from config.types import TLSConfig
 from ingest.errors import SinkError
 from ingest.model import Reading
@@ -70,15 +71,7 @@ class InfluxDB1Sink:
     def __init__(self, config: InfluxDB1SinkConfig) -> None:
         self._config = config
         self._base_url = str(config.url).rstrip("/")
-        tls = config.tls or TLSConfig()
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
-            retries=False,
-            cert_reqs="CERT_NONE" if tls.insecure_skip_verify else "CERT_REQUIRED",
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            cert_file=str(tls.cert_file) if tls.cert_file else None,
-            key_file=str(tls.key_file) if tls.key_file else None,
-        )
+        self._pool = make_pool(config.tls)
         self._headers: dict[str, str] = {}
         if config.username is not None and config.password is not None:
             credentials = f"{config.username}:{config.password.get_secret_value()}"
