@@ -57,23 +57,25 @@ class _Lines:
 
     records: list[bytes]
     lines: list[bytes]
-    count: int
 
-    def halves(self) -> list[_Lines | list[Reading]]:
+    def __len__(self) -> int:
+        return sum(readings_count(record) for record in self.records)
+
+    def halves(self) -> list[_Batch]:
         if len(self.records) == 1:
-            readings = decode_readings(self.records[0])
-            middle = len(readings) // 2
-            return [readings[:middle], readings[middle:]]
+            return _halves(self.readings())
         middle = len(self.records) // 2
-        return [_lines(self.records[:middle]), _lines(self.records[middle:])]
+        return [
+            _Lines(self.records[:middle], self.lines[:middle]),
+            _Lines(self.records[middle:], self.lines[middle:]),
+        ]
 
     def readings(self) -> list[Reading]:
-        return [reading for record in self.records for reading in decode_readings(record)]
+        return _decoded(self.records)
 
 
-def _lines(records: list[bytes]) -> _Lines:
-    lines = [line_protocol(record) or b"" for record in records]
-    return _Lines(records, lines, sum(readings_count(record) for record in records))
+def _decoded(records: list[bytes]) -> list[Reading]:
+    return [reading for record in records for reading in decode_readings(record)]
 
 
 _Batch = _Lines | Sequence[Reading]
@@ -163,10 +165,10 @@ class SinkRunner:
 
     def _batch(self, records: list[bytes]) -> _Batch:
         if self._lines_sink is not None:
-            batch = _lines(records)
-            if all(batch.lines):
-                return batch
-        return [reading for record in records for reading in decode_readings(record)]
+            lines = [line_protocol(record) or b"" for record in records]
+            if all(lines):
+                return _Lines(records, lines)
+        return _decoded(records)
 
     def _gather(self, wait: float) -> tuple[list[bytes], int, int | None]:
         limit = self.config.batch_size
@@ -195,7 +197,7 @@ class SinkRunner:
     def _write_all(self, batch: _Batch) -> bool:
         """Deliver the batch (splitting and dead-lettering as told); False if stopped first."""
         attempt = 0
-        size = batch.count if isinstance(batch, _Lines) else len(batch)
+        size = len(batch)
         while True:
             started = time.perf_counter()
             try:
@@ -301,6 +303,6 @@ class SinkRunner:
 
 def _halves(batch: _Batch) -> list[_Batch]:
     if isinstance(batch, _Lines):
-        return list(batch.halves())
+        return batch.halves()
     middle = len(batch) // 2
     return [batch[:middle], batch[middle:]]

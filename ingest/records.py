@@ -74,19 +74,25 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
 
 
 def readings_count(record: bytes) -> int:
-    """How many readings a readings record holds (without decoding the older layouts' twice)."""
-    if record[:1] == b"\x03":
-        return int(_READINGS_HEADER.unpack_from(record)[1])
-    return len(decode_readings(record))
+    """How many readings a readings record holds (from its header; older layouts are decoded)."""
+    header = _header(record)
+    return header[0] if header is not None else len(decode_readings(record))
 
 
 def line_protocol(record: bytes) -> bytes | None:
     """The record's readings as line protocol, one line per point; None when it has none."""
-    if record[:1] != b"\x03":
+    header = _header(record)
+    if header is None:
         return None
-    _, _, length = _READINGS_HEADER.unpack_from(record)
-    lines = record[_READINGS_HEADER.size + length :]
-    return lines or None
+    return record[_READINGS_HEADER.size + header[1] :] or None
+
+
+def _header(record: bytes) -> tuple[int, int] | None:
+    """(reading count, JSON length) of a record of the current layout; None for older ones."""
+    if not record or record[0] != _READINGS_LAYOUT:
+        return None
+    _, count, length = _READINGS_HEADER.unpack_from(record)
+    return count, length
 
 
 def decode_readings(record: bytes) -> list[Reading]:
@@ -108,12 +114,12 @@ def decode_readings(record: bytes) -> list[Reading]:
 
 
 def _decode(record: bytes) -> list[Reading]:
-    if record[:1] == b"\x03":
-        _, _, length = _READINGS_HEADER.unpack_from(record)
-        start = _READINGS_HEADER.size
-        document = orjson.loads(record[start : start + length])
-    else:
+    header = _header(record)
+    if header is None:
         document = orjson.loads(record)
+    else:
+        start = _READINGS_HEADER.size
+        document = orjson.loads(record[start : start + header[1]])
     if isinstance(document, list):
         return _decode_v1(document)
     tag_sets: list[Tags] = [tuple((k, v) for k, v in tags) for tags in document["t"]]
