@@ -26,6 +26,7 @@ from ingest.sinks.line_protocol import encode
 from ingest.sinks.sqlite import SQLiteSinkConfig
 from ingest.wal import WriteAheadLog
 from tests.helpers import wait_for
+from tests.ingest.delivery_support import reading, readings_log
 
 
 class LineSink:
@@ -64,17 +65,9 @@ class LineSink:
         return None
 
 
-def reading(value: float, tags: tuple[tuple[str, str], ...] = (("station_id", "st"),)) -> Reading:
-    return Reading("st", "water_quality", "ph", value, "1", int(value * 1e9), tags=tags)
-
-
 @pytest.fixture
 def wal(tmp_path: Path) -> WriteAheadLog:
-    log = WriteAheadLog(tmp_path / "wal", segment_bytes=2**16, quota_bytes=2**20)
-    for start in range(0, 100, 10):
-        log.append(encode_readings([reading(float(v)) for v in range(start, start + 10)]))
-    log.sync()
-    return log
+    return readings_log(tmp_path / "wal")
 
 
 def runner(wal: WriteAheadLog, tmp_path: Path, sink: LineSink, **options: object) -> SinkRunner:

@@ -18,9 +18,9 @@ from ingest.deadletter import DeadLetterStore
 from ingest.delivery import SinkRunner
 from ingest.errors import SinkError
 from ingest.model import Reading
-from ingest.records import encode_readings
 from ingest.sinks.sqlite import SQLiteSinkConfig
 from ingest.wal import WriteAheadLog
+from tests.ingest.delivery_support import readings_log
 
 
 class ScriptedSink:
@@ -61,17 +61,9 @@ class FakeClock:
         return self.now
 
 
-def reading(value: float) -> Reading:
-    return Reading("st", "water_quality", "ph", value, "1", int(value * 1e9))
-
-
 @pytest.fixture
 def wal(tmp_path: Path) -> WriteAheadLog:
-    log = WriteAheadLog(tmp_path / "wal", segment_bytes=2**16, quota_bytes=2**20)
-    for start in range(0, 100, 10):
-        log.append(encode_readings([reading(float(v)) for v in range(start, start + 10)]))
-    log.sync()
-    return log
+    return readings_log(tmp_path / "wal")
 
 
 def runner(wal: WriteAheadLog, tmp_path: Path, sink: ScriptedSink, **config: object) -> SinkRunner:
