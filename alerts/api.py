@@ -33,9 +33,10 @@ from alerts.assessment import GROUPINGS, rates
 from alerts.classify import Classification
 from alerts.engine import AlertEngine, NotActiveError
 from alerts.lifecycle import ACTIVE, AlertRecord, AlertState
-from alerts.rules.base import GroupBy, PointStatus, from_ns, ns, point_status, to_ns
+from alerts.rules.base import GroupBy, PointStatus, point_status
 from alerts.silences import Silence, SilenceRequest, silenced_by
 from config.registry import Station
+from config.times import from_ns, ns, to_ns
 from config.types import StrictModel
 from ingest.http import BadRequest, Handler, NotFound, Request, int_param, str_param
 

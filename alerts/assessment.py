@@ -17,11 +17,12 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Final
 
 from alerts.classify import Classification, classify
-from alerts.rules.base import GroupBy, station_labels, to_ns
+from alerts.rules.base import GroupBy, station_labels
 from alerts.rules.class_share import GOOD_CLASSES
 from alerts.windows import Sample
 from config.registry import Station, WaterClass
 from config.standards import Standard
+from config.times import to_ns
 
 GROUPINGS: Final[tuple[GroupBy, ...]] = ("district", "basin")
 

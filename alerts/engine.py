@@ -50,15 +50,14 @@ from alerts.rules.base import (
     RuleConfigBase,
     Scope,
     View,
-    ns,
     point_status,
-    to_ns,
 )
 from alerts.silences import Silence, silenced_by
 from alerts.store import AlertStore
 from alerts.windows import Admission, Sample, StationWindow
 from config.registry import Registry
 from config.standards import Standard, default_standard, load_standard
+from config.times import ns, to_ns
 from ingest.model import Reading
 
 log = structlog.get_logger(__name__)

@@ -21,9 +21,10 @@ from urllib.parse import quote
 
 from alerts.events import AlertEvent, StationInfo
 from alerts.lifecycle import AlertRecord, Transition
-from alerts.rules.base import Finding, PointStatus, RuleConfigBase, from_ns
+from alerts.rules.base import Finding, PointStatus, RuleConfigBase
 from alerts.silences import Silence
 from config.registry import Station
+from config.times import from_ns
 
 _GROUP_LABELS = ("district", "basin", "river")
 

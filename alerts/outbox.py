@@ -53,6 +53,7 @@ from alerts.notify_config import NotifyConfig
 from alerts.ratelimit import TokenBucket, plan
 from alerts.routing import Router
 from alerts.templates import Notification
+from config.times import from_ns, ns, to_ns
 from ingest.http import BadRequest, Handler, Request, int_param, str_param
 
 log = structlog.get_logger(__name__)
@@ -90,7 +91,6 @@ ROUTE_BATCH: Final = 500
 # The engine and the outbox share the database; a writer waits this long for the other.
 BUSY_TIMEOUT_SECONDS: Final = 30.0
 PRUNE_EVERY: Final = timedelta(hours=1)
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 NOTIFICATIONS_SENT: Final = Counter(
     "ecowatch_notifications_sent_total", "Messages a receiver accepted (a digest counts once).", ["receiver"]
@@ -167,7 +167,7 @@ class NotificationDispatcher:
             self._conn.execute(EVENTS_TABLE_DDL)
             for ddl in OUTBOX_DDL:
                 self._conn.execute(ddl)
-        now_s = _ns(clock()) / 1e9
+        now_s = to_ns(clock()) / 1e9
         self._receivers = {
             c.name: _Receiver(c, make_notifier(_capped(c, http_timeout)), now_s) for c in config.receivers
         }
@@ -240,7 +240,7 @@ class NotificationDispatcher:
 
     # --- routing ---------------------------------------------------------------------------------
     def _route_new(self, conn: sqlite3.Connection, now: datetime) -> int:
-        now_ns = _ns(now)
+        now_ns = to_ns(now)
         routed = 0
         while True:
             with _transaction(conn):
@@ -283,11 +283,11 @@ class NotificationDispatcher:
                 _track_firing(conn, name, event, raw)
 
     def _prune(self, conn: sqlite3.Connection, now_ns: int) -> None:
-        self._next_prune_ns = now_ns + _ns_of(PRUNE_EVERY)
+        self._next_prune_ns = now_ns + ns(PRUNE_EVERY)
         with _transaction(conn):
             conn.execute(
                 "DELETE FROM deliveries WHERE state != ? AND updated_ns < ?",
-                (DeliveryState.PENDING, now_ns - _ns_of(self.config.retention)),
+                (DeliveryState.PENDING, now_ns - ns(self.config.retention)),
             )
 
     # --- delivery --------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ class NotificationDispatcher:
         With a `clock`, each attempt is dated when it is made: signatures carry their own time even
         when a long backlog takes minutes to send.
         """
-        now_ns = _ns(now)
+        now_ns = to_ns(now)
         if now_ns >= receiver.held_until_ns:
             due = self._due(conn, receiver.name, now_ns)
             tokens = receiver.bucket.available(now_ns / 1e9) if receiver.bucket else None
@@ -352,9 +352,9 @@ class NotificationDispatcher:
         try:
             receiver.notifier.send(notification)
         except DeliveryError as exc:
-            return self._failed(conn, receiver, batch, exc, _ns(now))
+            return self._failed(conn, receiver, batch, exc, to_ns(now))
         ids = [d.id for d in batch]
-        now_ns = _ns(now)
+        now_ns = to_ns(now)
         self._finish(conn, ids, DeliveryState.DELIVERED, now_ns, None)
         NOTIFICATIONS_SENT.labels(receiver.name).inc()
         NOTIFICATION_DELIVERIES.labels(receiver.name, DeliveryState.DELIVERED).inc(len(ids))
@@ -382,7 +382,7 @@ class NotificationDispatcher:
             for d in batch
             if not exc.retryable
             or (retry.max_attempts is not None and d.attempts + 1 >= retry.max_attempts)
-            or now_ns - d.created_ns >= _ns_of(retry.max_age)
+            or now_ns - d.created_ns >= ns(retry.max_age)
         ]
         if spent:
             self._finish(conn, [d.id for d in spent], DeliveryState.FAILED, now_ns, error)
@@ -441,7 +441,7 @@ class NotificationDispatcher:
 
     def _resend_firing(self, conn: sqlite3.Connection, receiver: _Receiver, now: datetime) -> None:
         interval = receiver.notifier.resend_interval
-        now_ns = _ns(now)
+        now_ns = to_ns(now)
         if interval is None or now_ns < receiver.next_resend_ns:
             return
         rows = conn.execute(
@@ -449,7 +449,7 @@ class NotificationDispatcher:
         ).fetchall()
         if rows and receiver.bucket is not None and not receiver.bucket.take(now_ns / 1e9):
             return
-        receiver.next_resend_ns = now_ns + _ns_of(interval)
+        receiver.next_resend_ns = now_ns + ns(interval)
         if not rows:
             return
         events = tuple(self._event(raw) for (raw,) in rows)
@@ -507,7 +507,7 @@ class NotificationDispatcher:
                 "firing": firing.get(name, 0),
                 "failing": receiver.failing_since_ns is not None,
                 "last_error": last[1] if last else None,
-                "last_error_at": _iso(last[0]) if last else None,
+                "last_error_at": from_ns(last[0]).isoformat() if last else None,
             }
         for name, state, count in counts:
             if name in out:
@@ -606,10 +606,10 @@ def _delivery_json(row: tuple[Any, ...]) -> dict[str, Any]:
         "receiver": receiver,
         "state": state,
         "attempts": attempts,
-        "next_attempt_at": _iso(next_ns) if state == DeliveryState.PENDING else None,
+        "next_attempt_at": from_ns(next_ns).isoformat() if state == DeliveryState.PENDING else None,
         "last_error": error,
-        "delivered_at": _iso(delivered_ns) if delivered_ns else None,
-        "updated_at": _iso(updated_ns),
+        "delivered_at": from_ns(delivered_ns).isoformat() if delivered_ns else None,
+        "updated_at": from_ns(updated_ns).isoformat(),
         "alert_id": event.get("alert_id"),
         "rule": event.get("rule"),
         "status": event.get("status"),
@@ -633,15 +633,3 @@ def _capped(config: NotifierConfig, http_timeout: float | None) -> NotifierConfi
     if http_timeout is None:
         return config
     return config.model_copy(update={"timeout": min(config.timeout, timedelta(seconds=http_timeout))})
-
-
-def _ns(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def _ns_of(span: timedelta) -> int:
-    return span // timedelta(microseconds=1) * 1000
-
-
-def _iso(ns: int) -> str:
-    return (EPOCH + timedelta(microseconds=ns // 1000)).isoformat()

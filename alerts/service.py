@@ -32,10 +32,10 @@ from alerts.api import AlertsAPI
 from alerts.assessment import assess_day, day_bounds
 from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine
-from alerts.rules.base import ns, to_ns
 from alerts.scheduler import AlertScheduler
 from alerts.store import AlertStore
 from config.registry import Registry
+from config.times import ns, to_ns
 from ingest.errors import SinkError
 from ingest.http import Handler
 from ingest.model import Reading

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from alerts.rules.base import from_ns, to_ns
+from config.times import from_ns, to_ns
 from config.types import StrictModel
 
 # A silence is typed by an operator; these bounds only stop abuse of the API.

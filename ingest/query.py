@@ -41,6 +41,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from config.http import make_pool
 from config.parameters import Parameter, default_catalogue
+from config.times import to_ns
 from config.types import TLSConfig
 from ingest.sinks import SinkConfig
 from ingest.sinks.influxdb import InfluxDBSinkConfig
@@ -349,8 +350,7 @@ def _quote_ident(name: str) -> str:
 def _ns(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError("times must be timezone-aware")
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * _NS + delta.microseconds * 1000
+    return to_ns(moment)
 
 
 def _short(value: object, limit: int = 300) -> str:

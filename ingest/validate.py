@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from functools import lru_cache
 from math import isfinite
 from typing import Literal, NamedTuple
@@ -33,11 +33,11 @@ from pydantic import Field
 
 from config.parameters import Parameter
 from config.registry import Registry, Station, is_valid_station_id
+from config.times import to_ns
 from config.types import StrictModel, TimeZoneName, known_time_zone
 from ingest.errors import RejectReason
 from ingest.model import DataFlag, ItemRejection, RawReading, Reading
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Tags = tuple[tuple[str, str], ...]
 _FLAGS = {flag.value: flag for flag in DataFlag}
 # Merged tag sets cached per (station, topic tags); a few per station in practice.
@@ -143,12 +143,6 @@ def _checked_value(raw: RawReading, parameter: Parameter | None) -> tuple[float,
     if flag is None:
         return _Problem(RejectReason.UNKNOWN_FLAG, f"{code}: data flag {raw.flag!r:.8} is not an HJ 212 flag")
     return value, flag
-
-
-def to_ns(ts: datetime) -> int:
-    """Exact ns since the epoch of an aware datetime (float timestamps lose the microseconds)."""
-    delta = ts - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 class Validator:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Final, Literal, Protocol
 
@@ -33,6 +33,7 @@ from alerts.classify import Classification, classify
 from alerts.windows import Evidence, StationWindow
 from config.registry import Station, WaterClass
 from config.standards import Standard
+from config.times import ns
 from config.types import StrictModel
 
 Severity = Literal["info", "warning", "critical"]
@@ -42,25 +43,6 @@ GroupBy = Literal["district", "basin", "river"]
 RESERVED_LABELS: Final = frozenset(
     {"rule", "kind", "severity", "station_id", "parameter", "district", "basin", "river", "alertname"}
 )
-_NS: Final = 1_000_000_000
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def ns(delta: timedelta) -> int:
-    """A duration in ns (exact to the microsecond)."""
-    return (delta.days * 86400 + delta.seconds) * _NS + delta.microseconds * 1000
-
-
-def to_ns(moment: datetime) -> int:
-    """Exact ns since the epoch of an aware datetime (float timestamps lose microseconds)."""
-    return ns(moment - _EPOCH)
-
-
-def from_ns(value: int) -> datetime:
-    """The aware UTC datetime of ns since the epoch (to the microsecond)."""
-    return _EPOCH + timedelta(microseconds=value // 1000)
 
 
 class Condition(StrEnum):

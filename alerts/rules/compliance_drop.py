@@ -28,10 +28,10 @@ from alerts.rules.base import (
     class_name,
     fmt,
     item_label,
-    ns,
     point_status,
     unit_of,
 )
+from config.times import ns
 
 
 class ComplianceDropConfig(RuleConfigBase):

@@ -33,12 +33,12 @@ from alerts.rules.base import (
     View,
     fmt,
     item_label,
-    ns,
     unit_of,
 )
 from alerts.windows import Evidence
 from config.registry import Station
 from config.standards import Assessment, Standard
+from config.times import ns
 
 
 class ExceedanceConfig(RuleConfigBase):

@@ -24,7 +24,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from alerts.rules.base import Condition, Finding, RuleConfigBase, Scope, View, ns
+from alerts.rules.base import Condition, Finding, RuleConfigBase, Scope, View
+from config.times import ns
 
 _NS_PER_MINUTE = 60_000_000_000
 

@@ -22,9 +22,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, model_validator
 
-from alerts.rules.base import Condition, Finding, RuleConfigBase, Scope, View, fmt, ns
+from alerts.rules.base import Condition, Finding, RuleConfigBase, Scope, View, fmt
 from alerts.windows import Evidence
 from config.registry import Station
+from config.times import ns
 
 _NS_PER_HOUR = 3_600_000_000_000
 LEVEL_NAMES = {"warning": "警戒水位 warning level", "guaranteed": "保证水位 guaranteed level"}

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from alerts.rules.base import to_ns
+from config.times import to_ns
 from tests.alerts.engine_support import T0, FakeClock, make_service, one_station_registry, rules_config, water
 
 DAILY = {"name": "daily", "kind": "compliance_drop", "window": "P1D", "for": "PT0S"}

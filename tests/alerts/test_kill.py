@@ -15,8 +15,8 @@ from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
-from alerts.rules.base import to_ns
 from alerts.service import AlertService
+from config.times import to_ns
 from tests.alerts.engine_support import T0, events, make_service, one_station_registry, rules_config, water
 
 ROOT = Path(__file__).resolve().parents[2]

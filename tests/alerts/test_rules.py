@@ -10,10 +10,11 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from alerts.rules import RULES, Rule, RuleConfig, make_rule
-from alerts.rules.base import Condition, Finding, Scope, View, ns, to_ns
+from alerts.rules.base import Condition, Finding, Scope, View
 from alerts.windows import Admission, StationWindow
 from config.registry import Registry, Station
 from config.standards import default_standard
+from config.times import ns, to_ns
 from ingest.model import DataFlag, Reading
 from tests.alerts.engine_support import T0, reading, report, water
 from tests.helpers import station

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from alerts.rules.base import ns
 from alerts.windows import Admission, Evidence, Sample, Series, StationWindow
+from config.times import ns
 from ingest.model import DataFlag
 from tests.alerts.engine_support import T0, reading
 

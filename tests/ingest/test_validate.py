@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from config.parameters import default_catalogue
+from config.times import to_ns
 from ingest.errors import RejectReason
 from ingest.model import DataFlag, ItemRejection, RawReading, Reading
-from ingest.validate import ValidationConfig, Validator, to_ns
+from ingest.validate import ValidationConfig, Validator
 from tests.helpers import T0, T0_NS, registry, station
 
 VALIDATOR = Validator(
