@@ -35,8 +35,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -53,6 +53,7 @@ from alerts.notify_config import NotifyConfig
 from alerts.ratelimit import TokenBucket, plan
 from alerts.routing import Router
 from alerts.templates import Notification
+from config.sqlite import immediate_transaction
 from config.times import from_ns, ns, to_ns
 from ingest.http import BadRequest, Handler, Request, int_param, str_param
 
@@ -163,7 +164,7 @@ class NotificationDispatcher:
         self._next_prune_ns = 0
         self._conn = self._connect()  # the caller's: run_once, stats and start-up
         self._conn_lock = threading.Lock()
-        with _transaction(self._conn):
+        with immediate_transaction(self._conn):
             self._conn.execute(EVENTS_TABLE_DDL)
             for ddl in OUTBOX_DDL:
                 self._conn.execute(ddl)
@@ -243,7 +244,7 @@ class NotificationDispatcher:
         now_ns = to_ns(now)
         routed = 0
         while True:
-            with _transaction(conn):
+            with immediate_transaction(conn):
                 (mark,) = conn.execute("SELECT event_id FROM outbox_watermark WHERE id = 0").fetchone()
                 rows = conn.execute(
                     "SELECT id, key, created_ns, event FROM notification_events"
@@ -284,7 +285,7 @@ class NotificationDispatcher:
 
     def _prune(self, conn: sqlite3.Connection, now_ns: int) -> None:
         self._next_prune_ns = now_ns + ns(PRUNE_EVERY)
-        with _transaction(conn):
+        with immediate_transaction(conn):
             conn.execute(
                 "DELETE FROM deliveries WHERE state != ? AND updated_ns < ?",
                 (DeliveryState.PENDING, now_ns - ns(self.config.retention)),
@@ -402,7 +403,7 @@ class NotificationDispatcher:
         receiver.held_until_ns = now_ns + int(self._backoff(attempts, exc.retry_after) * 1e9)
         spent_ids = {d.id for d in spent}
         retried = [d.id for d in batch if d.id not in spent_ids]
-        with _transaction(conn):
+        with immediate_transaction(conn):
             conn.executemany(
                 "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ns = ?, last_error = ?,"
                 " updated_ns = ? WHERE id = ?",
@@ -423,7 +424,7 @@ class NotificationDispatcher:
         error: str | None,
     ) -> None:
         delivered_ns = now_ns if state is DeliveryState.DELIVERED else None
-        with _transaction(conn):
+        with immediate_transaction(conn):
             conn.executemany(
                 "UPDATE deliveries SET state = ?, attempts = attempts + 1, delivered_ns = ?,"
                 " last_error = COALESCE(?, last_error), updated_ns = ? WHERE id = ?",
@@ -616,17 +617,6 @@ def _delivery_json(row: tuple[Any, ...]) -> dict[str, Any]:
         "severity": event.get("severity"),
         "station_id": station.get("id"),
     }
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _capped(config: NotifierConfig, http_timeout: float | None) -> NotifierConfig:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +28,7 @@ from alerts.events import EVENTS_TABLE_DDL, AlertEvent
 from alerts.lifecycle import AlertRecord, AlertState
 from alerts.silences import Matcher, Silence
 from alerts.windows import Sample
+from config.sqlite import immediate_transaction
 from ingest.model import DataFlag
 
 SCHEMA_VERSION: Final = 1
@@ -122,16 +123,9 @@ class AlertStore:
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """One atomic, durable unit: everything inside commits together or not at all."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return immediate_transaction(self._db)
 
     def check(self) -> None:
         self._db.execute("SELECT 1").fetchone()

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Final, Literal
 import orjson
 from pydantic import Field
 
+from config.sqlite import immediate_transaction
 from ingest.errors import SinkError
 from ingest.model import DataFlag, Reading
 from ingest.sinks.base import SinkConfigBase
@@ -115,14 +116,9 @@ class SQLiteSink:
         with self._write_lock:
             try:
                 connection = self._writer = self._writer or self._connect()
-                connection.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate_transaction(connection):
                     connection.executemany(_UPSERT, rows)
                     connection.executemany(_UPSERT_LATEST, latest.values())
-                except BaseException:
-                    connection.rollback()
-                    raise
-                connection.commit()
             except sqlite3.IntegrityError as exc:
                 raise SinkError("rejected", str(exc), retryable=False) from None
             except (sqlite3.Error, OSError) as exc:
@@ -191,7 +187,7 @@ class SQLiteSink:
 
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in write).
+        # Autocommit mode: transactions are explicit (`immediate_transaction` in write).
         connection = sqlite3.connect(
             self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
         )
