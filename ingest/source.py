@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import random
 import select
+import socket
 import ssl
 import threading
 import time
@@ -352,6 +353,8 @@ class MQTTSource:
 _RECV_BYTES: Final = 256 * 1024
 # Packets handled per round before writing and keepalive get their turn.
 _PACKETS_PER_ROUND: Final = 2000
+# Closing: how long the last writes and the wait for the broker's side to close may take.
+_CLOSE_TIMEOUT_S: Final = 1.0
 _PUBACK_HEADER: Final = bytes((0x40, 0x02))  # PUBACK, remaining length 2: success, no properties
 
 
@@ -427,19 +430,35 @@ class BufferedSocket:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._outbox:
-                # Last acks and DISCONNECT: a short blocking attempt, then give up (the broker
-                # redelivers what we did not acknowledge).
-                try:
-                    self._sock.setblocking(True)
-                    settimeout = getattr(self._sock, "settimeout", None)
-                    if settimeout is not None:
-                        settimeout(1.0)
-                    self._flush_locked()
-                except OSError:
-                    pass
-                self._outbox.clear()
+            # Last acks and DISCONNECT: a short blocking attempt, then give up (the broker
+            # redelivers what we did not acknowledge).
+            try:
+                self._sock.setblocking(True)
+                settimeout = getattr(self._sock, "settimeout", None)
+                if settimeout is not None:
+                    settimeout(_CLOSE_TIMEOUT_S)
+                self._flush_locked()
+                self._linger()
+            except OSError:
+                pass
+            self._outbox.clear()
         self._sock.close()
+
+    def _linger(self) -> None:
+        """Half-close, then read (and drop) until the broker closes its side.
+
+        Closing a socket with unread data in it (the broker keeps publishing until it reads our
+        DISCONNECT) sends a TCP reset instead of a FIN, and a broker that sees the reset first
+        drops the acks and the DISCONNECT still unread in its buffer: the last messages logged
+        before a clean stop would come again after the restart.
+        """
+        shutdown = getattr(self._sock, "shutdown", None)
+        if shutdown is None:  # paho's websocket wrapper
+            return
+        shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + _CLOSE_TIMEOUT_S
+        while time.monotonic() < deadline and self._sock.recv(_RECV_BYTES):
+            pass
 
     def fileno(self) -> int:
         return self._sock.fileno()

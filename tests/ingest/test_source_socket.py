@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import select
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +103,40 @@ def test_acks_of_a_group_commit_leave_in_one_write_for_the_current_connection_on
         assert peer.recv(100) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
     finally:
         wal.close()
+
+
+def test_closing_with_unread_data_ends_with_a_fin_not_a_reset() -> None:
+    """The broker reads our last acks and DISCONNECT and then a clean end of stream, although it
+    was still publishing: a reset could make it drop them unread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    ours = socket.create_connection(listener.getsockname())
+    broker, _ = listener.accept()
+    listener.close()
+    try:
+        broker.sendall(b"p" * 65536)  # publishes we will never read
+        ours.setblocking(False)
+        wrapped = BufferedSocket(ours)
+        assert select.select([ours], [], [], 5)[0]  # they are in our receive buffer
+        wrapped.send(b"acks+DISCONNECT")
+        received = b""
+        errors: list[OSError] = []
+
+        def read_to_the_end() -> None:
+            nonlocal received
+            try:
+                while chunk := broker.recv(65536):
+                    received += chunk
+            except OSError as exc:  # ConnectionResetError
+                errors.append(exc)
+            broker.close()  # as the broker does after DISCONNECT
+
+        reader = threading.Thread(target=read_to_the_end)
+        reader.start()
+        wrapped.close()
+        reader.join(5)
+        assert not reader.is_alive()
+        assert received == b"acks+DISCONNECT"
+        assert errors == []
+    finally:
+        broker.close()
+        ours.close()
