@@ -6,6 +6,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +138,11 @@ def test_worker_threads_deliver_and_resume_after_restart(tmp_path: Path, receive
 
     first = NotificationDispatcher(config, db)
     first.start()
-    insert_events(db, [make_event(n) for n in range(5)])
+    insert_events(db, [make_event(n) for n in range(5)], created=datetime.now(UTC))
     first.wake()
     _poll(lambda: len(dedup.unique) == 5)
     dedup.down = True
-    insert_events(db, [make_event(n) for n in range(5, 10)])
+    insert_events(db, [make_event(n) for n in range(5, 10)], created=datetime.now(UTC))
     first.wake()
     _poll(lambda: any(r.answer.status == 503 for r in receiver.requests))
     first.stop(2.0)
@@ -165,7 +166,7 @@ def test_a_hanging_receiver_does_not_delay_another(tmp_path: Path, receiver: Fak
     try:
         dispatcher.start()
         started = time.monotonic()
-        insert_events(tmp_path / "alerts.db", [make_event(n) for n in range(3)])
+        insert_events(tmp_path / "alerts.db", [make_event(n) for n in range(3)], created=datetime.now(UTC))
         dispatcher.wake()
 
         receiver.wait_for(3, timeout=5.0)
