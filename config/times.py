@@ -10,6 +10,9 @@ from typing import Final
 
 NS_PER_SECOND: Final = 1_000_000_000
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# What the stores can hold: times as int64 ns, less the two values InfluxDB reserves.
+INT64_NS_MIN: Final = -(2**63) + 2
+INT64_NS_MAX: Final = 2**63 - 2
 
 
 def ns(delta: timedelta) -> int:

@@ -32,6 +32,11 @@ class RejectReason(StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"
     NAIVE_TIMESTAMP = "naive_timestamp"
     CLOCK_SKEW = "clock_skew"
+    TOO_OLD = "too_old"
+    TIME_OUT_OF_RANGE = "time_out_of_range"
+    # An exception our code did not expect while handling this message or reading; the detail
+    # names the exception type, the traceback is logged (rate-limited).
+    INTERNAL_ERROR = "internal_error"
     SINK_REJECTED = "sink_rejected"
 
 

@@ -35,11 +35,11 @@ from typing import NoReturn
 
 import structlog
 
-from ingest import telemetry
+from ingest import internal_errors, telemetry
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.decoders import Decoder
 from ingest.errors import RejectedPayload, RejectReason, WalFullError
-from ingest.model import Message, Reading
+from ingest.model import ItemRejection, Message, RawReading, Reading
 from ingest.records import decode_message, encode_readings
 from ingest.topics import TopicTemplate
 from ingest.validate import Validator
@@ -116,6 +116,9 @@ class MessageProcessor:
                 [], [letter(RejectReason.BAD_TOPIC, "topic matches no subscription template", None)]
             )
         route, topic_tags = routed
+        refused = route.template.disallowed(topic_tags)
+        if refused is not None:
+            return Outcome([], [letter(RejectReason.BAD_TOPIC, refused, route.format)])
         if len(message.payload) > self._max_payload:
             detail = f"{len(message.payload)} bytes exceed max_payload_bytes={self._max_payload}"
             return Outcome([], [letter(RejectReason.TOO_LARGE, detail, route.format)])
@@ -123,12 +126,35 @@ class MessageProcessor:
             decoded = route.decoder.decode(message.topic, message.payload)
         except RejectedPayload as exc:
             return Outcome([], [letter(exc.reason, exc.detail, route.format)])
-        readings, invalid = self._validator.validate_many(decoded.readings, topic_tags, now_ns)
+        except Exception as exc:
+            detail = internal_errors.report("decode", exc, topic=message.topic[:200], offset=offset)
+            return Outcome([], [letter(RejectReason.INTERNAL_ERROR, detail, route.format)])
+        try:
+            readings, invalid = self._validator.validate_many(decoded.readings, topic_tags, now_ns)
+        except Exception:
+            readings, invalid = self._validate_each(decoded.readings, topic_tags, now_ns, offset)
         rejections = [
             letter(r.reason, r.detail, route.format, r.station_id, r.parameter)
             for r in (*decoded.rejections, *invalid)
         ]
         return Outcome(readings, rejections)
+
+    def _validate_each(
+        self, raws: Sequence[RawReading], topic_tags: dict[str, str], now_ns: int, offset: int | None
+    ) -> tuple[list[Reading], list[ItemRejection]]:
+        """Validate a message's readings one by one, so one that raises is the only one lost."""
+        readings: list[Reading] = []
+        rejections: list[ItemRejection] = []
+        for raw in raws:
+            try:
+                checked = self._validator.validate(raw, topic_tags, now_ns)
+            except Exception as exc:
+                detail = internal_errors.report(
+                    "validate", exc, parameter=str(raw.parameter)[:40], offset=offset
+                )
+                checked = ItemRejection(RejectReason.INTERNAL_ERROR, detail, None, str(raw.parameter)[:32])
+            (readings if isinstance(checked, Reading) else rejections).append(checked)  # type: ignore[arg-type]
+        return readings, rejections
 
 
 class Processor:
@@ -257,21 +283,51 @@ class Processor:
         log.info("readings_log_has_room", usage_bytes=self._out.usage_bytes())
 
     def _run(self) -> None:
+        failed_at: int | None = None
         while not self._stop.is_set():
             try:
-                if self._workers:
+                if failed_at is not None and failed_at == self._reader.committed and self._workers:
+                    # The same batch failed twice: find the message that kills the worker.
+                    self._isolate(self._batch)
+                    failed_at = None
+                elif self._workers:
                     self._pipeline()
                 else:
                     self.drain_once()
             except WalFullError:
                 return  # stopping while the log was full; the offset was not committed
             except Exception:
-                # A bug must not stop the stream silently: log it, back off, retry the same batch.
+                # Per-message errors never get here (`process_batch` contains them): this is a
+                # lost worker or a fault of our own. Retry once; a second failure at the same
+                # offset isolates the batch message by message.
                 log.exception("processor_failed")
                 for worker in self._workers:
                     worker.stop(timeout=0)  # drops what is in flight; restarted on demand
-                self._reader.seek(self._reader.committed)
+                failed_at = self._reader.committed
+                self._reader.seek(failed_at)
                 self._stop.wait(1.0)
+
+    def _isolate(self, count: int) -> None:
+        """Process up to `count` messages one at a time; one that kills its worker is dead-lettered."""
+        worker = self._workers[0]
+        done = 0
+        while done < count and not self._stop.is_set():
+            batch = self._reader.read(1, timeout=0.0)
+            if not batch:
+                return
+            offset, record = batch[0]
+            try:
+                worker.submit(batch, self._clock())
+                results = worker.collect()
+            except RuntimeError as exc:
+                message = _readable(record)
+                detail = internal_errors.report("worker", exc, topic=message.topic[:200], offset=offset)
+                letter = _internal_letter(
+                    message, f"the decode worker died on this message ({detail})", offset
+                )
+                results = [(None, 0, [letter], "rejected")]
+            self._apply(batch, results)
+            done += 1
 
 
 @dataclass(slots=True)
@@ -307,14 +363,69 @@ Processed = tuple[bytes | None, int, list[DeadLetter], str]
 
 
 def process_batch(core: MessageProcessor, batch: Sequence[tuple[int, bytes]], now_ns: int) -> list[Processed]:
-    """Decode, validate and encode a batch of raw-log records (in whichever process runs it)."""
+    """Decode, validate and encode a batch of raw-log records (in whichever process runs it).
+
+    Whatever one message raises stays with that message: it becomes its dead letter.
+    """
     out: list[Processed] = []
     for offset, record in batch:
-        outcome = core.process(decode_message(record), now_ns, offset)
-        readings = outcome.readings
-        encoded = encode_readings(readings) if readings else None
-        out.append((encoded, len(readings), outcome.rejections, _outcome(outcome)))
+        try:
+            message = decode_message(record)
+        except Exception as exc:  # a raw record we cannot even read back
+            detail = internal_errors.report("raw_record", exc, offset=offset)
+            out.append((None, 0, [_internal_letter(_readable(record), detail, offset)], "rejected"))
+            continue
+        try:
+            outcome = core.process(message, now_ns, offset)
+        except Exception as exc:
+            detail = internal_errors.report("process", exc, topic=message.topic[:200], offset=offset)
+            outcome = Outcome([], [_internal_letter(message, detail, offset)])
+        encoded = _encoded(outcome, message, offset) if outcome.readings else None
+        out.append((encoded, len(outcome.readings), outcome.rejections, _outcome(outcome)))
     return out
+
+
+def _encoded(outcome: Outcome, message: Message, offset: int) -> bytes | None:
+    """The readings record of the outcome's readings; those that cannot be encoded become letters."""
+    try:
+        return encode_readings(outcome.readings)
+    except Exception as exc:
+        internal_errors.report("encode", exc, topic=message.topic[:200], offset=offset)
+    good: list[Reading] = []
+    for reading in outcome.readings:
+        try:
+            encode_readings([reading])
+        except Exception as exc:
+            detail = internal_errors.describe(exc)
+            dead = _internal_letter(message, detail, offset, reading.station_id, reading.parameter)
+            outcome.rejections.append(dead)
+        else:
+            good.append(reading)
+    outcome.readings = good
+    return encode_readings(good) if good else None
+
+
+def _readable(record: bytes) -> Message:
+    """The raw record as a message, or the whole record as the payload when it cannot be parsed."""
+    try:
+        return decode_message(record)
+    except Exception:
+        return Message(topic="", payload=record, received_ns=0)
+
+
+def _internal_letter(
+    message: Message, detail: str, offset: int, station: str | None = None, parameter: str | None = None
+) -> DeadLetter:
+    return DeadLetter(
+        received_ns=message.received_ns,
+        topic=message.topic,
+        payload=message.payload,
+        reason=RejectReason.INTERNAL_ERROR,
+        detail=detail,
+        station_id=station,
+        parameter=parameter,
+        source_offset=offset,
+    )
 
 
 class WorkerProcess:

@@ -5,7 +5,9 @@ rejected unless `unknown_stations: accept`), a station named by the topic agrees
 the parameter is in the catalogue, the value is finite, the unit converts to the canonical unit,
 the converted value lies within the parameter's physical range, the data flag is an HJ 212 flag,
 the timestamp is aware (a naive one takes the station's zone, else the configured default, else the
-protocol's zone; with none of these it is rejected) and not further in the future than the skew.
+protocol's zone; with none of these it is rejected), not further in the future than the skew and
+not older than `max_past_age`; a time that int64 ns cannot hold (before 1677 or after 2262, the
+range of every store's timestamps) is always rejected, whatever the window says.
 A message's readings are validated together (`validate_many`), so what they share (station,
 identity, tags, time) is worked out once per message. Pure: `now_ns` is passed in.
 
@@ -14,6 +16,7 @@ Example:
       unknown_stations: reject
       max_payload_bytes: 65536
       max_future_skew: PT5M
+      max_past_age: P3650D
       default_timezone: Asia/Shanghai
       workers: 2
 """
@@ -33,7 +36,7 @@ from pydantic import Field
 
 from config.parameters import Parameter
 from config.registry import Registry, Station, is_valid_station_id
-from config.times import to_ns
+from config.times import INT64_NS_MAX, INT64_NS_MIN, ns, to_ns
 from config.types import StrictModel, TimeZoneName, known_time_zone
 from ingest.errors import RejectReason
 from ingest.model import DataFlag, ItemRejection, RawReading, Reading
@@ -54,6 +57,13 @@ class ValidationConfig(StrictModel):
     )
     max_future_skew: timedelta = Field(
         timedelta(minutes=5), description="How far ahead of the daemon's clock a timestamp may be."
+    )
+    max_past_age: timedelta = Field(
+        timedelta(days=30 * 365),
+        gt=timedelta(0),
+        description="How far behind the daemon's clock a timestamp may be. The default (about 30 "
+        "years) lets archives and loggers' backlogs be backfilled, while a corrupt year (1000, 1500) "
+        "is rejected as `too_old`; narrow it where stations only ever send current data.",
     )
     default_timezone: TimeZoneName | None = Field(
         None, description="Zone for naive timestamps of stations without their own `timezone`."
@@ -152,7 +162,8 @@ class Validator:
         self._config = config
         self._registry = registry
         self._catalogue = catalogue
-        self._max_skew_ns = int(config.max_future_skew.total_seconds() * 1e9)
+        self._max_skew_ns = ns(config.max_future_skew)
+        self._max_age_ns = ns(config.max_past_age)
         self._tags_by_station: dict[str, tuple[tuple[str, str], ...]] = {
             station.id: station.tags() for station in registry.values()
         }
@@ -276,6 +287,17 @@ class Validator:
                 return _Problem(RejectReason.NAIVE_TIMESTAMP, f"timestamp {ts.isoformat()} has no time zone")
             ts = ts.replace(tzinfo=_zone(zone_name))
         time_ns = to_ns(ts)
+        if not INT64_NS_MIN <= time_ns <= INT64_NS_MAX:
+            return _Problem(
+                RejectReason.TIME_OUT_OF_RANGE,
+                f"timestamp {ts.isoformat()} does not fit 64-bit ns since 1970 (years 1678-2261)",
+            )
+        if time_ns < now_ns - self._max_age_ns:
+            age_days = (now_ns - time_ns) / 86_400e9
+            return _Problem(
+                RejectReason.TOO_OLD,
+                f"timestamp {ts.isoformat()} is {age_days:.0f} days old (validation.max_past_age)",
+            )
         if time_ns > now_ns + self._max_skew_ns:
             ahead = (time_ns - now_ns) / 1e9
             return _Problem(
