@@ -33,7 +33,7 @@ from typing import Final
 import orjson
 import structlog
 
-from ingest import telemetry
+from ingest import internal_errors, telemetry
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import RejectReason, SinkError
 from ingest.model import Reading
@@ -49,6 +49,10 @@ YIELD_FACTOR: Final = 19.0
 # ...and never longer than this, so that it still progresses.
 YIELD_MAX_S: Final = 5.0
 _YIELD_POLL_S: Final = 0.05
+# While backing off from an unreachable database, probe it (`Sink.check`) this often.
+PROBE_INTERVAL_S: Final = 0.5
+# Failures that mean the database did not answer, so that its answering a probe again is news.
+UNREACHABLE_REASONS: Final = frozenset({"connection_failed", "timeout", "network", "unavailable"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +198,7 @@ class SinkRunner:
                 break
         return records, count, next_offset
 
-    def _write_all(self, batch: _Batch) -> bool:
+    def _write_all(self, batch: _Batch, *, isolating: bool = False) -> bool:
         """Deliver the batch (splitting and dead-lettering as told); False if stopped first."""
         attempt = 0
         size = len(batch)
@@ -206,28 +210,35 @@ class SinkRunner:
                     self._lines_sink.write_lines(b"".join(batch.lines))
                 else:
                     self.sink.write(batch)
-            except SinkError as exc:
-                telemetry.SINK_FAILURES.labels(self._label, exc.reason).inc()
-                if exc.split and size > 1:
-                    return all(self._write_all(half) for half in _halves(batch))
-                if not exc.retryable:
-                    if isinstance(batch, _Lines):
-                        return self._isolate_refused(batch.readings(), exc)
-                    return self._isolate_refused(batch, exc)
-                if not self._back_off(attempt, exc):
-                    return False
-                attempt += 1
-                continue
-            telemetry.SINK_BATCH_SECONDS.labels(self._label).observe(time.perf_counter() - started)
-            telemetry.SINK_WRITTEN.labels(self._label).inc(size)
-            self._recovered()
-            return True
+            except SinkError as error:
+                exc = error
+            except Exception as unexpected:
+                # Not a verdict the sink gave: a bug, or an input it cannot handle. Once, retry
+                # the whole batch (the fault may pass); then narrow it down to the readings that
+                # raise and dead-letter them, rather than retry them forever.
+                detail = internal_errors.report(f"sink_{self._label}", unexpected)
+                exc = SinkError("internal_error", detail, retryable=not isolating and attempt == 0)
+            else:
+                telemetry.SINK_BATCH_SECONDS.labels(self._label).observe(time.perf_counter() - started)
+                telemetry.SINK_WRITTEN.labels(self._label).inc(size)
+                self._recovered()
+                return True
+            telemetry.SINK_FAILURES.labels(self._label, exc.reason).inc()
+            if exc.split and size > 1:
+                return all(self._write_all(half, isolating=isolating) for half in _halves(batch))
+            if not exc.retryable:
+                if isinstance(batch, _Lines):
+                    return self._isolate_refused(batch.readings(), exc)
+                return self._isolate_refused(batch, exc)
+            if not self._back_off(attempt, exc):
+                return False
+            attempt += 1
 
     def _isolate_refused(self, batch: Sequence[Reading], exc: SinkError) -> bool:
         if len(batch) == 1:
             self._dead_letter(batch[0], exc)
             return True
-        return all(self._write_all(half) for half in _halves(batch))
+        return all(self._write_all(half, isolating=True) for half in _halves(batch))
 
     def _dead_letter(self, reading: Reading, exc: SinkError) -> None:
         payload = orjson.dumps(
@@ -247,7 +258,9 @@ class SinkRunner:
                     received_ns=time.time_ns(),
                     topic=f"sink/{self._label}",
                     payload=payload,
-                    reason=RejectReason.SINK_REJECTED,
+                    reason=RejectReason.INTERNAL_ERROR
+                    if exc.reason == "internal_error"
+                    else RejectReason.SINK_REJECTED,
                     detail=f"{exc.reason}: {exc.detail}"[:2000],
                     format="reading",
                     station_id=reading.station_id,
@@ -286,7 +299,34 @@ class SinkRunner:
         delay = self._rng.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
         if exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, cap))
-        return not self._stop.wait(delay)
+            return not self._stop.wait(delay)
+        return self._wait_or_probe(delay, unreachable=exc.reason in UNREACHABLE_REASONS)
+
+    def _wait_or_probe(self, delay: float, *, unreachable: bool) -> bool:
+        """Wait `delay` seconds, probing the sink meanwhile; False if stopped.
+
+        A database that was unreachable and answers a probe again ends the wait at once, so
+        writing resumes within about `PROBE_INTERVAL_S` of its return rather than after the rest
+        of a backoff of up to `retry_max_delay`. A sink that answers probes but fails writes (a
+        500) waits out its backoff: probing then says nothing about the next write.
+        """
+        deadline = time.monotonic() + delay
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self._stop.wait(min(remaining, PROBE_INTERVAL_S)):
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            try:
+                self.sink.check()
+            except Exception:
+                unreachable = True
+                continue
+            if unreachable:
+                log.info("sink_answers_again", sink=self._label)
+                return True
 
     def _recovered(self) -> None:
         if self._failing_since is not None:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Final, Literal
 import orjson
 from pydantic import Field
 
+from config.files import create_private_file
 from config.sqlite import immediate_transaction
 from ingest.errors import SinkError
 from ingest.model import DataFlag, Reading
@@ -77,6 +78,16 @@ _SELECT_LATEST: Final = (
     "SELECT station_id, parameter, time_ns, measurement, value, unit, flag, tags"
     " FROM latest ORDER BY station_id, parameter"
 )
+# Errors that the rows themselves cause (a constraint, a value SQLite cannot bind, such as an
+# integer past 64 bits); everything else of sqlite3's (locked, I/O, disk full) is the store's.
+_REFUSED_INPUT = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.DataError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
 # Wait this long for the other connection's lock before failing (a checkpoint, a long read).
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 
@@ -119,8 +130,10 @@ class SQLiteSink:
                 with immediate_transaction(connection):
                     connection.executemany(_UPSERT, rows)
                     connection.executemany(_UPSERT_LATEST, latest.values())
-            except sqlite3.IntegrityError as exc:
-                raise SinkError("rejected", str(exc), retryable=False) from None
+            except _REFUSED_INPUT as exc:
+                # The readings, not the database: the same rows would fail again (the loop
+                # narrows the batch down to them and dead-letters them).
+                raise SinkError("rejected", f"{type(exc).__name__}: {exc}", retryable=False) from None
             except (sqlite3.Error, OSError) as exc:
                 raise SinkError("storage", f"{self._path}: {exc}", retryable=True) from None
 
@@ -186,7 +199,7 @@ class SQLiteSink:
             return connection.execute(sql, values).fetchall()
 
     def _connect(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(self._path)
         # Autocommit mode: transactions are explicit (`immediate_transaction` in write).
         connection = sqlite3.connect(
             self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
