@@ -28,6 +28,7 @@ from alerts.events import EVENTS_TABLE_DDL, AlertEvent
 from alerts.lifecycle import AlertRecord, AlertState
 from alerts.silences import Matcher, Silence
 from alerts.windows import Sample
+from config.files import create_private_file
 from config.sqlite import immediate_transaction
 from ingest.model import DataFlag
 
@@ -108,7 +109,7 @@ BUSY_TIMEOUT_SECONDS: Final = 5.0
 
 class AlertStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
         self.path = path
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS

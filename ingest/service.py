@@ -22,6 +22,7 @@ import structlog
 
 from alerts.outbox import NotificationDispatcher
 from alerts.service import AlertService
+from config.files import make_private_dir, set_group_readable
 from config.parameters import default_catalogue
 from config.registry import Registry
 from ingest import telemetry
@@ -40,7 +41,6 @@ from ingest.settings import Settings
 from ingest.sinks import make_sink
 from ingest.sinks.base import SinkConfigBase
 from ingest.source import AckToken, MQTTSource
-from ingest.topics import TopicTemplate
 from ingest.validate import Validator
 from ingest.wal import GroupCommitter, WriteAheadLog
 
@@ -90,8 +90,7 @@ def _decoder(settings: Settings, fmt: str) -> Decoder:
 def build_processor_core(settings: Settings, registry: Registry) -> MessageProcessor:
     validator = Validator(settings.validation, registry, default_catalogue())
     routes = [
-        Route(TopicTemplate.parse(s.topic), s.format, _decoder(settings, s.format))
-        for s in settings.mqtt.subscriptions
+        Route(s.template(), s.format, _decoder(settings, s.format)) for s in settings.mqtt.subscriptions
     ]
     return MessageProcessor(routes, validator, settings.validation.max_payload_bytes)
 
@@ -101,7 +100,8 @@ class Daemon:
         self.settings = settings
         self.registry = registry if registry is not None else Registry.load(settings.registry)
         data_dir = settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        set_group_readable(settings.data_group_readable)
+        make_private_dir(data_dir)
         wal = settings.wal
         self.raw_wal = WriteAheadLog(
             data_dir / "wal" / "raw", segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("var"), description="Write-ahead logs, dead letters, embedded store.")
+    data_group_readable: bool = Field(
+        False,
+        description="Create data files 0640 and folders 0750 (readable by the daemon user's group, for a "
+        "backup agent) instead of 0600 / 0700. They hold raw packets with station passwords.",
+    )
     registry: Path = Field(DEMO_REGISTRY, description="Station registry file.")
     log: LogConfig = LogConfig()
     http: HTTPConfig = HTTPConfig()

@@ -24,6 +24,7 @@ from typing import Final, Literal
 
 import structlog
 
+from config.files import make_private_dir, open_private
 from ingest.errors import WalFullError
 from ingest.wal.offsets import OffsetStore, fsync_directory, validate_consumer_name
 from ingest.wal.reader import WalReader
@@ -77,7 +78,7 @@ class WriteAheadLog:
         # Readers with an open segment file, closed with the log.
         self._readers: set[WalReader] = set()
         self._corruptions: list[Corruption] = []
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
         self._lock_fd = lock_directory(directory)
         try:
             self._segments = load_segments(directory, fsync=fsync)
@@ -355,7 +356,7 @@ class WriteAheadLog:
         os.close(self._fd)
         self._fd = -1
         path = self.directory / segment_name(first)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._fd = open_private(path, os.O_WRONLY | os.O_EXCL | os.O_APPEND)
         segment = Segment(first, path, 0)
         with self._lock:
             self._segments.append(segment)

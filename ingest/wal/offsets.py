@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Final
 
+from config.files import make_private_dir, open_private
+
 # Names become file names: no separators, no leading dot, bounded length.
 CONSUMER_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
 _SUFFIX: Final = ".offset"
@@ -39,7 +41,7 @@ class OffsetStore:
     def __init__(self, directory: Path, *, fsync: bool) -> None:
         self._directory = directory
         self._fsync = fsync
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
 
     def load(self) -> dict[str, int]:
         """Every stored offset; removes temporary files a crash left behind."""
@@ -59,7 +61,7 @@ class OffsetStore:
     def store(self, name: str, offset: int) -> None:
         path = self._directory / f"{name}{_SUFFIX}"
         tmp = path.with_name(path.name + _TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, b"%d\n" % offset)
             if self._fsync:

@@ -17,6 +17,7 @@ from typing import Final
 
 import structlog
 
+from config.files import open_private
 from ingest.wal.offsets import fsync_directory
 from ingest.wal.segment import Segment, parse_segment_name, scan, segment_name
 
@@ -52,7 +53,7 @@ class Corruption:
 
 def lock_directory(directory: Path) -> int:
     """Take an exclusive lock on the directory (two writers would interleave records); its fd."""
-    fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_private(directory / _LOCK_FILE, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -70,7 +71,7 @@ def load_segments(directory: Path, *, fsync: bool) -> list[Segment]:
             segments.append(Segment(first, Path(entry.path), entry.stat().st_size))
     if not segments:
         path = directory / segment_name(0)
-        path.touch()
+        os.close(open_private(path, os.O_WRONLY))
         if fsync:
             fsync_directory(directory)
         segments.append(Segment(0, path, 0))
