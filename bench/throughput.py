@@ -154,7 +154,13 @@ def daemon_config(mqtt_port: int, vm_url: str, registry: Path, batch_size: int) 
         "mqtt": {
             "port": mqtt_port,
             "client_id": DAEMON_CLIENT_ID,
-            "subscriptions": [{"topic": "ecowatch/v1/{district}/{station_id}/{kind}", "format": "json"}],
+            "subscriptions": [
+                {
+                    "topic": "ecowatch/v1/{district}/{station_id}/{kind}",
+                    "format": "json",
+                    "tags": {"kind": {"values": ["water"]}},
+                }
+            ],
         },
         "sinks": [
             {

@@ -27,13 +27,15 @@ Example:
       password: "${ECOWATCH_MQTT_PASSWORD}"
       tls: {ca_file: /etc/ecowatch/ca.pem}
       subscriptions:
-        - {topic: "ecowatch/v1/{district}/{station_id}/{kind}", format: json}
+        - {topic: "ecowatch/v1/{district}/{station_id}/{kind}", format: json,
+           tags: {kind: {values: [water, hydro, status]}}}
         - {topic: "hj212/{mn}", format: hj212}
 """
 
 from __future__ import annotations
 
 import random
+import re
 import select
 import socket
 import ssl
@@ -53,7 +55,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from config.types import StrictModel, TLSConfig
 from ingest import telemetry
 from ingest.records import encode_message
-from ingest.topics import TopicTemplate
+from ingest.topics import Allowed, TopicTemplate
 from ingest.wal import GroupCommitter
 
 if TYPE_CHECKING:
@@ -62,10 +64,44 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+# Placeholders that do not become free tags: the registry bounds the station's names and its
+# district is the registry's (the topic's value is not stored).
+REGISTRY_PLACEHOLDERS: Final = frozenset({"station_id", "mn", "district"})
+
+
+class TagValues(StrictModel):
+    """The values one topic placeholder may take: a list, or a pattern the whole value matches."""
+
+    values: tuple[str, ...] | None = Field(None, min_length=1, description="The allowed values.")
+    pattern: str | None = Field(
+        None, max_length=200, description="A regular expression the whole value must match."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> TagValues:
+        if (self.values is None) == (self.pattern is None):
+            raise ValueError("give exactly one of `values` and `pattern`")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern: {exc}") from None
+        return self
+
+    def allowed(self) -> Allowed:
+        return frozenset(self.values) if self.values is not None else re.compile(self.pattern or "")
+
+
 class SubscriptionConfig(StrictModel):
     topic: str = Field(description="Topic template; `{name}` levels become tags.")
     format: Literal["json", "senml", "hj212"] = Field("json", description="Decoder for these payloads.")
     qos: Literal[0, 1] = 1
+    tags: dict[str, TagValues] = Field(
+        default_factory=dict,
+        description="The values each placeholder that becomes a tag may take (every placeholder but "
+        "station_id, mn and district, which the registry bounds). Topics with other values are "
+        "dead-lettered as bad_topic, so publishers cannot create unbounded series.",
+    )
 
     @field_validator("topic")
     @classmethod
@@ -73,9 +109,27 @@ class SubscriptionConfig(StrictModel):
         TopicTemplate.parse(value)
         return value
 
+    @model_validator(mode="after")
+    def _bounded_tags(self) -> SubscriptionConfig:
+        template = self.template()  # also refuses values for names that are not placeholders
+        free = [p for p in template.placeholders if p not in REGISTRY_PLACEHOLDERS and p not in self.tags]
+        if free:
+            raise ValueError(
+                f"topic {self.topic!r}: placeholders {free} become tags; give their allowed values "
+                "under `tags` (e.g. tags: {kind: {values: [water, hydro]}})"
+            )
+        return self
+
+    def template(self) -> TopicTemplate:
+        return TopicTemplate.parse(self.topic, {name: rule.allowed() for name, rule in self.tags.items()})
+
 
 DEFAULT_SUBSCRIPTIONS = (
-    SubscriptionConfig(topic="ecowatch/v1/{district}/{station_id}/{kind}", format="json"),
+    SubscriptionConfig(
+        topic="ecowatch/v1/{district}/{station_id}/{kind}",
+        format="json",
+        tags={"kind": TagValues(values=("water", "hydro", "status"))},
+    ),
     SubscriptionConfig(topic="ecowatch/senml/{station_id}", format="senml"),
     SubscriptionConfig(topic="hj212/{mn}", format="hj212"),
 )

@@ -3,26 +3,34 @@
 Each `{name}` placeholder matches one topic level and becomes a tag, as Telegraf's topic parsing
 does; literal levels must match exactly; a trailing `#` matches the rest. `station_id` and `mn`
 placeholders name the station. Placeholder values are untrusted input: they must be non-empty,
-printable and short, or the message is rejected as a bad topic.
+printable and short, or the message is rejected as a bad topic. A placeholder that becomes a tag
+takes only the values its subscription allows (`allowed`: a list or a pattern), so no publisher can
+create unlimited series in the database; the registry bounds `station_id` and `mn`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 _PLACEHOLDER = re.compile(r"^\{([a-z_][a-z0-9_]{0,31})\}$")
 # Tag values travel into line protocol and SQL parameters: printable, no separators.
 _SAFE_VALUE = re.compile(r"^[^\x00-\x1f\x7f/+#]{1,64}$")
 
 
+# The values a placeholder may take: a set of them, or a pattern the whole value must match.
+Allowed = frozenset[str] | re.Pattern[str]
+
+
 @dataclass(frozen=True, slots=True)
 class TopicTemplate:
     template: str
     levels: tuple[str, ...]
+    allowed: Mapping[str, Allowed] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, template: str) -> TopicTemplate:
+    def parse(cls, template: str, allowed: Mapping[str, Allowed] | None = None) -> TopicTemplate:
         levels = tuple(template.split("/"))
         if not template or any(level == "" for level in levels):
             raise ValueError(f"topic template {template!r} has an empty level")
@@ -37,7 +45,10 @@ class TopicTemplate:
                 seen.add(match.group(1))
             elif "{" in level or "}" in level or level == "+":
                 raise ValueError(f"level {level!r}: placeholders are whole levels like {{name}}")
-        return cls(template, levels)
+        unknown = set(allowed or {}) - seen
+        if unknown:
+            raise ValueError(f"allowed values given for {sorted(unknown)}, not placeholders of {template!r}")
+        return cls(template, levels, dict(allowed or {}))
 
     @property
     def subscription(self) -> str:
@@ -66,3 +77,14 @@ class TopicTemplate:
             elif part != level:
                 return None
         return tags if len(parts) == len(self.levels) else None
+
+    def disallowed(self, tags: Mapping[str, str]) -> str | None:
+        """Why a matched topic's placeholder values are refused (a value outside its set), or None."""
+        for name, allowed in self.allowed.items():
+            value = tags.get(name)
+            if value is None:
+                continue
+            ok = value in allowed if isinstance(allowed, frozenset) else allowed.fullmatch(value) is not None
+            if not ok:
+                return f"topic level {{{name}}}={value!r:.70} is not an allowed value"
+        return None

@@ -87,3 +87,27 @@ def test_duplicate_sink_names_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "sinks:\n  - {type: sqlite, name: a}\n  - {type: sqlite, name: a}\n")
     with pytest.raises(ConfigError, match="unique"):
         load_settings(path)
+
+
+def test_a_placeholder_that_becomes_a_tag_needs_its_allowed_values() -> None:
+    """`{kind}` without `tags` is a start-up error naming the fix; with a list or a pattern it loads."""
+    topic = "ecowatch/v1/{district}/{station_id}/{kind}"
+    with pytest.raises(ConfigError, match=r"placeholders \['kind'\] become tags"):
+        load_settings(None, mqtt={"subscriptions": [{"topic": topic}]})
+    with pytest.raises(ConfigError, match="exactly one of"):
+        load_settings(None, mqtt={"subscriptions": [{"topic": topic, "tags": {"kind": {}}}]})
+    with pytest.raises(ConfigError, match="not placeholders"):
+        load_settings(
+            None,
+            mqtt={
+                "subscriptions": [
+                    {"topic": topic, "tags": {"kind": {"values": ["water"]}, "x": {"values": ["y"]}}}
+                ]
+            },
+        )
+    settings = load_settings(
+        None, mqtt={"subscriptions": [{"topic": topic, "tags": {"kind": {"pattern": "water|hydro"}}}]}
+    )
+    template = settings.mqtt.subscriptions[0].template()
+    assert template.disallowed({"kind": "hydro"}) is None
+    assert template.disallowed({"kind": "hydro2"}) is not None

@@ -74,7 +74,9 @@ def daemon_config(mqtt_port: int, vm_url: str, stream: Stream, **extra: Any) -> 
             "client_id": CLIENT_ID,
             "reconnect_min_delay": "PT0.1S",
             "reconnect_max_delay": "PT1S",
-            "subscriptions": [{"topic": TOPIC_TEMPLATE, "format": "json"}],
+            "subscriptions": [
+                {"topic": TOPIC_TEMPLATE, "format": "json", "tags": {"kind": {"values": ["water"]}}}
+            ],
         },
         "sinks": [
             {
