@@ -4,6 +4,7 @@
 # virtualenv with ecowatch and its test tools; then ruff, mypy and pytest.
 #   scripts/test.sh                 everything but the long fault runs
 #   scripts/test.sh -m fault        the fault-injection runs at full counts
+#   scripts/test.sh -m fuzz         the long fuzzing runs (10^6 payloads per format)
 #   scripts/test.sh tests/ingest    any pytest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,6 @@ ecowatch_venv test
 .venv/bin/ruff format --check .
 .venv/bin/mypy ingest alerts config simulators
 if [ $# -eq 0 ]; then
-    set -- -m "not fault"
+    set -- -m "not fault and not fuzz"
 fi
 exec .venv/bin/pytest -p no:cacheprovider "$@"
