@@ -153,6 +153,7 @@ class Daemon:
             },
             token=token,
             public_paths=PUBLIC_PATHS if settings.dashboard.enabled else frozenset(),
+            config=settings.http,
         )
         self.dispatcher = NotificationDispatcher(settings.notify, data_dir / "alerts.db")
         alert_routes = self.alerts.routes()

@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
@@ -35,6 +35,7 @@ from config.loader import ConfigError, describe, read_yaml
 from config.types import StrictModel
 from ingest.dashboard.config import DashboardConfig
 from ingest.hj212_gateway.config import HJ212GatewayConfig
+from ingest.http_config import HTTPConfig
 from ingest.sinks import SinkConfig
 from ingest.sinks.sqlite import SQLiteSinkConfig
 from ingest.source import MQTTConfig
@@ -47,16 +48,6 @@ class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: JSON lines unless stderr is a terminal."
-    )
-
-
-class HTTPConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz and the API.")
-    port: int = Field(8080, ge=0, lt=65536, description="0 picks a free port (tests).")
-    token: SecretStr | None = Field(
-        None,
-        description="Bearer token the API and the dashboard's data require; /metrics, /healthz, /readyz "
-        "and the dashboard page itself stay open. Set it whenever the port is reachable by others.",
     )
 
 
@@ -125,6 +116,10 @@ class Settings(BaseSettings):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"sink names must be unique: {sorted(duplicates)}")
+        if self.dashboard.enabled and self.dashboard.max_streams >= self.http.max_connections:
+            raise ValueError(
+                "http.max_connections must exceed dashboard.max_streams (each open dashboard holds one)"
+            )
         sink = self.dashboard.sink
         if sink is not None and sink not in {s.name for s in self.effective_sinks()}:
             raise ValueError(f"dashboard.sink {sink!r} names no configured sink")

@@ -7,7 +7,8 @@ Every `stream_interval` a stream looks at the current snapshot and sends
            "silences": [...], "problems": [...]}
 
 when it changed since its last one, or a `: ping` comment when not (which is also how a stream
-learns that its client went away: the write fails and the server closes the iterator). Snapshots
+learns that its client went away: the write fails, or makes no progress for `http.send_timeout`
+because the client stopped reading, and the server closes the iterator). Snapshots
 come from the alert API's own GET handlers called in-process (/api/v1/stations, /api/v1/alerts,
 /api/v1/compliance, /api/v1/silences), so they have exactly the shapes of that API; one snapshot
 is shared by all streams for half an interval. Without the alert engine, stations come from the

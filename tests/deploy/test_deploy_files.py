@@ -48,13 +48,16 @@ def test_the_container_configuration_validates(monkeypatch: pytest.MonkeyPatch) 
     assert settings.log.format == "json"
     assert settings.mqtt.client_id
     assert settings.mqtt.clean_start is False  # the broker keeps our queue while we restart
+    assert settings.http.token is not None  # the port is reachable beyond the container
+    assert settings.http.token.get_secret_value() == "dummy-ecowatch_http_token"
 
 
 def test_secrets_are_references_and_required(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Password and token are whole ${VAR} references; without the variable loading names the key."""
+    """Passwords and tokens are whole ${VAR} references; without the variable loading names the key."""
     raw = load_yaml(ECOWATCH_YAML)
     assert is_reference(raw["mqtt"]["password"])
     assert all(is_reference(sink["token"]) for sink in raw["sinks"])
+    assert is_reference(raw["http"]["token"])
     with dummy_environment(monkeypatch, ECOWATCH_YAML.read_text(encoding="utf-8")):
         monkeypatch.delenv("INFLUX_TOKEN")
         with pytest.raises(ConfigError, match=r"sinks\.0\.token: environment variable INFLUX_TOKEN"):

@@ -94,7 +94,7 @@ def test_json_bodies_and_query_parameters_reach_the_handler(service: HTTPService
         ("POST", "/echo", b"[1, 2]", 400),
         ("POST", "/echo?limit=99", b"{}", 400),
         ("POST", "/echo?limit=x", b"{}", 400),
-        ("POST", "/echo", b"{" + b" " * 70000 + b"}", 400),
+        ("POST", "/echo", b"{" + b" " * 70000 + b"}", 413),
         ("GET", "/echo", None, 405),
         ("GET", "/nowhere", None, 404),
         ("GET", "/missing", None, 404),
@@ -104,7 +104,7 @@ def test_json_bodies_and_query_parameters_reach_the_handler(service: HTTPService
 def test_bad_input_gets_a_clear_status(
     service: HTTPService, method: str, path: str, body: bytes | None, status: int
 ) -> None:
-    """Malformed bodies and parameters are 400, unknown paths 404, wrong methods 405, bugs 500."""
+    """Malformed bodies and parameters are 400, too large 413, unknown paths 404, wrong methods 405, bugs 500."""
     got, payload = call(service, method, path, body)
     assert got == status
     assert "error" in payload
