@@ -311,7 +311,7 @@ class SinkRunner:
         500) waits out its backoff: probing then says nothing about the next write.
         """
         deadline = time.monotonic() + delay
-        while True:
+        while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return True
@@ -327,6 +327,7 @@ class SinkRunner:
             if unreachable:
                 log.info("sink_answers_again", sink=self._label)
                 return True
+        return False
 
     def _recovered(self) -> None:
         if self._failing_since is not None:

@@ -164,6 +164,18 @@ class Server:
         self.stop()
         self.start()
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers, as in a hang."""
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not running")
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a paused server (SIGCONT)."""
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not running")
+        self._process.send_signal(signal.SIGCONT)
+
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_file.exists():
             return "(no log)"

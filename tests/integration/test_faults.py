@@ -12,6 +12,8 @@ database once with its value and time (`check_stored`), and the daemon's counts 
 from __future__ import annotations
 
 import os
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -170,3 +172,42 @@ def test_full_log_holds_acknowledgements_and_resumes_by_itself(
         assert daemon.terminate() == 0
     assert daemon.events("wal_full")
     assert daemon.events("wal_space_recovered")
+
+
+# The issue's bound: after an outage, writing resumes within this long of the database's return.
+RESUME_BOUND_S: Final = 2.0
+
+
+@pytest.mark.parametrize("fault", ["outage", "hang"])
+def test_writing_resumes_within_two_seconds_of_the_database_returning(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria_metrics: VictoriaMetricsServer, fault: str
+) -> None:
+    """With the default backoff (up to 30 s), a 12 s outage or hang ends in a write within 2 s of the return."""
+    stream = make_stream(tmp_path / "stream", 2000)
+    backoff = {"retry_initial_delay": "PT0.2S", "retry_max_delay": "PT30S", "retry_budget": "PT60S"}
+    config = daemon_config(mosquitto.port, victoria_metrics.url, stream)
+    config["sinks"][0] |= backoff
+    with DaemonProcess(tmp_path / "daemon", config) as daemon:
+        publisher = BackgroundPublisher(mosquitto.port, stream.messages[:1000]).start()
+        daemon.wait_for(lambda s: s["sinks"][SINK]["committed"] > 0, 60, "a first write")
+        publisher.join()
+        if fault == "outage":
+            victoria_metrics.stop()
+        else:
+            victoria_metrics.pause()
+        BackgroundPublisher(mosquitto.port, stream.messages[1000:]).start().join()
+        daemon.wait_for(lambda s: s["logs"]["raw_processed"] >= 2000, 60, "the rest logged and processed")
+        daemon.poll_until(lambda: bool(daemon.events("sink_write_failed")), 30, "a failed write")
+        time.sleep(12)  # the outage itself: long enough for the backoff to grow past the bound
+        if fault == "outage":
+            victoria_metrics.start()  # returns once the server answers
+        else:
+            victoria_metrics.resume()
+        back = time.time()
+        daemon.poll_until(lambda: bool(daemon.events("sink_recovered")), 30, "the sink recovered")
+        recovered = datetime.fromisoformat(daemon.events("sink_recovered")[-1]["timestamp"]).timestamp()
+        assert recovered - back < RESUME_BOUND_S, f"resumed {recovered - back:.1f} s after the return"
+        stats = wait_until_stored(daemon, victoria_metrics, stream, 60)
+        check_stored(victoria_metrics, stream)
+        check_reconciled(stats, stream, single_run=True, redelivered=False)
+        assert daemon.terminate() == 0
