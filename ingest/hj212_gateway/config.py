@@ -8,10 +8,14 @@ Example:
     host: 0.0.0.0
     port: 9212
     max_connections: 2000
+    max_connections_per_peer: 8
     max_segment_length: 1024
     idle_timeout: PT10M
     packet_timeout: PT30S
     max_garbage_bytes: 4096
+    max_password_failures: 5
+    password_failure_window: PT10M
+    password_lockout: PT15M
     crc: hj212
     unknown_mn: ignore
     mqtt: {client_id: ecowatch-hj212-gateway-1, max_unacked: 1000}
@@ -30,6 +34,10 @@ from ingest.decoders.hj212.packet import LENGTH_FIELD_LIMIT
 
 # "##", four length digits, four CRC digits, CR LF around the data segment.
 FRAME_OVERHEAD_BYTES = 12
+# A data logger keeps one connection (some a second for commands), and a logger on a flaky mobile
+# link may reconnect before its old half-open connection reaches the idle timeout; 8 also covers
+# a few loggers behind one NAT router. Loggers behind a carrier-grade NAT need more.
+DEFAULT_MAX_CONNECTIONS_PER_PEER = 8
 
 UnknownMnPolicy = Literal["ignore", "refuse", "accept"]
 
@@ -60,6 +68,13 @@ class HJ212GatewayConfig(StrictModel):
     max_connections: int = Field(
         1000, ge=1, description="Connections beyond this are accepted and closed at once."
     )
+    max_connections_per_peer: int = Field(
+        DEFAULT_MAX_CONNECTIONS_PER_PEER,
+        ge=1,
+        description="Connections one peer (an IPv4 address, an IPv6 /64) may hold open; more are "
+        "accepted and closed at once, so one address cannot take every slot. A logger uses one or "
+        "two; raise it for many loggers behind one NAT.",
+    )
     max_segment_length: int = Field(
         MAX_SEGMENT_LENGTH,
         ge=0,
@@ -68,7 +83,11 @@ class HJ212GatewayConfig(StrictModel):
         "Keep it equal to the HJ 212 decoder's, or the daemon dead-letters what the gateway took.",
     )
     idle_timeout: timedelta = Field(
-        timedelta(minutes=10), description="Close a connection that sends nothing for this long."
+        timedelta(minutes=10),
+        gt=timedelta(0),
+        description="Close a connection that sends no valid packet for this long. Only a whole "
+        "packet that parses (length, CRC, syntax) and is not refused resets the timer: garbage, "
+        "broken packets and DTU heartbeat bytes do not, so keep it above the loggers' upload interval.",
     )
     packet_timeout: timedelta = Field(
         timedelta(seconds=30),
@@ -84,8 +103,26 @@ class HJ212GatewayConfig(StrictModel):
     max_garbage_bytes: int = Field(
         4096,
         ge=0,
-        description="Close a connection after this many bytes without one valid packet "
-        "(garbage, truncated, oversized or unparseable packets).",
+        description="Close a connection once it has sent more than this many bytes of garbage, "
+        "truncated, oversized, unparseable or refused packets over its whole life; valid packets "
+        "do not reset the count (the logger reconnects with a fresh allowance).",
+    )
+    max_password_failures: int = Field(
+        5,
+        ge=1,
+        description="Wrong passwords of one MN from one peer within `password_failure_window` that "
+        "lock the pair out: a logger with a stale password fails a few times, a guesser many.",
+    )
+    password_failure_window: timedelta = Field(
+        timedelta(minutes=10),
+        gt=timedelta(0),
+        description="How long a wrong password counts towards `max_password_failures`.",
+    )
+    password_lockout: timedelta = Field(
+        timedelta(minutes=15),
+        gt=timedelta(0),
+        description="How long a locked-out MN and peer get every packet refused (not handed off, "
+        "not answered), right password or not. The defaults allow 5 guesses per 15 minutes.",
     )
     max_unanswered: int = Field(
         64,

@@ -1,19 +1,21 @@
 """One logger connection: read and frame, hand every packet off, answer in order once durable.
 
-Two tasks per connection. The reader frames what arrives, checks each complete packet (CRC,
-syntax, MN and PW against the registry), hands it off and queues its answers; the writer takes
-the queue in order, waits until each packet is durable, then writes its answers. The queue holds
-at most `max_unanswered` packets: past that the reader stops reading, so a slow handoff slows the
-loggers (TCP pushes back) instead of filling memory.
+Two tasks per connection. The reader frames what arrives, has each event judged (`admission`:
+CRC, syntax, MN and PW against the registry, password lockouts), hands it off unless refused and
+queues its answers; the writer takes the queue in order, waits until each packet is durable, then
+writes its answers. The queue holds at most `max_unanswered` packets: past that the reader stops
+reading, so a slow handoff slows the loggers (TCP pushes back) instead of filling memory.
 
 A connection is closed (the `reason` of `hj212_connection_closed`) when the peer closes
-(`peer_closed`), sends nothing for `idle_timeout` (`idle_timeout`; also how half-open connections
-end), takes longer than `packet_timeout` over a packet once its `##` arrived (`packet_timeout`,
-slow senders), sends `max_garbage_bytes` without a valid packet (`garbage`), does not take an answer
-within `write_timeout` (`write_timeout`), has a packet not made durable within `handoff_timeout`
-(`handoff_timeout`), the handoff raises on submit (`handoff_failed`), or the peer resets the
-connection (`connection_reset`). Whatever is left in the framer on close (a started packet,
-garbage) is handed off too. After the peer closes, answers still due are written first.
+(`peer_closed`), sends no valid packet for `idle_timeout` (`idle_timeout`: only a whole valid
+packet resets it, so neither a half-open connection nor a trickle of garbage holds a slot), takes
+longer than `packet_timeout` over a packet once its `##` arrived (`packet_timeout`, slow senders),
+has sent more than `max_garbage_bytes` of garbage, broken or refused packets in its life (`garbage`;
+valid packets in between do not reset the count), does not take an answer within `write_timeout`
+(`write_timeout`), has a packet not made durable within `handoff_timeout` (`handoff_timeout`), the
+handoff raises on submit (`handoff_failed`), or the peer resets the connection
+(`connection_reset`). Whatever is left in the framer on close (a started packet, garbage) is
+handed off too. After the peer closes, answers still due are written first.
 """
 
 from __future__ import annotations
@@ -22,18 +24,15 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import structlog
 
-from config.registry import Registry, Station
-from ingest.decoders.hj212 import Packet, parse_packet
-from ingest.errors import RejectedPayload
 from ingest.hj212_gateway import events
+from ingest.hj212_gateway.admission import Admission, Verdict
 from ingest.hj212_gateway.config import HJ212GatewayConfig
-from ingest.hj212_gateway.framing import Event, Frame, Framer, Garbage
+from ingest.hj212_gateway.framing import Event, Framer, Garbage
 from ingest.hj212_gateway.handoff import UNFRAMED_TOPIC, Handoff, sniff_mn, topic_for
-from ingest.hj212_gateway.responses import Access, check_access, plan_answers
+from ingest.hj212_gateway.peers import peer_label
 
 log = structlog.get_logger(__name__)
 
@@ -58,23 +57,23 @@ class Connection:
         *,
         config: HJ212GatewayConfig,
         handoff: Handoff,
-        registry: Registry,
-        clock: Callable[[], datetime],
+        admission: Admission,
+        peer_key: str,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._config = config
         self._handoff = handoff
-        self._registry = registry
-        self._clock = clock
+        self._admission = admission
         self._framer = Framer(config.max_packet_bytes)
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(config.max_unanswered)
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.peer = peer_label(writer.get_extra_info("peername"))
+        self.peer_key = peer_key  # the peer for the per-peer limits (peers.peer_key)
         self.packets = 0
         self.bytes_in = 0
-        self._junk = 0  # bytes since the last valid packet
+        self._junk = 0  # bytes of garbage, broken and refused packets over the connection's life
         self._loop = asyncio.get_running_loop()
+        self._idle_deadline = self._loop.time() + config.idle_timeout.total_seconds()
 
     async def run(self) -> str:
         """Serve the connection until it ends; returns the close reason."""
@@ -107,12 +106,12 @@ class Connection:
 
     # --- reading -----------------------------------------------------------------------------------
     async def _read_loop(self) -> str:
-        idle = self._config.idle_timeout.total_seconds()
         packet_timeout = self._config.packet_timeout.total_seconds()
         packet_deadline: float | None = None
         started = self._framer.packets_started
         while True:
-            deadline, kind = self._loop.time() + idle, "idle_timeout"
+            # Bytes alone do not move the idle deadline: only a valid packet does (`_dispatch`).
+            deadline, kind = self._idle_deadline, "idle_timeout"
             if packet_deadline is not None and packet_deadline < deadline:
                 deadline, kind = packet_deadline, "packet_timeout"
             try:
@@ -135,32 +134,27 @@ class Connection:
                 packet_deadline = self._loop.time() + packet_timeout if self._framer.in_packet else None
             elif not self._framer.in_packet:
                 packet_deadline = None
-            # Garbage still coalescing in the framer counts too: it follows the last packet.
+            # Garbage still coalescing in the framer counts too.
             if self._junk + self._framer.garbage_buffered > self._config.max_garbage_bytes:
                 return "garbage"
+            if self._loop.time() >= self._idle_deadline:  # a read that never waits is idle too
+                return "idle_timeout"
 
     async def _dispatch(self, event: Event) -> str | None:
-        """Hand one event off, queueing its answers; a close reason if the handoff fails."""
-        answers: tuple[bytes, ...] = ()
-        cn = None
-        if isinstance(event, Garbage):
-            topic, outcome = UNFRAMED_TOPIC, "unframed"
+        """Hand one event off unless refused, queueing its answers; a close reason if the handoff fails."""
+        verdict = self._admission.judge(event, self.peer_key, self._loop.time())
+        self._report(verdict)
+        if not verdict.valid:
             self._junk += len(event.data)
-        else:
-            packet, outcome, station = self._check(event)
-            if packet is None:
-                self._junk += len(event.data)
-                topic = topic_for(sniff_mn(event.data))
-            else:
-                self._junk = 0
-                cn = packet.cn
-                topic = topic_for(packet.mn)
-                answers = self._answers(packet, Access(outcome), station)
+        topic = verdict.topic
+        if topic is None:
+            events.packet_refused(verdict.outcome)
+            return None
         self.packets += 1
         pending = _Pending(
             self._loop.create_future(),
             self._loop.time() + self._config.handoff_timeout.total_seconds(),
-            answers,
+            verdict.answers,
         )
         await self._queue.put(pending)
         try:
@@ -168,34 +162,23 @@ class Connection:
         except Exception:
             log.exception("hj212_handoff_submit_failed", peer=self.peer, topic=topic)
             return "handoff_failed"
-        events.packet_handed_off(self.peer, outcome, topic, len(event.data), cn)
+        events.packet_handed_off(self.peer, verdict.outcome, topic, len(event.data), verdict.cn)
+        if verdict.valid:  # from now, not from its arrival: waiting on a slow handoff is not idling
+            self._idle_deadline = self._loop.time() + self._config.idle_timeout.total_seconds()
         return None
 
-    def _check(self, frame: Frame) -> tuple[Packet | None, str, Station | None]:
-        """The parsed packet (None if it does not parse), the outcome label, the MN's station."""
-        if frame.kind != "complete":
-            return None, frame.kind, None
-        try:
-            packet = parse_packet(
-                frame.data, crc=self._config.crc, max_segment_length=self._config.max_segment_length
+    def _report(self, verdict: Verdict) -> None:
+        if verdict.error is not None:
+            events.internal_error("hj212_gateway_packet", self.peer, verdict.error)
+        if verdict.lockout_started and verdict.mn is not None:
+            lockout = self._admission.lockout
+            events.password_lockout(
+                verdict.mn,
+                self.peer_key,
+                failures=lockout.max_failures,
+                window_s=lockout.window_s,
+                lockout_s=lockout.lockout_s,
             )
-        except RejectedPayload as exc:
-            return None, str(exc.reason), None
-        access, station = check_access(packet, self._registry)
-        return packet, str(access), station
-
-    def _answers(self, packet: Packet, access: Access, station: Station | None) -> tuple[bytes, ...]:
-        if not self._config.respond or not packet.wants_response:
-            return ()
-        zone = (station.timezone if station is not None else None) or self._config.timezone
-        return plan_answers(
-            packet,
-            access,
-            unknown_mn=self._config.unknown_mn,
-            answer_time_requests=self._config.answer_time_requests,
-            now=self._clock(),
-            timezone=zone,
-        )
 
     def _on_durable_callback(self, future: asyncio.Future[None]) -> Callable[[], None]:
         loop = self._loop

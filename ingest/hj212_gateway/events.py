@@ -3,7 +3,11 @@
 Connections open and close at info (a close other than by the peer or a stop at warning, with its
 `reason`); each packet is a debug line and a count by `outcome`: `ok`, `wrong_password`,
 `unknown_mn` (parsed, judged against the registry), a parser reason (`bad_crc`, `malformed`,
-`bad_length`, `too_large`), `truncated`, `oversized`, or `unframed` for a run of garbage.
+`bad_length`, `too_large`), `truncated`, `oversized`, `unframed` for a run of garbage, or
+`internal_error` (a bug: handed off unanswered, reported through `ingest.internal_errors`).
+Refusals are counted, and logged once per episode rather than each time: a connection past a
+limit (once until the peer, or the full gateway, closes a connection), a password lockout (once
+when it starts; never the password), the packets refused during a lockout (counted only).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Final
 
 import structlog
 from prometheus_client import Counter, Gauge
+
+from ingest import internal_errors
 
 log = structlog.get_logger("ingest.hj212_gateway")
 
@@ -25,11 +31,24 @@ CONNECTIONS_OPEN: Final = Gauge("ecowatch_hj212_connections_open", "Logger conne
 CONNECTIONS_CLOSED: Final = Counter(
     "ecowatch_hj212_connections_closed_total", "Logger connections closed, by reason.", ["reason"]
 )
+CONNECTIONS_REFUSED: Final = Counter(
+    "ecowatch_hj212_connections_refused_total",
+    "Logger connections closed at once, by the limit they hit (max_connections, max_connections_per_peer).",
+    ["reason"],
+)
 TIMEOUTS: Final = Counter(
     "ecowatch_hj212_timeouts_total", "Connections closed by a timeout, by kind.", ["kind"]
 )
 PACKETS: Final = Counter(
     "ecowatch_hj212_packets_total", "Frames and garbage runs handed off, by outcome.", ["outcome"]
+)
+PACKETS_REFUSED: Final = Counter(
+    "ecowatch_hj212_packets_refused_total",
+    "Packets dropped without hand-off or answer, by reason (password_lockout).",
+    ["reason"],
+)
+PASSWORD_LOCKOUTS: Final = Counter(
+    "ecowatch_hj212_password_lockouts_total", "Lockouts of an MN and peer after repeated wrong passwords."
 )
 BYTES_RECEIVED: Final = Counter("ecowatch_hj212_bytes_received_total", "Bytes read from loggers.")
 GARBAGE_BYTES: Final = Counter(
@@ -60,9 +79,12 @@ def connection_opened(peer: str, open_now: int) -> None:
     log.info("hj212_connection_opened", peer=peer, connections=open_now)
 
 
-def connection_refused(peer: str, reason: str) -> None:
+def connection_refused(peer: str, reason: str, *, first: bool) -> None:
+    """A connection closed at once; `first` of its episode is logged, the rest only counted."""
     CONNECTIONS.labels("refused").inc()
-    log.warning("hj212_connection_refused", peer=peer, reason=reason)
+    CONNECTIONS_REFUSED.labels(reason).inc()
+    if first:
+        log.warning("hj212_connection_refused", peer=peer, reason=reason)
 
 
 def connection_closed(peer: str, reason: str, *, duration_s: float, packets: int, bytes_in: int) -> None:
@@ -90,6 +112,27 @@ def packet_handed_off(peer: str, outcome: str, topic: str, size: int, cn: str | 
     if outcome == "unframed":
         GARBAGE_BYTES.inc(size)
     log.debug("hj212_packet", peer=peer, outcome=outcome, topic=topic, bytes=size, cn=cn)
+
+
+def packet_refused(reason: str) -> None:
+    PACKETS_REFUSED.labels(reason).inc()
+
+
+def password_lockout(mn: str, peer: str, *, failures: int, window_s: float, lockout_s: float) -> None:
+    PASSWORD_LOCKOUTS.inc()
+    log.warning(
+        "hj212_password_lockout",
+        mn=mn,
+        peer=peer,
+        failures=failures,
+        window_s=window_s,
+        lockout_s=lockout_s,
+    )
+
+
+def internal_error(stage: str, peer: str, exc: BaseException) -> None:
+    """An exception our code did not expect, contained to one packet or connection."""
+    internal_errors.report(stage, exc, peer=peer)
 
 
 def responses_sent(commands: list[str]) -> None:

@@ -43,7 +43,7 @@ class Handoff(Protocol):
 
 def topic_for(mn: str | None) -> str:
     """`hj212/{mn}` for a valid MN, else `hj212/_invalid`."""
-    if mn is None or _MN.match(mn) is None:
+    if mn is None or _MN.fullmatch(mn) is None:  # `$` alone would let a trailing newline through
         return INVALID_MN_TOPIC
     return TOPIC_PREFIX + mn
 

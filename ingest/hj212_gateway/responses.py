@@ -33,6 +33,9 @@ _UPLOAD_FAMILY: Final = "2"
 _RESPONSE_FAMILY: Final = "9"
 # CN 1011: extract the field device's time (提取现场机时间).
 TIME_REQUEST_CN: Final = "1011"
+# PolId names an instrument by its pollutant code (`w01018`, `a21026`); a longer value is not one,
+# and echoing it could make the answer longer than a packet can be.
+_MAX_POL_ID: Final = 24
 
 
 class QnRtn(IntEnum):
@@ -104,7 +107,7 @@ def _time_upload(packet: Packet, now: datetime, timezone: str) -> bytes:
     local = now.astimezone(ZoneInfo(timezone))
     fields: dict[str, str] = {}
     pol_id = packet.field("PolId")  # the instrument asked about, echoed as the standard's example does
-    if pol_id is not None:
+    if pol_id is not None and len(pol_id) <= _MAX_POL_ID:
         fields["PolId"] = pol_id
     fields["SystemTime"] = local.strftime("%Y%m%d%H%M%S")
     return encode_packet(

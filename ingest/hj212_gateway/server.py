@@ -2,8 +2,10 @@
 
 Each accepted connection runs as its own task (`connection.Connection`) with its own timeouts and
 bounded buffers, so a slow, half-open or garbage-sending logger costs one task and never delays
-the others. Past `max_connections`, new connections are accepted and closed at once (rather than
-left in the listen backlog, where a logger would wait for its own timeout).
+the others. Past `max_connections` in all, or `max_connections_per_peer` from one address
+(`peers`), new connections are accepted and closed at once (rather than left in the listen
+backlog, where a logger would wait for its own timeout), so one address cannot take every slot.
+All connections share one `admission.Admission`, so a password lockout holds across reconnects.
 
 `start()` binds (raising `OSError` if it cannot) and returns once the gateway listens; `port`
 gives the bound port (for `port: 0`); `stop()` closes the listener and every connection. The
@@ -29,9 +31,12 @@ import structlog
 
 from config.registry import Registry
 from ingest.hj212_gateway import events
+from ingest.hj212_gateway.admission import Admission
 from ingest.hj212_gateway.config import HJ212GatewayConfig
 from ingest.hj212_gateway.connection import Connection
 from ingest.hj212_gateway.handoff import Handoff
+from ingest.hj212_gateway.lockout import PasswordLockout
+from ingest.hj212_gateway.peers import ConnectionSlots, peer_key, peer_label
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +60,13 @@ class HJ212Gateway:
     ) -> None:
         self.config = config
         self._handoff = handoff
-        self._registry = registry
-        self._clock = clock
+        lockout = PasswordLockout(
+            max_failures=config.max_password_failures,
+            window_s=config.password_failure_window.total_seconds(),
+            lockout_s=config.password_lockout.total_seconds(),
+        )
+        self._admission = Admission(config, registry, lockout, clock)
+        self._slots = ConnectionSlots(config.max_connections, config.max_connections_per_peer)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -129,18 +139,16 @@ class HJ212Gateway:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        connection = Connection(
-            reader,
-            writer,
-            config=self.config,
-            handoff=self._handoff,
-            registry=self._registry,
-            clock=self._clock,
-        )
-        if len(self._tasks) >= self.config.max_connections:
-            events.connection_refused(connection.peer, "max_connections")
+        peername = writer.get_extra_info("peername")
+        key = peer_key(peername)
+        refusal, first = self._slots.take(key)
+        if refusal is not None:
+            events.connection_refused(peer_label(peername), refusal, first=first)
             writer.transport.abort()
             return
+        connection = Connection(
+            reader, writer, config=self.config, handoff=self._handoff, admission=self._admission, peer_key=key
+        )
         self._tasks.add(task)
         events.connection_opened(connection.peer, len(self._tasks))
         started = time.monotonic()
@@ -149,8 +157,12 @@ class HJ212Gateway:
             reason = await connection.run()
         except asyncio.CancelledError:
             reason = "server_stopping"
+        except Exception as exc:  # a bug ends this connection, never the gateway or the others
+            events.internal_error("hj212_gateway_connection", connection.peer, exc)
+            reason = "internal_error"  # run() aborted the connection on its way out
         finally:
             self._tasks.discard(task)
+            self._slots.give_back(key)
             events.connection_closed(
                 connection.peer,
                 reason,

@@ -236,7 +236,13 @@ def test_fifty_concurrent_loggers_good_and_bad_all_reach_the_broker(
     half_open_part = data_packet("MN-03", "any", 9998)[:100]
     garbage_flood = b"Z" * 6000
     config = HJ212GatewayConfig(
-        port=0, packet_timeout=timedelta(seconds=PACKET_TIMEOUT_S), idle_timeout=timedelta(seconds=30)
+        port=0,
+        packet_timeout=timedelta(seconds=PACKET_TIMEOUT_S),
+        idle_timeout=timedelta(seconds=30),
+        # Every logger here is 127.0.0.1: as many loggers behind one NAT, with the three bad ones.
+        max_connections_per_peer=LOGGERS + 3,
+        # Logger 40 sends a wrong password five times on purpose; its answers are what it pins.
+        max_password_failures=PACKETS,
     )
     before = {reason: closes(reason) for reason in ("packet_timeout", "garbage")}
     gateway = HJ212Gateway(config, handoff, registry_of_loggers())

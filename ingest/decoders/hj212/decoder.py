@@ -30,7 +30,10 @@ from ingest.model import DataFlag, Decoded, ItemRejection, RawReading
 # HJ 212 DataTime is the station's local time; Chinese stations keep Beijing time.
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 # Decimal numbers as HJ 212 writes them (N3.1 and the like); no `nan`, `inf`, `1_0` or spaces.
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Possessive quantifiers (`++`, `*+`, `?+`) never give back what they took, so a long digit run
+# that fails to match costs linear time; `[0-9]+\.?[0-9]*` split a failing run every possible
+# way (quadratic: 4 000 digits and a letter took ~0.5 s).
+_NUMBER = re.compile(r"[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+")
 _DATA_TIME = re.compile(r"[0-9]{14}")
 
 

@@ -50,7 +50,8 @@ _HEADER_SYNTAX: Final[Mapping[str, re.Pattern[str]]] = {
     "PNO": re.compile(r"[0-9]{1,4}"),
 }
 _REQUIRED_HEADER: Final = ("ST", "CN", "PW", "MN")
-_FIELD = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_\-]*)=([^;,=&]*)")
+# Possessive, like every unbounded repeat in the decoder: linear time on any input.
+_FIELD = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_\-]*+)=([^;,=&]*+)")
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 _HEX4 = re.compile(rb"[0-9A-Fa-f]{4}")
 

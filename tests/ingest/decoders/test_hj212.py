@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import yaml
@@ -12,6 +14,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import ingest.decoders.hj212 as hj212_package
+import ingest.decoders.hj212.decoder as hj212_decoder
+import ingest.decoders.hj212.packet as hj212_packet
+import ingest.hj212_gateway.handoff as gateway_handoff
 from config.hj212 import default_code_table
 from ingest.decoders.hj212 import (
     HJ212Config,
@@ -363,3 +368,100 @@ def test_random_cp_blocks_only_reject(atoms: list[str], cn: str) -> None:
     """Random CP contents under a valid header decode or raise RejectedPayload."""
     segment = f"QN=1;ST=21;CN={cn};PW=1;MN={MN};Flag=4;CP=&&DataTime=20261125080000;{''.join(atoms)}&&"
     decode_or_reject(frame(segment))
+
+
+# --- linear time: no pattern of the decoder or the gateway can backtrack ---------------------------
+
+# Python's own regex parser (private, untyped; stable since 3.11 renamed it from `sre_parse`): the
+# parse tree shows each repeat, its bounds and whether it is possessive.
+_SRE: Any = importlib.import_module("re._constants")
+_SRE_PARSE: Any = importlib.import_module("re._parser")
+# The patterns in the path of untrusted bytes: the parser's, the decoder's, the gateway's sniffing.
+_PATTERN_MODULES = (hj212_packet, hj212_decoder, gateway_handoff)
+# Patterns run with `search` retry at every offset: an unbounded repeat there is quadratic even
+# when possessive, so these may hold only bounded ones.
+_SEARCHED = {hj212_packet._NOT_PRINTABLE.pattern, gateway_handoff._MN_FIELD.pattern}
+
+
+def _patterns() -> list[re.Pattern[str] | re.Pattern[bytes]]:
+    found: list[re.Pattern[str] | re.Pattern[bytes]] = []
+    for module in _PATTERN_MODULES:
+        for value in vars(module).values():
+            candidates = value.values() if isinstance(value, dict) else [value]
+            found.extend(p for p in candidates if isinstance(p, re.Pattern))
+    return found
+
+
+def _backtracking_repeats(pattern: str | bytes, *, searched: bool) -> list[str]:
+    """Repeats that can give back what they took over an unbounded run (the cause of quadratic time)."""
+    found: list[str] = []
+
+    def walk(items: Any) -> None:
+        for op, arg in items:
+            if op in (_SRE.MAX_REPEAT, _SRE.MIN_REPEAT, _SRE.POSSESSIVE_REPEAT):
+                low, high, body = arg
+                unbounded = high == _SRE.MAXREPEAT
+                if unbounded and (searched or op is not _SRE.POSSESSIVE_REPEAT):
+                    found.append(f"{op} {{{low},}} of {body}")
+                walk(body)
+            elif op is _SRE.BRANCH:
+                for branch in arg[1]:
+                    walk(branch)
+            elif op in (_SRE.SUBPATTERN, _SRE.ATOMIC_GROUP):
+                walk(arg[-1])
+
+    walk(_SRE_PARSE.parse(pattern))
+    return found
+
+
+def test_no_pattern_can_backtrack_over_a_long_run() -> None:
+    """Every unbounded repeat is possessive (and patterns used with `search` have none), so matching is linear in the input."""
+    patterns = _patterns()
+    assert hj212_decoder._NUMBER in patterns
+    assert hj212_packet._FIELD in patterns
+    for pattern in patterns:
+        searched = pattern.pattern in _SEARCHED
+        assert _backtracking_repeats(pattern.pattern, searched=searched) == [], pattern.pattern
+
+
+def test_the_structural_check_catches_the_old_number_pattern() -> None:
+    """The check above flags the quadratic pattern the decoder used to have, and passes its replacement."""
+    assert _backtracking_repeats(_OLD_NUMBER.pattern, searched=False)
+    assert not _backtracking_repeats(hj212_decoder._NUMBER.pattern, searched=False)
+
+
+_OLD_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+@given(st.text(alphabet="0123456789.eE+-x ", max_size=14))
+@FUZZ
+def test_the_linear_number_pattern_accepts_exactly_what_the_old_one_did(text: str) -> None:
+    """Possessive quantifiers change the time, not the language: the same strings are numbers."""
+    assert (hj212_decoder._NUMBER.fullmatch(text) is None) == (_OLD_NUMBER.fullmatch(text) is None)
+
+
+@pytest.mark.parametrize("tail", ["x", "e", "e+", ".5.", "1e5x", "-"])
+def test_a_long_digit_run_is_read_or_refused_as_a_whole(tail: str) -> None:
+    """9 900 digits and a bad tail do not match the number pattern; either way the value is not a (finite) number."""
+    digits = "1" * 9900
+    packet = frame(f"ST=21;CN=2011;PW=1;MN={MN};CP=&&DataTime=20261125080000;w01001-Rtd={digits}{tail}&&")
+    [rejection] = MODBUS_DECODER.decode("hj212/x", packet).rejections
+    assert rejection.reason is RejectReason.NOT_A_NUMBER
+    assert hj212_decoder._NUMBER.fullmatch(digits) is not None
+    assert hj212_decoder._NUMBER.fullmatch(digits + tail) is None
+
+
+@pytest.mark.parametrize(
+    ("data_time", "year"),
+    [("10000101000000", 1000), ("00010101000000", 1), ("99991231235959", 9999), ("00000101000000", None)],
+)
+def test_extreme_data_times_decode_or_reject_with_a_reason(data_time: str, year: int | None) -> None:
+    """Times at and past the calendar's ends give a naive reading (validation bounds it) or BAD_TIMESTAMP, nothing else."""
+    packet = frame(f"ST=21;CN=2011;PW=1;MN={MN};CP=&&DataTime={data_time};w01001-Rtd=7.5&&")
+    if year is None:
+        with pytest.raises(RejectedPayload) as caught:
+            DECODER.decode("hj212/x", packet)
+        assert caught.value.reason is RejectReason.BAD_TIMESTAMP
+        return
+    [reading] = DECODER.decode("hj212/x", packet).readings
+    assert (reading.ts.year, reading.ts.tzinfo) == (year, None)
