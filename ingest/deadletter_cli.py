@@ -1,9 +1,13 @@
-"""`ecowatch deadletter list|show|export|replay`: inspect and re-inject rejected messages.
+"""`ecowatch deadletter list|show|export|replay|stats|prune`: inspect and re-inject rejected messages.
 
 `replay` publishes the selected dead letters again, on their original topics, to the configured
 broker: the running daemon then decodes and validates them with its current registry and config,
-exactly as it does live, and the rows are marked replayed. Rows that a database refused
-(`sink_rejected`) are not messages and are not replayed.
+exactly as it does live, and the rows are marked replayed. Each message is published once, with
+all its readings, including those past `max_rows_per_message` that have no row (`list` shows
+them as `+N omitted`). Rows that a database refused (`sink_rejected`) are not messages and are
+not replayed. `stats` prints the store's size and its counts by reason, stored or not; `prune`
+deletes messages older than a duration now, for a store at its quota that should take new ones
+before the retention (`deadletter.max_age`) frees room by itself.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
+from config.times import ns
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import RejectReason
 
@@ -55,13 +62,28 @@ def add_parser(
     )
     show.add_argument("id", type=int)
     add_config(show)
+    stats = actions.add_parser(
+        "stats",
+        help="size of the store and rejections counted by reason",
+        description="Print the store's size, quota, fill and its counts by reason (stored or not) as JSON.",
+    )
+    add_config(stats)
+    prune = actions.add_parser(
+        "prune",
+        help="delete dead letters older than a duration",
+        description="Delete the messages received longer ago than OLDER_THAN, with their rows (counts stay).",
+    )
+    prune.add_argument(
+        "--older-than", required=True, type=_duration, help="ISO 8601 duration, e.g. P7D or PT12H."
+    )
+    add_config(prune)
 
 
 def run(args: argparse.Namespace) -> int:
     from ingest.settings import load_settings
 
     settings = load_settings(args.config)
-    store = DeadLetterStore(settings.data_dir / "deadletter.db")
+    store = DeadLetterStore(settings.data_dir / "deadletter.db", settings.deadletter)
     try:
         if args.action == "show":
             letter = store.get(args.id)
@@ -70,12 +92,25 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             print(orjson.dumps(letter.to_json(), option=orjson.OPT_INDENT_2).decode())
             return 0
+        if args.action == "stats":
+            doc = {**store.status(), "rejections": store.counts_by_reason()}
+            print(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+            return 0
+        if args.action == "prune":
+            messages, rows = store.delete_before(time.time_ns() - ns(args.older_than))
+            store.compact()
+            print(f"deleted {messages} messages ({rows} dead letters)")
+            return 0
         include = args.action != "replay" or args.include_replayed
         letters = _select(store, args.reason, args.limit, include, getattr(args, "ids", None))
         if args.action == "list":
             for d in letters:
                 when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d.received_ns / 1e9))
-                print(f"{d.id}\t{when}\t{d.reason}\t{d.station_id or '-'}\t{d.parameter or '-'}\t{d.detail}")
+                omitted = f"\t+{d.omitted} omitted" if d.omitted else ""
+                print(
+                    f"{d.id}\t{when}\t{d.reason}\t{d.station_id or '-'}\t{d.parameter or '-'}\t{d.detail}"
+                    + omitted
+                )
         elif args.action == "export":
             for d in letters:
                 sys.stdout.write(orjson.dumps(d.to_json()).decode() + "\n")
@@ -84,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return TypeAdapter(timedelta).validate_python(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try P7D or PT12H)") from exc
 
 
 def _select(
@@ -109,9 +151,9 @@ def _replay(settings: Settings, store: DeadLetterStore, letters: list[DeadLetter
     replayable = [d for d in letters if d.reason != RejectReason.SINK_REJECTED]
     skipped = len(letters) - len(replayable)
     # The same raw message may have several rows (one per rejected reading): publish it once.
-    unique: dict[tuple[str, bytes, int | None], list[int]] = {}
+    unique: dict[int | None, tuple[str, bytes, list[int]]] = {}
     for d in replayable:
-        unique.setdefault((d.topic, d.payload, d.source_offset), []).append(d.id or 0)
+        unique.setdefault(d.message_id, (d.topic, d.payload, []))[2].append(d.id or 0)
     mqtt = settings.mqtt
     options = MqttOptions(
         host=mqtt.host,
@@ -125,7 +167,7 @@ def _replay(settings: Settings, store: DeadLetterStore, letters: list[DeadLetter
     )
     try:
         with MqttPublisher(options) as publisher:
-            for topic, payload, _offset in unique:
+            for topic, payload, _ids in unique.values():
                 publisher.publish(topic, payload)
             publisher.flush(timeout=60)
     except (ConnectionError, OSError) as exc:
@@ -137,7 +179,7 @@ def _replay(settings: Settings, store: DeadLetterStore, letters: list[DeadLetter
             file=sys.stderr,
         )
         return 1
-    store.mark_replayed([i for ids in unique.values() for i in ids], time.time_ns())
+    store.mark_replayed([i for _topic, _payload, ids in unique.values() for i in ids], time.time_ns())
     print(
         f"replayed {len(unique)} messages ({len(replayable)} dead letters); skipped {skipped} sink rejections"
     )

@@ -109,7 +109,7 @@ class Daemon:
         self.readings_wal = WriteAheadLog(
             data_dir / "wal" / "readings", segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes
         )
-        self.deadletters = DeadLetterStore(data_dir / "deadletter.db")
+        self.deadletters = DeadLetterStore(data_dir / "deadletter.db", settings.deadletter)
         self.committer: GroupCommitter[DurableToken] = GroupCommitter(
             self.raw_wal,
             self._on_durable,
@@ -206,6 +206,7 @@ class Daemon:
             sinks=[r.config.name for r in self.runners],
             broker=f"{self.settings.mqtt.host}:{self.settings.mqtt.port}",
         )
+        self.deadletters.start()  # its retention, every deadletter.housekeeping_interval
         for runner in self.runners:
             runner.start()
         self.alert_runner.start()
@@ -349,6 +350,7 @@ class Daemon:
                 "pending": self.alert_runner.reader.lag(),
             },
             "deadletters": self.deadletters.counts_by_reason(),
+            "deadletter_store": self.deadletters.status(),
             "counters": _counter_values(),
             "mqtt_connected": self.source.connected,
             "raw_log_full": self.committer.full,

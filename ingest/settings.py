@@ -13,6 +13,7 @@ Example:
     mqtt: {host: 127.0.0.1, port: 1883, client_id: ecowatch-1}
     validation: {unknown_stations: reject, max_future_skew: PT5M}
     wal: {quota_bytes: 2147483648, fsync_interval: PT0.005S, fsync_max_records: 1000}
+    deadletter: {max_rows_per_message: 100, max_bytes: 268435456, max_age: P30D}
     sinks:
       - {type: influxdb, name: influx, url: "http://127.0.0.1:8086", org: eco, bucket: water,
          token: "${INFLUX_TOKEN}"}
@@ -34,6 +35,7 @@ from config import DATA_DIR
 from config.loader import ConfigError, describe, read_yaml
 from config.types import StrictModel
 from ingest.dashboard.config import DashboardConfig
+from ingest.deadletter import DeadLetterConfig
 from ingest.hj212_gateway.config import HJ212GatewayConfig
 from ingest.http_config import HTTPConfig
 from ingest.sinks import SinkConfig
@@ -84,6 +86,10 @@ class Settings(BaseSettings):
     mqtt: MQTTConfig = MQTTConfig()
     validation: ValidationConfig = ValidationConfig()
     wal: WalConfig = WalConfig()
+    deadletter: DeadLetterConfig = Field(
+        DeadLetterConfig(),
+        description="Bounds of the dead-letter store: rows per rejected message, quota, retention.",
+    )
     sinks: tuple[SinkConfig, ...] = ()
     shutdown_grace: timedelta = Field(timedelta(seconds=10), description="SIGTERM: time to flush and commit.")
     alerts: AlertsConfig = Field(AlertsConfig(), description="GB 3838 alert rules and their lifecycle.")

@@ -94,3 +94,26 @@ MQTT_DISCONNECTS: Final = Counter("ecowatch_mqtt_disconnects_total", "Disconnect
 DEADLETTERS_STORED: Final = Counter(
     "ecowatch_deadletters_stored_total", "Rows written to the dead-letter store."
 )
+DEADLETTERS_BYTES: Final = Gauge(
+    "ecowatch_deadletters_bytes", "Bytes the dead-letter store uses (its pages in use)."
+)
+DEADLETTERS_QUOTA_BYTES: Final = Gauge(
+    "ecowatch_deadletters_quota_bytes", "The dead-letter store's quota (`deadletter.max_bytes`)."
+)
+DEADLETTERS_MESSAGES: Final = Gauge(
+    "ecowatch_deadletters_messages", "Rejected messages stored, each payload once."
+)
+DEADLETTERS_ROWS: Final = Gauge("ecowatch_deadletters_rows", "Rejection rows stored.")
+DEADLETTERS_FULL: Final = Gauge(
+    "ecowatch_deadletters_full",
+    "1 while the dead-letter store is at its quota: rejections are counted by reason, not stored.",
+)
+DEADLETTERS_UNSTORED: Final = Counter(
+    "ecowatch_deadletters_unstored_total",
+    "Rejections counted but not stored as rows, by reason and cause (row_cap: past "
+    "max_rows_per_message; full: at the quota; error: the store failed).",
+    ["reason", "cause"],
+)
+DEADLETTERS_PRUNED: Final = Counter(
+    "ecowatch_deadletters_pruned_messages_total", "Dead-letter messages deleted by the retention."
+)

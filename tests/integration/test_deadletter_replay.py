@@ -56,6 +56,8 @@ def test_rejections_are_listed_and_replayed_once_the_registry_knows_the_station(
             doc = {"station_id": NEW_STATION, "ts": ts, "readings": {"ph": 7.2, "nh3n": 0.4}}
             publisher.publish(f"ecowatch/v1/江北区/{NEW_STATION}/water", orjson.dumps(doc))
     wait_for(lambda: daemon.deadletters.count() == 10, "10 dead letters (2 readings x 5 messages)")
+    # Each message's payload is stored once, under its two rows.
+    assert daemon.deadletters.status()["messages"] == 5
     daemon.stop()
 
     assert main(["deadletter", "list", "--config", str(config), "--reason", "unknown_station"]) == 0
@@ -84,6 +86,8 @@ def test_rejections_are_listed_and_replayed_once_the_registry_knows_the_station(
         assert len(stored) == 10
         # Replayed rows are kept, marked, and not replayed twice.
         assert all(d.replayed_ns is not None for d in daemon.deadletters.list(limit=100))
+        # The counts by reason are totals: the replay that stored the readings takes none back.
+        assert daemon.stats()["deadletters"] == {"unknown_station": 10}
         assert main(["deadletter", "replay", "--config", str(config)]) == 0
         assert "replayed 0 messages" in capsys.readouterr().out
     finally:
