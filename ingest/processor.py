@@ -4,9 +4,11 @@ It consumes the raw write-ahead log with its own durable offset. For each messag
 subscription whose topic template matches, decodes with that subscription's format, validates
 every raw reading, appends the good readings of the message as one record to the readings log and
 stores every rejection in the dead-letter store. Only when both are durable does it commit its
-offset, so a crash re-processes a batch: the readings log may then hold a message twice (sinks
-overwrite, the alert engine skips what it has evaluated) and the dead-letter store ignores the
-repeat (unique per raw offset). When the readings log reaches its quota mid-batch, the part
+offset: the readings log is synced at once, so good readings never wait on the dead-letter store;
+`DeadLetterWriter` stores the letters on a thread of its own and then commits. A crash therefore
+re-processes a batch: the readings log may then hold a message twice (sinks overwrite, the alert
+engine skips what it has evaluated) and the dead-letter store ignores the repeat (it counts each
+raw offset once). When the readings log reaches its quota mid-batch, the part
 already done is synced and committed before waiting for room: appended records stay invisible
 to the sinks until synced, so waiting with them unsynced would wait forever.
 
@@ -26,7 +28,7 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -39,6 +41,7 @@ from ingest import internal_errors, telemetry
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.decoders import Decoder
 from ingest.errors import RejectedPayload, RejectReason, WalFullError
+from ingest.letter_writer import DeadLetterWriter
 from ingest.model import ItemRejection, Message, RawReading, Reading
 from ingest.records import decode_message, encode_readings
 from ingest.topics import TopicTemplate
@@ -179,6 +182,7 @@ class Processor:
         self._reader = raw_reader
         self._out = readings_wal
         self._deadletters = deadletters
+        self._letters = DeadLetterWriter(deadletters, raw_reader.commit)
         self._batch = batch_records
         self._clock = clock
         self._stop = threading.Event()
@@ -188,11 +192,13 @@ class Processor:
     def start(self) -> None:
         for worker in self._workers:
             worker.start()
+        self._letters.start()
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._thread.join(timeout)
+        self._letters.stop(timeout)
         for worker in self._workers:
             worker.stop(timeout=1.0)
 
@@ -208,6 +214,8 @@ class Processor:
         else:
             results = process_batch(self._core, batch, now_ns)
         self._apply(batch, results)
+        if not self._thread.is_alive():  # called directly (tests, tools): done means committed
+            self._letters.flush()
         return len(batch)
 
     def _pipeline(self) -> None:
@@ -249,22 +257,17 @@ class Processor:
         self._checkpoint(progress, batch[-1][0] + 1)
 
     def _checkpoint(self, progress: _Progress, next_offset: int) -> None:
-        """Make the output so far durable, then commit the raw log up to `next_offset`."""
-        if not progress.messages:
-            self._out.sync()
-            return
-        self._deadletters.add_many(progress.letters)
+        """Make the readings so far durable and visible; the raw log is committed up to
+        `next_offset` once the dead letters are stored too (`DeadLetterWriter`)."""
         self._out.sync()
-        self._reader.commit(next_offset)
+        if not progress.messages:
+            return
+        self._letters.submit(progress.letters, next_offset)
         telemetry.READINGS_ACCEPTED.inc(progress.accepted)
         for outcome, count in progress.outcomes.items():
             telemetry.MESSAGES_PROCESSED.labels(outcome).inc(count)
-        for dead in progress.letters:
-            telemetry.READINGS_REJECTED.labels(str(dead.reason)).inc()
-            log.debug(
-                "reading_rejected", reason=str(dead.reason), topic=dead.topic, station_id=dead.station_id
-            )
-        telemetry.DEADLETTERS_STORED.inc(len(progress.letters))
+        for reason, count in Counter(str(dead.reason) for dead in progress.letters).items():
+            telemetry.READINGS_REJECTED.labels(reason).inc(count)
         progress.clear()
 
     def _append_when_room(self, record: bytes) -> None:
@@ -303,6 +306,7 @@ class Processor:
                 log.exception("processor_failed")
                 for worker in self._workers:
                     worker.stop(timeout=0)  # drops what is in flight; restarted on demand
+                self._letters.flush(5.0)  # so that `committed` says where the failure is
                 failed_at = self._reader.committed
                 self._reader.seek(failed_at)
                 self._stop.wait(1.0)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,7 +14,7 @@ import orjson
 import pytest
 
 from config.parameters import default_catalogue
-from ingest.deadletter import DeadLetterStore
+from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.decoders import DECODERS
 from ingest.errors import RejectReason
 from ingest.model import Decoded, RawReading
@@ -203,3 +204,41 @@ def test_topic_placeholders_take_only_their_allowed_values() -> None:
     core = MessageProcessor([route], validator, max_payload_bytes=4096)
     assert _reasons(core, _json(_recent()), "ecowatch/v1/Yuzhong/st-1/water") == []
     assert _reasons(core, _json(_recent()), "ecowatch/v1/Yuzhong/st-1/x9f3") == [str(RejectReason.BAD_TOPIC)]
+
+
+class _StuckStore(DeadLetterStore):
+    """A dead-letter store whose writes wait until `release` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.release = threading.Event()
+
+    def add_many(self, letters: Sequence[DeadLetter]) -> None:
+        self.release.wait(30)
+        super().add_many(letters)
+
+
+def test_good_readings_flow_while_the_dead_letter_store_is_stuck(tmp_path: Path) -> None:
+    """Good readings reach the sinks with the store hanging; the raw log is committed only after it."""
+    raw = WriteAheadLog(tmp_path / "raw", fsync=False)
+    readings = WriteAheadLog(tmp_path / "readings", fsync=False)
+    store = _StuckStore(tmp_path / "deadletter.db")
+    for payload in (_json(_recent(9)), b"not json", _json(_recent(8), ph=7.2)):
+        raw.append(encode_message(TOPIC.encode(), payload, _now_ns()))
+    raw.sync()
+    processor = Processor(_core(), raw.reader("processor"), readings, store, worker_process=False)
+    out = readings.reader("sink")
+    try:
+        processor.start()
+        got = [r.value for _, record in out.read(10, timeout=10.0) for r in decode_readings(record)]
+        assert got == [7.5, 7.2]
+        assert raw.reader("processor").committed == 0  # its dead letter is not stored yet
+        store.release.set()
+        wait_for(lambda: raw.reader("processor").committed == 3, "the commit after the dead letter")
+        assert store.counts_by_reason() == {"malformed": 1}
+    finally:
+        store.release.set()
+        processor.stop(5.0)
+        raw.close()
+        readings.close()
+        store.close()
