@@ -4,7 +4,14 @@ Receivers are the channels (`alerts.notifiers`), each with its own settings and 
 routes pick receivers by label matchers and severity (`alerts.routing`); `retry` is how long a
 delivery that keeps failing in a retryable way is tried before it is marked failed and logged
 at error level. Receiver names must be unique and every name a route gives must exist; both
-are checked at load, with the key that is wrong.
+are checked at load, with the key that is wrong, as are robot rate limits above what the
+robot takes.
+
+What loads but would not work as meant is reported at start-up (`start_up_warnings`, logged by
+the outbox as `notify_config_warning`): without `external_url`, the engine's links
+(`/api/v1/alerts?...`) reach chat channels and webhooks relative, and Alertmanager gets no
+generatorURL at all (a relative one would open on Alertmanager's own host); two receivers of
+one robot (same token) share its rate limit, which may surprise.
 
 Example:
     notify:
@@ -70,7 +77,11 @@ class NotifyConfig(StrictModel):
     )
     retry: RetryConfig = Field(RetryConfig(), description="Backoff and budget of failing deliveries.")
     max_digest_events: int = Field(
-        50, ge=2, le=1000, description="Most events one digest message lists; more go in the next."
+        50,
+        ge=2,
+        le=1000,
+        description="Most events in one digest (a channel may split it into parts to fit its size "
+        "limit); more go in the next.",
     )
     poll_interval: timedelta = Field(
         timedelta(seconds=1),
@@ -101,6 +112,30 @@ class NotifyConfig(StrictModel):
         if unknown:
             raise ValueError(f"default_receivers: no receiver named {unknown}")
         return self
+
+    def start_up_warnings(self) -> list[tuple[str, str]]:
+        """(receiver names, problem) for what loads but will not work as meant; see the docstring."""
+        warnings: list[tuple[str, str]] = []
+        if self.external_url is None and self.receivers:
+            names = ", ".join(r.name for r in self.receivers)
+            warnings.append(
+                (names, "external_url is not set: links in messages stay relative to this ecowatch")
+            )
+            managers = ", ".join(r.name for r in self.receivers if r.type == "alertmanager")
+            if managers:
+                warnings.append((managers, "external_url is not set: alerts go without generatorURL"))
+        robots: dict[tuple[str, str, str], list[str]] = {}
+        for receiver in self.receivers:
+            if receiver.type == "dingtalk":
+                token = receiver.access_token.get_secret_value()
+                robots.setdefault((receiver.type, str(receiver.base_url), token), []).append(receiver.name)
+            elif receiver.type == "wecom":
+                token = receiver.webhook_key.get_secret_value()
+                robots.setdefault((receiver.type, str(receiver.base_url), token), []).append(receiver.name)
+        for shared in robots.values():
+            if len(shared) > 1:
+                warnings.append((", ".join(shared), "one robot: its rate limit is shared between these"))
+        return warnings
 
     def receiver(self, name: str) -> NotifierConfig:
         """The receiver of that name; KeyError if there is none."""

@@ -3,8 +3,9 @@
 A notifier makes one attempt per `send` and states the verdict of a failure in `DeliveryError`
 (`http_verdict`); the outbox (`alerts.outbox`) owns routing, retries with backoff, rate limits,
 digests and the durable record of every delivery, so every channel behaves the same under
-failure. A notifier never puts a secret (token, key, signing secret, webhook URL) into an error
-or a log line.
+failure. A channel with a size limit splits a long notification into parts (`count_parts`;
+`send` sends the part the notification names); it never cuts one. A notifier never puts a
+secret (token, key, signing secret, webhook URL) into an error or a log line.
 
 Adding a channel (say Feishu): `alerts/notifiers/feishu.py` with its docstring, `FeishuConfig`
 and `FeishuNotifier`; both added to `NotifierConfig`, `NOTIFIERS` and `make_notifier` below.
@@ -42,9 +43,16 @@ class Notifier(Protocol):
     # Receivers that forget alerts unless they are re-sent (Alertmanager) set how often the
     # outbox re-sends the alerts firing for them; None for all others.
     resend_interval: timedelta | None
+    # Where the messages go, without its secret (`ratelimit.target_id`): receivers with the same
+    # target share one rate-limit window and one pause.
+    target: str
+
+    def count_parts(self, notification: Notification) -> int:
+        """How many messages the notification takes on this channel (1 unless a size limit splits it)."""
+        ...
 
     def send(self, notification: Notification) -> None:
-        """Deliver the notification in one attempt; raises `DeliveryError` with the retry verdict."""
+        """Deliver part `notification.part` in one attempt; raises `DeliveryError` with the retry verdict."""
         ...
 
     def close(self) -> None: ...

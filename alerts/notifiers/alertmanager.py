@@ -15,7 +15,9 @@ Each event becomes one alert:
                   dropped
     annotations   the event's annotations, plus summary, the values, class and target class,
                   primary pollutants and the notification key
-    startsAt, endsAt, generatorURL (the alert's link, if any)
+    startsAt, endsAt, generatorURL (the alert's link, if it is absolute: Alertmanager's UI
+                  would open a relative one on its own host; set `notify.external_url` to
+                  make the engine's relative links absolute, else start-up warns)
 A digest or a re-send posts all its alerts in one request. Labels identify an alert in
 Alertmanager: keep them stable over an alert's life (values belong in annotations).
 
@@ -33,13 +35,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr
 
 from alerts.events import AlertEvent
 from alerts.notifiers.http_verdict import error_from_response, post
-from alerts.ratelimit import RateLimitConfig
+from alerts.ratelimit import RateLimitConfig, target_id
 from alerts.routing import RECEIVER_NAME_PATTERN
 from alerts.templates import MISSING, Notification, event_fields, primary_link
 from config.http import make_pool
@@ -76,6 +79,7 @@ class AlertmanagerNotifier:
         self.config = config
         self.resend_interval: timedelta | None = config.resend_interval
         self._url = str(config.url).rstrip("/") + "/api/v2/alerts"
+        self.target = target_id(self.kind, self._url)
         self._pool = make_pool(config.tls)
         self._headers = {"Content-Type": "application/json", "User-Agent": "ecowatch"}
         self._secrets: list[str] = []
@@ -83,6 +87,9 @@ class AlertmanagerNotifier:
             token = config.bearer_token.get_secret_value()
             self._headers["Authorization"] = f"Bearer {token}"
             self._secrets.append(token)
+
+    def count_parts(self, _notification: Notification) -> int:
+        return 1  # Alertmanager takes any number of alerts in one request
 
     def send(self, notification: Notification) -> None:
         alerts = [
@@ -119,7 +126,7 @@ def to_alert(event: AlertEvent, now: datetime, resend_interval: timedelta) -> di
         "endsAt": _rfc3339(ends_at),
     }
     link = primary_link(event.links)
-    if link:
+    if urlsplit(link).scheme in ("http", "https"):
         alert["generatorURL"] = link
     return alert
 

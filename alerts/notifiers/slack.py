@@ -1,15 +1,22 @@
 """Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, Zulip's Slack endpoint).
 
 At least once, through the outbox. One message per notification: `text` (mrkdwn, also what
-notifications show) plus a header and a section block for clients that render blocks. Slack
+notifications and clients without blocks show) plus a header block and section blocks. Slack
 answers `200 ok`, or an error status with a plain-text code (`invalid_payload`,
-`channel_not_found`, ...) that `http_verdict` maps (429 with Retry-After retried, other 4xx
-final); a compatible server that answers 200 with `{"ok": false, "error": ...}` is refused the
-same way, retried only when the error says it is rate limited.
+`channel_not_found`, ...) that `http_verdict` maps (429 with Retry-After pauses the webhook
+from the answer, other 4xx final); a compatible server that answers 200 with
+`{"ok": false, "error": ...}` is refused the same way, retried only when the error says it is
+rate limited.
+
+Limits (Slack's Block Kit reference): a header's text 150 characters, a section's text 3000, 50
+blocks a message; `text` 40 000 characters. A message's lines are packed into sections of at
+most 3000 characters, and a notification longer than `MAX_MESSAGE_CHARS` (kept well below the
+40 000, which Slack's servers refuse in blocks long before) is split into parts of whole lines,
+never cut. Slack takes about one message a second per webhook with short bursts, hence the
+default `rate_limit`.
 
 The webhook URL is the credential, so it is a secret: it never appears in an error or a log
-line. Slack takes about one message a second per webhook with short bursts, hence the default
-`rate_limit`.
+line.
 
 Example:
     notify:
@@ -35,17 +42,19 @@ from alerts.notifiers.http_verdict import (
     post,
     scrub,
 )
-from alerts.ratelimit import RateLimitConfig
+from alerts.ratelimit import RateLimitConfig, target_id
 from alerts.routing import RECEIVER_NAME_PATTERN
-from alerts.templates import MessageTemplate, Notification, render
+from alerts.templates import MessageTemplate, Notification, PartRenderer, pack_lines
 from config.http import make_pool
 from config.types import StrictModel
 
-# Block Kit limits: a header's plain text 150 characters, a section's text 3000.
+# Block Kit limits: a header's plain text 150 characters, a section's text 3000, 50 blocks.
 MAX_HEADER_CHARS: Final = 150
 MAX_SECTION_CHARS: Final = 3000
-# Slack refuses message text past 40 000 characters.
-MAX_TEXT_CHARS: Final = 39_000
+MAX_BLOCKS: Final = 50
+# Slack documents 40 000 characters of text, but refuses blocks totalling past ~13 000 characters
+# with msg_blocks_too_long (slackapi/bolt-js#2509); Mattermost's posts stop at 16 383.
+MAX_MESSAGE_CHARS: Final = 12_000
 # Shorter URL parts ("/", "/hooks") are no secret, and scrubbing them would garble every detail.
 MIN_SECRET_PART: Final = 8
 
@@ -95,6 +104,11 @@ class SlackNotifier:
         parts = urlsplit(self._url)
         self._secrets = [self._url, *(p for p in (parts.path, parts.query) if len(p) >= MIN_SECRET_PART)]
         self._pool = make_pool()
+        self.target = target_id(self.kind, self._url)
+        self._parts = PartRenderer(config.template, _fits)
+
+    def count_parts(self, notification: Notification) -> int:
+        return len(self._parts.parts(notification))
 
     def send(self, notification: Notification) -> None:
         answer = post(
@@ -104,7 +118,7 @@ class SlackNotifier:
             {
                 "Content-Type": "application/json",
                 "User-Agent": "ecowatch",
-                "Idempotency-Key": notification.key,
+                "Idempotency-Key": notification.part_key,
             },
             timeout=self.config.timeout.total_seconds(),
             secrets=self._secrets,
@@ -117,15 +131,28 @@ class SlackNotifier:
         self._pool.clear()
 
     def message(self, notification: Notification) -> dict[str, Any]:
-        title, text = render(self.config.template, notification)
-        text = text[:MAX_TEXT_CHARS]
+        """The JSON of the part `notification.part` names: its text, a header and its sections."""
+        title, text = self._parts.part(notification)
+        # The header repeats the title, which the text's first line also carries: shortening it loses nothing.
+        header = title if len(title) <= MAX_HEADER_CHARS else title[: MAX_HEADER_CHARS - 1] + "…"
         return {
             "text": text,
             "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": title[:MAX_HEADER_CHARS]}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION_CHARS]}},
+                {"type": "header", "text": {"type": "plain_text", "text": header}},
+                *({"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in _sections(text)),
             ],
         }
+
+
+def _sections(text: str) -> list[str]:
+    """The text's lines packed into section texts of at most MAX_SECTION_CHARS."""
+    chunks = pack_lines(text.split("\n"), lambda lines: len("\n".join(lines)) <= MAX_SECTION_CHARS)
+    # Slack refuses a section without text; blank lines between sections carry nothing.
+    return [section for section in ("\n".join(chunk) for chunk in chunks) if section.strip()]
+
+
+def _fits(_title: str, text: str) -> bool:
+    return len(text) <= MAX_MESSAGE_CHARS and 1 + len(_sections(text)) <= MAX_BLOCKS
 
 
 def _body_error(answer: HTTPAnswer, secrets: list[str]) -> DeliveryError | None:

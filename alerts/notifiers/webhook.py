@@ -45,7 +45,7 @@ import orjson
 from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, model_validator
 
 from alerts.notifiers.http_verdict import error_from_response, post
-from alerts.ratelimit import RateLimitConfig
+from alerts.ratelimit import RateLimitConfig, target_id
 from alerts.routing import RECEIVER_NAME_PATTERN
 from alerts.templates import Notification
 from config.http import make_pool
@@ -83,6 +83,10 @@ class WebhookNotifier:
         self._url = str(config.url)
         self._key = signing_key(config.secret.get_secret_value())
         self._pool = make_pool(config.tls)
+        self.target = target_id(self.kind, self._url)
+
+    def count_parts(self, _notification: Notification) -> int:
+        return 1  # a digest is one JSON document, whatever its size
 
     def send(self, notification: Notification) -> None:
         body = orjson.dumps(payload(notification))

@@ -1,13 +1,14 @@
-"""Message templates: rendering an event and a digest, refusing bad templates, cutting to a byte limit."""
+"""Message templates: rendering an event and a digest, refusing bad templates, splitting to a size limit."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 from pydantic import ValidationError
 
-from alerts.templates import MessageTemplate, Notification, event_fields, render, truncate_utf8
+from alerts.templates import MessageTemplate, Notification, event_fields, render, render_parts
 from tests.alerts.notifiers.fake_receiver import T0, make_event
 
 
@@ -63,22 +64,67 @@ def test_bad_templates_fail_at_load(field: str, template: str) -> None:
         MessageTemplate.model_validate({field: template})
 
 
-def test_truncate_keeps_whole_lines_and_counts_the_rest() -> None:
-    """Cutting to a byte limit keeps whole UTF-8 lines and ends with how many lines were cut."""
-    text = "\n".join(f"第{n}行 station 嘉陵江" for n in range(100))
-    cut = truncate_utf8(text, 500)
-
-    assert len(cut.encode()) <= 500
-    kept, note = cut.splitlines()[:-1], cut.splitlines()[-1]
-    assert kept == text.splitlines()[: len(kept)]
-    assert note == f"… ({100 - len(kept)} more lines cut)"
-    assert truncate_utf8(text, 10**6) == text
+def _bytes_within(limit: int) -> Callable[[str, str], bool]:
+    return lambda _title, text: len(text.encode()) <= limit
 
 
-def test_truncate_cuts_inside_a_single_long_line_at_a_character_boundary() -> None:
-    """A single line longer than the limit is cut at a UTF-8 character boundary with an ellipsis."""
-    cut = truncate_utf8("长江" * 1000, 100)
+def test_a_message_that_fits_is_one_part_unchanged() -> None:
+    """Within the limit, render_parts gives exactly what render gives."""
+    notification = Notification((make_event(1), make_event(2)), T0)
 
-    assert len(cut.encode()) <= 100
-    assert cut.endswith("…")
-    assert cut.startswith("长江长江")
+    assert render_parts(MessageTemplate(), notification, _bytes_within(10**6)) == [
+        render(MessageTemplate(), notification)
+    ]
+
+
+def test_digest_parts_keep_every_line_in_order_and_say_which_part() -> None:
+    """A long digest becomes parts of whole lines, each within the limit, each headed with its number."""
+    events = tuple(make_event(n) for n in range(100))
+    parts = render_parts(MessageTemplate(), Notification(events, T0), _bytes_within(1500))
+
+    assert len(parts) > 5
+    assert all(len(text.encode()) <= 1500 for _title, text in parts)
+    assert [title for title, _text in parts][:2] == [
+        f"100 alert notifications（第 1/{len(parts)} 部分）",
+        f"100 alert notifications（第 2/{len(parts)} 部分）",
+    ]
+    for number, (_title, text) in enumerate(parts, 1):
+        assert text.startswith(
+            f"### 100 alert notifications (100 firing, 0 resolved)（第 {number}/{len(parts)} 部分）\n\n"
+        )
+    lines = [line for _title, text in parts for line in text.splitlines()[2:]]
+    assert lines == render(MessageTemplate(), Notification(events, T0))[1].splitlines()[2:]
+
+
+def test_part_numbers_of_many_digits_still_fit() -> None:
+    """With more than nine parts the wider numbers are reserved in every part: none exceeds the limit."""
+    events = tuple(make_event(n) for n in range(300))
+    parts = render_parts(MessageTemplate(), Notification(events, T0), _bytes_within(700))
+
+    assert len(parts) >= 10
+    assert all(len(text.encode()) <= 700 for _title, text in parts)
+    assert parts[-1][0].endswith(f"（第 {len(parts)}/{len(parts)} 部分）")
+
+
+def test_a_single_event_too_long_is_split_and_a_huge_line_split_at_characters() -> None:
+    """An event whose description alone passes the limit is split between parts at character boundaries."""
+    description = "长江" * 2000
+    event = dataclasses.replace(make_event(1), annotations={"summary": "big", "description": description})
+    template = MessageTemplate(text="### {summary}\n{description}\n{link}")
+    parts = render_parts(template, Notification((event,), T0), _bytes_within(1000))
+
+    assert len(parts) > 10
+    assert all(len(text.encode()) <= 1000 for _title, text in parts)
+    assert all(
+        text.startswith(f"### big（第 {n}/{len(parts)} 部分）") for n, (_t, text) in enumerate(parts, 1)
+    )
+    pieces = ["\n".join(text.splitlines()[1:]) for _title, text in parts]
+    assert "".join(pieces[:-1]) == description
+    assert pieces[-1] == "http://127.0.0.1:8080/alerts/a1"
+
+
+def test_part_note_is_a_template_field_checked_at_load() -> None:
+    """part_note takes {part} and {parts} only."""
+    MessageTemplate(part_note=" [{part}/{parts}]")
+    with pytest.raises(ValidationError, match="part_note"):
+        MessageTemplate(part_note="{count}")

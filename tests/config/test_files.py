@@ -70,3 +70,16 @@ def test_an_existing_file_keeps_the_mode_its_operator_chose(tmp_path: Path, open
     path.chmod(0o644)
     files.create_private_file(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_the_outbox_creates_its_database_owner_only(tmp_path: Path, open_umask: None) -> None:
+    """The notification outbox, when it opens alerts.db first, creates it 0600 too."""
+    from alerts.notify_config import NotifyConfig
+    from alerts.outbox import NotificationDispatcher
+
+    dispatcher = NotificationDispatcher(NotifyConfig(), tmp_path / "data" / "alerts.db")
+    try:
+        assert stat.S_IMODE((tmp_path / "data" / "alerts.db").stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    finally:
+        dispatcher.stop(1.0)

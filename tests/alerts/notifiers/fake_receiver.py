@@ -2,12 +2,15 @@
 
 `FakeReceiver` is a real HTTP server on 127.0.0.1 that records every request and answers from
 a script (status, headers, body, a delay, or a dropped connection), then from its default. It
-can be stopped and started again on the same port, to be "down" (connection refused) for a while.
+can be stopped and started again on the same port, to be "down" (connection refused) for a while;
+stopping also closes the connections clients keep alive, as a server going down does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -74,6 +77,7 @@ class FakeReceiver:
         self._closing = threading.Event()
         self._port = port
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
@@ -103,6 +107,11 @@ class FakeReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:  # kept-alive connections would otherwise go on being served
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Recorded]:
         """Poll until `count` requests arrived; fail after `timeout` seconds."""
@@ -131,6 +140,16 @@ class FakeReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # else each answer waits out a delayed ACK (40 ms)
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with receiver._lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:
                 url = urlsplit(self.path)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from alerts.notifiers import DeliveryError, DeliveryReason, Notification
-from alerts.notifiers.dingtalk import THROTTLE_RETRY_AFTER_SECONDS, DingTalkConfig, DingTalkNotifier
+from alerts.notifiers.dingtalk import MAX_BODY_BYTES, DingTalkConfig, DingTalkNotifier
 from alerts.ratelimit import RateLimitConfig
 from tests.alerts.notifiers.fake_receiver import STATION, T0, Answer, FakeReceiver, make_event
 
@@ -126,22 +128,54 @@ def test_errcode_in_a_200_answer_decides(
         retryable,
         retry_after,
     )
-    assert THROTTLE_RETRY_AFTER_SECONDS == 600.0
 
 
-def test_default_rate_limit_is_twenty_a_minute() -> None:
-    """The robot's 20 messages a minute is the receiver's default rate limit."""
+def test_default_rate_limit_stays_below_the_robots_twenty_a_minute() -> None:
+    """18 a sliding minute by default (10 % below the robot's 20); more than 20 is refused at load."""
     config = DingTalkConfig.model_validate({"name": "duty", "access_token": TOKEN})
 
-    assert config.rate_limit == RateLimitConfig(messages=20, per=timedelta(minutes=1))
+    assert config.rate_limit == RateLimitConfig(messages=18, per=timedelta(minutes=1))
+    assert config.throttle_pause == timedelta(minutes=10)
+    DingTalkConfig.model_validate(
+        {"name": "duty", "access_token": TOKEN, "rate_limit": {"messages": 20, "per": "PT1M"}}
+    )
+    for too_many in ({"messages": 21, "per": "PT1M"}, {"messages": 20, "per": "PT30S"}, None):
+        with pytest.raises(ValidationError):
+            DingTalkConfig.model_validate({"name": "duty", "access_token": TOKEN, "rate_limit": too_many})
 
 
-def test_long_digest_is_cut_to_the_robot_limit(receiver: FakeReceiver) -> None:
-    """A digest past the robot's size limit keeps whole lines and says how many were cut."""
-    receiver.script(OK)
-    events = tuple(make_event(n) for n in range(400))
-    _notifier(receiver).send(Notification(events, T0))
+def test_throttle_pause_is_the_configured_retry_after(receiver: FakeReceiver) -> None:
+    """A 130101 answer asks the outbox to wait `throttle_pause`, 600 s unless configured."""
+    receiver.default = Answer.json(
+        200, {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+    )
+    with pytest.raises(DeliveryError) as caught:
+        _notifier(receiver, throttle_pause="PT15M").send(Notification((make_event(1),), T0))
 
-    text = receiver.requests[0].json()["markdown"]["text"]
-    assert len(text.encode()) <= 19_000
-    assert text.splitlines()[-1].endswith("more lines cut)")
+    assert caught.value.retry_after == 900.0
+
+
+def test_long_digest_is_split_into_parts_within_the_limit_never_cut(receiver: FakeReceiver) -> None:
+    """A digest past 20 000 bytes becomes parts of whole lines, each within the limit, together every line."""
+    receiver.default = OK
+    notifier = _notifier(receiver, at_mobiles=["13800000000"])
+    digest = Notification(tuple(make_event(n) for n in range(400)), T0)
+    parts = notifier.count_parts(digest)
+    for part in range(parts):
+        notifier.send(dataclasses.replace(digest, part=part, parts=parts))
+
+    assert parts > 2
+    bodies = [r.json() for r in receiver.requests]
+    assert all(len(r.body) <= MAX_BODY_BYTES for r in receiver.requests)
+    lines = [
+        line for b in bodies for line in b["markdown"]["text"].splitlines() if line.startswith("- [FIRING]")
+    ]
+    assert [line.split("(#")[1].split(")")[0] for line in lines] == [str(n) for n in range(400)]
+    assert [b["markdown"]["title"] for b in bodies][:2] == [
+        "400 alert notifications（第 1/" + f"{parts} 部分）",
+        "400 alert notifications（第 2/" + f"{parts} 部分）",
+    ]
+    assert all(b["markdown"]["text"].endswith("@13800000000") for b in bodies)
+    assert [r.header("Idempotency-Key") for r in receiver.requests] == [
+        f"{digest.key}#{p + 1}/{parts}" for p in range(parts)
+    ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
+
 import pytest
+from pydantic import ValidationError
 
 from alerts.notifiers import DeliveryError, DeliveryReason, Notification
 from alerts.notifiers.wecom import MAX_CONTENT_BYTES, WeComConfig, WeComNotifier
@@ -38,20 +42,40 @@ def test_markdown_message_goes_to_the_key(receiver: FakeReceiver) -> None:
     assert content.endswith("<@zhangsan>")
 
 
-def test_content_is_cut_to_4096_bytes_of_utf8(receiver: FakeReceiver) -> None:
-    """A digest of many Chinese-named alerts stays within 4096 bytes, cut at a line, with a note."""
-    receiver.script(OK)
-    events = tuple(make_event(n) for n in range(120))
-    _notifier(receiver).send(Notification(events, T0))
+def test_long_content_is_split_into_parts_of_4096_bytes_never_cut(receiver: FakeReceiver) -> None:
+    """A digest of many Chinese-named alerts becomes parts within 4096 bytes, near the limit, every line kept."""
+    receiver.default = OK
+    notifier = _notifier(receiver, mention_userids=["zhangsan"])
+    digest = Notification(tuple(make_event(n) for n in range(120)), T0)
+    parts = notifier.count_parts(digest)
+    for part in range(parts):
+        notifier.send(dataclasses.replace(digest, part=part, parts=parts))
 
-    content = receiver.requests[0].json()["markdown"]["content"]
-    assert len(content.encode()) <= MAX_CONTENT_BYTES
-    assert len(content.encode()) > MAX_CONTENT_BYTES - 300  # cut near the limit, not far before it
-    last = content.splitlines()[-1]
-    assert last.startswith("… (")
-    assert last.endswith("more lines cut)")
-    kept = content.count("\n- [FIRING]")
-    assert kept + int(last.split("(")[1].split()[0]) == 120
+    contents = [r.json()["markdown"]["content"] for r in receiver.requests]
+    assert len(contents) == parts > 2
+    assert all(len(c.encode()) <= MAX_CONTENT_BYTES for c in contents)
+    assert all(len(c.encode()) > MAX_CONTENT_BYTES - 300 for c in contents[:-1])  # packed, not sparse
+    assert contents[1].startswith(
+        f"### 120 alert notifications (120 firing, 0 resolved)（第 2/{parts} 部分）\n\n- [FIRING]"
+    )
+    lines = [line for c in contents for line in c.splitlines() if line.startswith("- [FIRING]")]
+    assert [line.split("(#")[1].split(")")[0] for line in lines] == [str(n) for n in range(120)]
+    assert all(c.endswith("<@zhangsan>") for c in contents)
+
+
+def test_default_rate_limit_and_pause() -> None:
+    """18 a sliding minute (below the robot's 20, which is the most accepted); a 45009 pauses a minute."""
+    config = WeComConfig.model_validate({"name": "duty", "webhook_key": KEY})
+
+    assert (config.rate_limit.messages, config.rate_limit.per, config.throttle_pause) == (
+        18,
+        timedelta(minutes=1),
+        timedelta(minutes=1),
+    )
+    with pytest.raises(ValidationError, match="20 messages a minute"):
+        WeComConfig.model_validate(
+            {"name": "duty", "webhook_key": KEY, "rate_limit": {"messages": 30, "per": "PT1M"}}
+        )
 
 
 @pytest.mark.parametrize(
