@@ -44,6 +44,7 @@ from ingest.errors import RejectedPayload, RejectReason, WalFullError
 from ingest.letter_writer import DeadLetterWriter
 from ingest.model import ItemRejection, Message, RawReading, Reading
 from ingest.records import decode_message, encode_readings
+from ingest.telemetry import LogFormat
 from ingest.topics import TopicTemplate
 from ingest.validate import Validator
 from ingest.wal import WalReader, WriteAheadLog
@@ -174,11 +175,15 @@ class Processor:
         clock: Callable[[], int] = time.time_ns,
         worker_process: bool = True,
         workers: int = 1,
+        log_level: str = "info",
+        log_format: LogFormat = "auto",
     ) -> None:
         self._core = core
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        self._workers = [WorkerProcess(core) for _ in range(workers)] if worker_process else []
+        self._workers = (
+            [WorkerProcess(core, log_level, log_format) for _ in range(workers)] if worker_process else []
+        )
         self._reader = raw_reader
         self._out = readings_wal
         self._deadletters = deadletters
@@ -444,7 +449,10 @@ class WorkerProcess:
     A lost child is restarted with the next batch; the failed batch is retried.
     """
 
-    def __init__(self, core: MessageProcessor) -> None:
+    def __init__(
+        self, core: MessageProcessor, log_level: str = "info", log_format: LogFormat = "auto"
+    ) -> None:
+        self._logging = (log_level, log_format)
         self._core = pickle.dumps(core)
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
@@ -453,7 +461,10 @@ class WorkerProcess:
     def start(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_worker_main, args=(child, self._core), name="ecowatch-processor", daemon=True
+            target=_worker_main,
+            args=(child, self._core, *self._logging),
+            name="ecowatch-processor",
+            daemon=True,
         )
         process.start()
         child.close()
@@ -499,13 +510,16 @@ class WorkerProcess:
                 process.join(1.0)
 
 
-def _worker_main(conn: Connection, core_pickle: bytes) -> None:
+def _worker_main(conn: Connection, core_pickle: bytes, log_level: str, log_format: LogFormat) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     core: MessageProcessor = pickle.loads(core_pickle)  # noqa: S301 - our own bytes, from our parent
     # The registry, catalogue and caches live as long as the process: keep them out of the
     # collector's full passes, which otherwise walk them again and again as messages go by.
     gc.freeze()
+    # A spawned child starts with structlog's defaults, whose console tracebacks render every
+    # frame's locals (a 60 KB payload, a list nested 1 000 deep) for minutes: log as the daemon does.
+    telemetry.configure_logging(log_level, log_format)
     # Requests are read by a thread of their own: with two batches in flight the parent may be
     # writing the next while we write the last one's results, and neither pipe direction may
     # wait for the other to be read.

@@ -128,6 +128,8 @@ class Daemon:
             self.readings_wal,
             self.deadletters,
             workers=settings.validation.workers,
+            log_level=settings.log.level,
+            log_format=settings.log.format,
         )
         self.runners = self._make_runners()
         # The alert engine consumes the readings log like a sink, with its own durable offset, so a

@@ -31,7 +31,11 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     """Configure structlog for the process; safe to call more than once."""
     json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json_output
+        # Plain tracebacks: the default (rich, with every frame's locals) can take minutes on a
+        # hostile payload held in a local.
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[

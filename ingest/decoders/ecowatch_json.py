@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
+from ingest.decoders.shown import shown
 from ingest.errors import RejectedPayload, RejectReason
 from ingest.model import Decoded, ItemRejection, RawReading
 
@@ -168,7 +169,7 @@ def _read_value(code: str, raw: object) -> tuple[float, str | None, str] | ItemR
             value, unit, flag = float(obj.value), obj.unit, obj.flag
     else:
         return ItemRejection(
-            RejectReason.NOT_A_NUMBER, f"{code}: expected a number or an object, got {raw!r:.40}"
+            RejectReason.NOT_A_NUMBER, f"{code}: expected a number or an object, got {shown(raw, 40)}"
         )
     if not isfinite(value):
         return ItemRejection(RejectReason.NOT_A_NUMBER, f"{code}: value is not finite")

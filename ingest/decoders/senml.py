@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
+from ingest.decoders.shown import shown
 from ingest.errors import RejectedPayload, RejectReason
 from ingest.model import Decoded, ItemRejection, RawReading
 
@@ -100,7 +101,8 @@ def _apply_base(record: dict[str, Any], base: _Base, index: int) -> _Base:
     for key in record:
         if key.endswith("_"):
             raise RejectedPayload(
-                RejectReason.MALFORMED, f"record {index}: must-understand field {key!r:.20} is not supported"
+                RejectReason.MALFORMED,
+                f"record {index}: must-understand field {shown(key, 20)} is not supported",
             )
     present = [key for key in _BASE_TYPES if key in record]
     if not present:
@@ -109,7 +111,7 @@ def _apply_base(record: dict[str, Any], base: _Base, index: int) -> _Base:
         value = record[key]
         if not isinstance(value, _BASE_TYPES[key]) or isinstance(value, bool):
             raise RejectedPayload(
-                RejectReason.MALFORMED, f"record {index}: base field {key} is {value!r:.30}"
+                RejectReason.MALFORMED, f"record {index}: base field {key} is {shown(value, 30)}"
             )
     version = record.get("bver", base.version)
     if not 1 <= version <= SENML_VERSION:
@@ -133,13 +135,13 @@ def _read_record(record: dict[str, Any], base: _Base, index: int) -> RawReading 
     where = f"record {index}"
     name = record.get("n", "")
     if not isinstance(name, str):
-        return ItemRejection(RejectReason.MALFORMED, f"{where}: n is {name!r:.30}, not a string")
+        return ItemRejection(RejectReason.MALFORMED, f"{where}: n is {shown(name, 30)}, not a string")
     full_name = base.name + name
     station_id, parameter = _split_name(full_name)
     if station_id is None or parameter is None:
         return ItemRejection(
             RejectReason.MALFORMED,
-            f"{where}: name {full_name!r:.80} names no station: use '<station_id>/<parameter>' "
+            f"{where}: name {shown(full_name, 80)} names no station: use '<station_id>/<parameter>' "
             f"or '{URN_PREFIX}<station_id>:<parameter>'",
         )
 
@@ -148,7 +150,7 @@ def _read_record(record: dict[str, Any], base: _Base, index: int) -> RawReading 
 
     unit = record.get("u", base.unit)
     if unit is not None and not isinstance(unit, str):
-        return reject(RejectReason.MALFORMED, f"u is {unit!r:.30}, not a string")
+        return reject(RejectReason.MALFORMED, f"u is {shown(unit, 30)}, not a string")
     value = _value(record, base)
     if isinstance(value, tuple):
         return reject(*value)
@@ -179,16 +181,20 @@ def _value(record: dict[str, Any], base: _Base) -> float | tuple[RejectReason, s
         return RejectReason.NOT_A_NUMBER, "a sum, not a value" if "s" in record else "no value"
     raw = record[present[0]]
     if present[0] != "v" or isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        return RejectReason.NOT_A_NUMBER, f"{present[0]}={raw!r:.30} is not a numeric value"
+        return RejectReason.NOT_A_NUMBER, f"{present[0]}={shown(raw, 30)} is not a numeric value"
     value = float(raw) + (base.value or 0.0)
-    return value if math.isfinite(value) else (RejectReason.NOT_A_NUMBER, f"v={raw!r:.30} + bv is not finite")
+    return (
+        value
+        if math.isfinite(value)
+        else (RejectReason.NOT_A_NUMBER, f"v={shown(raw, 30)} + bv is not finite")
+    )
 
 
 def _time(record: dict[str, Any], base: _Base) -> datetime | str:
     """The resolved absolute time, or why there is none."""
     offset = record.get("t", 0)
     if isinstance(offset, bool) or not isinstance(offset, (int, float)):
-        return f"t={offset!r:.30} is not a number"
+        return f"t={shown(offset, 30)} is not a number"
     seconds = base.time + float(offset)
     if not math.isfinite(seconds):
         return "the time is not finite"

@@ -242,3 +242,32 @@ def test_good_readings_flow_while_the_dead_letter_store_is_stuck(tmp_path: Path)
         raw.close()
         readings.close()
         store.close()
+
+
+DEEP = "[" * 1020 + "]" * 1020  # within orjson's depth limit, beyond repr's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("fmt", "topic", "payload", "reason"),
+    [
+        ("json", TOPIC, '{"station_id":"st-1","ts":"%s","readings":{"ph":%s}}', "not_a_number"),
+        ("senml", "ecowatch/senml/st-1", '[{"bn":"st-1/","bt":1795000000,"n":"ph","v":%s}]', "not_a_number"),
+        ("senml", "ecowatch/senml/st-1", '[{"bn":"st-1/","bt":1795000000,"n":%s,"v":7}]', "malformed"),
+        (
+            "senml",
+            "ecowatch/senml/st-1",
+            '[{"bn":"st-1/","bt":1795000000,"bs":%s,"n":"ph","v":7}]',
+            "malformed",
+        ),
+    ],
+)
+def test_deeply_nested_values_are_rejected_for_what_they_are(
+    fmt: str, topic: str, payload: str, reason: str
+) -> None:
+    """A value nested 1 020 deep is refused with its own reason, not lost to a RecursionError."""
+    template = TEMPLATE if fmt == "json" else "ecowatch/senml/{station_id}"
+    route = Route(TopicTemplate.parse(template), fmt, DECODERS[fmt]())
+    validator = Validator(ValidationConfig(), registry(station("st-1")), default_catalogue())
+    core = MessageProcessor([route], validator, max_payload_bytes=65536)
+    text = payload % ((_recent(), DEEP) if fmt == "json" else (DEEP,))
+    assert _reasons(core, text.encode(), topic) == [reason]
