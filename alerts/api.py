@@ -1,4 +1,4 @@
-"""The operator API of the alert engine, served by the daemon's HTTP server (`ingest.http`).
+"""The operator API of the alert engine, served by the daemon's HTTP server (`ingest.app.http`).
 
     GET    /api/v1/alerts            active alerts (pending and firing); filters: alert_id, state
                                      (pending|firing|active|resolved|ok|all), rule, station_id,
@@ -38,7 +38,7 @@ from alerts.silences import Silence, SilenceRequest, silenced_by
 from config.registry import Station
 from config.times import from_ns, ns, to_ns
 from config.types import StrictModel
-from ingest.http import BadRequest, Handler, NotFound, Request, int_param, str_param
+from ingest.routes import BadRequest, Handler, NotFound, Request, int_param, str_param
 
 # "Class now": newest normal values no older than a day, as the default compliance_drop rule.
 STATUS_MAX_AGE: Final = timedelta(days=1)

@@ -37,8 +37,8 @@ from alerts.store import AlertStore
 from config.registry import Registry
 from config.times import ns, to_ns
 from ingest.errors import SinkError
-from ingest.http import Handler
 from ingest.model import Reading
+from ingest.routes import Handler
 
 log = structlog.get_logger(__name__)
 

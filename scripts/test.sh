@@ -15,6 +15,7 @@ ecowatch_venv test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy ingest alerts config simulators
+.venv/bin/lint-imports --no-cache
 if [ $# -eq 0 ]; then
     set -- -m "not fault and not fuzz"
 fi

@@ -15,17 +15,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from tqdm import tqdm
 
 from simulators.publish import Publisher
-
-if TYPE_CHECKING:
-    from simulators.simulator import SimMessage, Simulator
 
 # How long the end of a run waits for outstanding acks before counting them as failed.
 FLUSH_TIMEOUT_S = 30.0
@@ -60,6 +57,24 @@ class Bar(Protocol):
     def __exit__(self, *exc: object) -> object: ...
 
 
+class TimedMessage(Protocol):
+    """A message with the simulated time it belongs to (`simulators.simulator.SimMessage`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def sim_time(self) -> datetime: ...
+
+
+class MessageSource(Protocol):
+    """What the runners need of a simulator: its messages over a time span, and how many."""
+
+    def report_count(self, start: datetime, end: datetime) -> int: ...
+    def iter_messages(self, start: datetime, end: datetime | None = None) -> Iterator[TimedMessage]: ...
+
+
 def progress_bar(total: int | None, *, enabled: bool | None = None) -> Bar:
     """A message counter on stderr, shown only on a terminal unless `enabled` says otherwise."""
     show = sys.stderr.isatty() if enabled is None else enabled
@@ -68,7 +83,7 @@ def progress_bar(total: int | None, *, enabled: bool | None = None) -> Bar:
 
 
 def run_backfill(
-    simulator: Simulator,
+    simulator: MessageSource,
     publisher: Publisher,
     start: datetime,
     end: datetime,
@@ -78,11 +93,12 @@ def run_backfill(
 ) -> RunSummary:
     """Every message of [start, end), as fast as the publisher takes them, unless `stop` is set."""
     total = simulator.report_count(start, end)  # reports, not messages: a close estimate for the bar
-    return drain(simulator.iter_messages(start, end), publisher, total=total, stop=stop, progress=progress)
+    messages = ((m.topic, m.payload) for m in simulator.iter_messages(start, end))
+    return drain(messages, publisher, total=total, stop=stop, progress=progress)
 
 
 def drain(
-    messages: Iterable[SimMessage | tuple[str, bytes]],
+    messages: Iterable[tuple[str, bytes]],
     publisher: Publisher,
     *,
     total: int | None = None,
@@ -104,7 +120,7 @@ def drain(
 
 
 def run_realtime(
-    simulator: Simulator,
+    simulator: MessageSource,
     publisher: Publisher,
     stop: threading.Event,
     *,

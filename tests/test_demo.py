@@ -19,7 +19,7 @@ def test_demo_starts_the_embedded_broker_and_readings_flow(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "ingest.cli",
+            "ingest.app.cli",
             "demo",
             "--duration",
             "22",

@@ -23,7 +23,7 @@ from alerts.outbox.worker import Worker
 from alerts.routing import Router
 from config.files import make_private_dir
 from config.times import ns, to_ns
-from ingest.http import BadRequest, Handler, Request, int_param, str_param
+from ingest.routes import BadRequest, Handler, Request, int_param, str_param
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,8 @@ import pytest
 from alerts.api import ROUTES
 from alerts.service import AlertService
 from config.registry import Registry
-from ingest.http import Handler, HTTPService, Request
+from ingest.app.http import HTTPService
+from ingest.routes import Handler, Request
 from tests.alerts.engine_support import T0, FakeClock, make_service, rules_config, water
 from tests.helpers import station
 

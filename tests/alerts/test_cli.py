@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from alerts import cli
 from alerts.service import AlertService
-from ingest.http import HTTPService
+from ingest.app.http import HTTPService
 from tests.alerts.engine_support import T0, FakeClock, make_service, one_station_registry, rules_config, water
 from tests.conftest import free_port
 

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from alerts.notify_config import NotifyConfig
 from alerts.outbox import NotificationDispatcher
-from ingest.http import BadRequest, Request
+from ingest.routes import BadRequest, Request
 from tests.alerts.notifiers.fake_receiver import (
     T0,
     Answer,

@@ -18,14 +18,14 @@ from typing import Any, Final
 import orjson
 import pytest
 
-import ingest.http
+import ingest.app.http
 from alerts.config import AlertsConfig
 from alerts.service import AlertService
 from config.registry import Registry, WaterClass
-from ingest.dashboard import PUBLIC_PATHS, Dashboard, DashboardConfig
-from ingest.http import HTTPService
+from ingest.app.dashboard import PUBLIC_PATHS, Dashboard, DashboardConfig
+from ingest.app.http import HTTPService
+from ingest.app.query import SQLiteQuery
 from ingest.model import DataFlag, Reading
-from ingest.query import SQLiteQuery
 from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig
 from tests.helpers import station
 
@@ -202,7 +202,7 @@ def serve_stack(
     with_alerts: bool = True,
 ) -> Iterator[Stack]:
     # As the daemon serves them: the page and its files need no token (they hold no data).
-    monkeypatch.setattr(ingest.http, "OPEN_PATHS", ingest.http.OPEN_PATHS | PUBLIC_PATHS)
+    monkeypatch.setattr(ingest.app.http, "OPEN_PATHS", ingest.app.http.OPEN_PATHS | PUBLIC_PATHS)
     registry = dashboard_registry()
     clock = FakeClock()
     sink = SQLiteSink(SQLiteSinkConfig(name="local", path=tmp_path / "readings.db"))

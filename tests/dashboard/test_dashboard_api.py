@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from config.standards import default_standard
-from ingest.dashboard import DashboardConfig
-from ingest.dashboard.assets import CONTENT_SECURITY_POLICY, STATIC_DIR
-from ingest.query import bucket_ns
+from ingest.app.dashboard import DashboardConfig
+from ingest.app.dashboard.assets import CONTENT_SECURITY_POLICY, STATIC_DIR
+from ingest.app.query import bucket_ns
 from tests.dashboard.support import HOSTILE_NAME, T0, TOKEN, Stack, history, serve_stack
 
 

@@ -26,11 +26,11 @@ from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_p
 from alerts.config import AlertsConfig
 from alerts.service import AlertService
 from config.registry import Registry
-from ingest.dashboard import Dashboard, DashboardConfig
+from ingest.app.daemon import Daemon
+from ingest.app.dashboard import Dashboard, DashboardConfig
+from ingest.app.query import make_query
+from ingest.app.settings import DEMO_REGISTRY, load_settings
 from ingest.delivery import SinkRunner
-from ingest.query import make_query
-from ingest.service import Daemon
-from ingest.settings import DEMO_REGISTRY, load_settings
 from ingest.sinks.base import SinkConfigBase
 from simulators.load import write_registry
 from simulators.publish import MqttOptions, MqttPublisher

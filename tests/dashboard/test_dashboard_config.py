@@ -10,9 +10,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-import ingest.dashboard
-import ingest.dashboard.config
-from ingest.dashboard import DashboardConfig
+import ingest.app.dashboard
+import ingest.app.dashboard.config
+from ingest.app.dashboard import DashboardConfig
 
 
 def _example(module: ModuleType) -> DashboardConfig:
@@ -21,7 +21,7 @@ def _example(module: ModuleType) -> DashboardConfig:
     return DashboardConfig.model_validate(yaml.safe_load(block)["dashboard"])
 
 
-@pytest.mark.parametrize("module", [ingest.dashboard, ingest.dashboard.config])
+@pytest.mark.parametrize("module", [ingest.app.dashboard, ingest.app.dashboard.config])
 def test_the_docstring_examples_validate(module: ModuleType) -> None:
     """Each module's `Example:` block is a valid `dashboard` section."""
     config = _example(module)

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.dashboard import DashboardConfig
+from ingest.app.dashboard import DashboardConfig
 from tests.dashboard.support import T0, TOKEN, Stack, reading, serve_stack
 
 DEADLINE_S = 10.0

@@ -19,8 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.model import DataFlag
-from ingest.query import (
+from ingest.app.query import (
     FLUX_BUCKETS,
     FLUX_RAW,
     InfluxDB1Query,
@@ -30,6 +29,7 @@ from ingest.query import (
     bucket_ns,
     make_query,
 )
+from ingest.model import DataFlag
 from ingest.sinks.influxdb import InfluxDBSinkConfig
 from ingest.sinks.influxdb1 import InfluxDB1Sink, InfluxDB1SinkConfig
 from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig

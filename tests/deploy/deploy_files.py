@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.settings import Settings, load_settings
+from ingest.app.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -9,8 +9,8 @@ import yaml
 from pydantic import SecretStr
 
 from config.loader import ConfigError
-from ingest.cli import main
-from ingest.settings import load_settings
+from ingest.app.cli import main
+from ingest.app.settings import load_settings
 from ingest.sinks.influxdb import InfluxDBSinkConfig
 from tests.deploy.deploy_files import (
     DEMO_REGISTRY,
@@ -38,7 +38,7 @@ def test_every_yaml_file_under_deploy_parses() -> None:
 
 
 def test_the_container_configuration_validates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """deploy/ecowatch.yaml loads with ingest.settings once its ${VAR} secrets are set."""
+    """deploy/ecowatch.yaml loads with ingest.app.settings once its ${VAR} secrets are set."""
     settings = settings_of(monkeypatch, ECOWATCH_YAML)
     assert settings.mqtt.password is not None
     assert settings.mqtt.password.get_secret_value() == "dummy-ecowatch_mqtt_password"

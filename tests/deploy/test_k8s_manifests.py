@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from config.registry import Registry
-from ingest.settings import Settings
+from ingest.app.settings import Settings
 from tests.deploy.deploy_files import (
     DEMO_REGISTRY,
     DOCKERFILE,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest.app.daemon import INGEST_BUSY_BACKLOG, Daemon
+from ingest.app.settings import load_settings
 from ingest.records import encode_message
-from ingest.service import INGEST_BUSY_BACKLOG, Daemon
-from ingest.settings import load_settings
 
 
 @pytest.fixture

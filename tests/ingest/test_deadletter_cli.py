@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.cli import main
+from ingest.app.cli import main
 from ingest.deadletter import DeadLetter, DeadLetterConfig, DeadLetterStore
 from ingest.errors import RejectReason
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.cli import main
+from ingest.app.cli import main
 from ingest.decoders.hj212 import encode_data_packet
 
 

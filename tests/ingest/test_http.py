@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from ingest import telemetry  # noqa: F401 - registers the ecowatch metrics
-from ingest.http import BadRequest, HTTPService, NotFound, Request, int_param
+from ingest.app.http import HTTPService
+from ingest.routes import BadRequest, NotFound, Request, int_param
 
 TOKEN = "t0ken-for-test"
 

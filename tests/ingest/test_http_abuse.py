@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from ingest.http import EventStream, HTTPService, Request
-from ingest.http_config import HTTPConfig
+from ingest.app.http import HTTPService
+from ingest.app.http_config import HTTPConfig
+from ingest.routes import EventStream, Request
 from tests.helpers import wait_for
 
 TOKEN = "t0ken-for-abuse"

@@ -11,18 +11,18 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-import ingest.http_config
+import ingest.app.http_config
 from config.loader import ConfigError, read_yaml
-from ingest.http import HTTPService
-from ingest.http_config import HostAllowList, HostVerdict, HTTPConfig
-from ingest.settings import load_settings
+from ingest.app.http import HTTPService
+from ingest.app.http_config import HostAllowList, HostVerdict, HTTPConfig
+from ingest.app.settings import load_settings
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "examples" / "ecowatch.yaml"
 
 
 def test_the_docstring_example_validates() -> None:
     """The module's `Example:` block is a valid `http` section with a token and limits."""
-    doc = inspect.getdoc(ingest.http_config) or ""
+    doc = inspect.getdoc(ingest.app.http_config) or ""
     block = textwrap.dedent(doc.split("Example:\n", 1)[1])
     config = HTTPConfig.model_validate(yaml.safe_load(block)["http"])
     assert config.token is not None

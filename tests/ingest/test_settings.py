@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from config.loader import ConfigError, read_yaml
-from ingest.cli import main
-from ingest.settings import load_settings
+from ingest.app.cli import main
+from ingest.app.settings import load_settings
 from ingest.sinks.sqlite import SQLiteSinkConfig
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.source import AckToken, BufferedSocket, MQTTConfig, MQTTSource
+from ingest.sources.mqtt import AckToken, BufferedSocket, MQTTConfig, MQTTSource
 from ingest.wal import GroupCommitter, WriteAheadLog
 
 

@@ -1,4 +1,4 @@
-"""The daemon as a separate process, as an operator runs it: `python -m ingest.cli run --config FILE`.
+"""The daemon as a separate process, as an operator runs it: `python -m ingest.app.cli run --config FILE`.
 
 A `DaemonProcess` writes the configuration it is given (plus a free HTTP port, its data dir and JSON
 logs) to a YAML file in its folder, starts the daemon, waits until `/healthz` answers and reads
@@ -85,7 +85,7 @@ class DaemonProcess:
         environment.update(env or {})
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "ingest.cli", "run", "--config", str(self.config_file)],
+                [sys.executable, "-m", "ingest.app.cli", "run", "--config", str(self.config_file)],
                 cwd=REPO,
                 env=environment,
                 stdin=subprocess.DEVNULL,

@@ -12,9 +12,9 @@ import pytest
 import structlog
 
 from config.registry import Registry
-from ingest.cli import main
-from ingest.service import Daemon
-from ingest.settings import DEMO_REGISTRY, load_settings
+from ingest.app.cli import main
+from ingest.app.daemon import Daemon
+from ingest.app.settings import DEMO_REGISTRY, load_settings
 from ingest.telemetry import configure_logging
 from simulators.load import write_registry
 from simulators.publish import MqttOptions, MqttPublisher

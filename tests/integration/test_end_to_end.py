@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from config.registry import Registry
-from ingest.service import Daemon
-from ingest.settings import DEMO_REGISTRY, load_settings
+from ingest.app.daemon import Daemon
+from ingest.app.settings import DEMO_REGISTRY, load_settings
 from simulators.publish import MqttOptions, MqttPublisher
 from tests.servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
 

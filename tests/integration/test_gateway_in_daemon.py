@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from config.registry import Registry
+from ingest.app.daemon import Daemon
+from ingest.app.settings import DEMO_REGISTRY, Settings, load_settings
 from ingest.decoders.hj212 import encode_data_packet, frame, parse_packet
-from ingest.service import Daemon
-from ingest.settings import DEMO_REGISTRY, Settings, load_settings
 from tests.helpers import wait_for
 from tests.servers import MosquittoServer
 

@@ -26,11 +26,11 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.registry import Registry
+from ingest.app.daemon import Daemon
+from ingest.app.gateway_cli import add_parser, run
+from ingest.app.settings import load_settings
 from ingest.decoders.hj212 import Packet, frame, parse_packet
-from ingest.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig, MqttHandoff
-from ingest.hj212_gateway.cli import add_parser, run
-from ingest.service import Daemon
-from ingest.settings import load_settings
+from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig, MqttHandoff
 from tests.helpers import station
 from tests.ingest.hj212_gateway.gateway_support import closes, data_packet, metric, qn_of, wait_until
 from tests.servers import MosquittoServer, free_port

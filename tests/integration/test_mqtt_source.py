@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from config.types import TLSConfig
-from ingest.service import Daemon
-from ingest.settings import load_settings
+from ingest.app.daemon import Daemon
+from ingest.app.settings import load_settings
 from simulators.publish import MqttOptions, MqttPublisher
 from tests.helpers import wait_for
 from tests.servers import MosquittoServer, free_port

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from config.registry import Registry
-from ingest.service import Daemon
-from ingest.settings import DEMO_REGISTRY, load_settings
+from ingest.app.daemon import Daemon
+from ingest.app.settings import DEMO_REGISTRY, load_settings
 from simulators.load import write_registry
 from simulators.publish import MqttOptions, MqttPublisher
 from simulators.scenario import SCENARIO_DIR, load_scenario

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 import ingest.decoders.hj212 as hj212_package
 import ingest.decoders.hj212.decoder as hj212_decoder
 import ingest.decoders.hj212.packet as hj212_packet
-import ingest.hj212_gateway.handoff as gateway_handoff
+import ingest.sources.hj212_gateway.handoff as gateway_handoff
 from config.hj212 import default_code_table
 from ingest.decoders.hj212 import (
     HJ212Config,

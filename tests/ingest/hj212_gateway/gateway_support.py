@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 
 from config.registry import Registry
 from ingest.decoders.hj212 import Packet, encode_data_packet, parse_packet
-from ingest.hj212_gateway import HJ212Gateway, HJ212GatewayConfig
-from ingest.hj212_gateway.handoff import Handoff
+from ingest.sources.hj212_gateway import HJ212Gateway, HJ212GatewayConfig
+from ingest.sources.hj212_gateway.handoff import Handoff
 
 DEADLINE_S = 10.0
 _SHANGHAI = ZoneInfo("Asia/Shanghai")

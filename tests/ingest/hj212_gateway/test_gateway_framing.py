@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.decoders.hj212 import encode_data_packet
-from ingest.hj212_gateway.framing import Event, Frame, Framer, Garbage
+from ingest.sources.hj212_gateway.framing import Event, Frame, Framer, Garbage
 
 MAX = 200
 PACKET = encode_data_packet("50010300000001", "123456", "2011", datetime(2026, 11, 25, 8), {"ph": (7.5, "N")})

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from config.registry import Registry
 from ingest.decoders.hj212 import crc16_hj212, encode_packet, frame, parse_packet
-from ingest.hj212_gateway import HJ212GatewayConfig
-from ingest.hj212_gateway.admission import INTERNAL_ERROR, PASSWORD_LOCKOUT, Admission
-from ingest.hj212_gateway.framing import Event, Frame, Framer, Garbage
-from ingest.hj212_gateway.lockout import PasswordLockout
-from ingest.hj212_gateway.peers import ConnectionSlots, peer_key, peer_label
+from ingest.sources.hj212_gateway import HJ212GatewayConfig
+from ingest.sources.hj212_gateway.admission import INTERNAL_ERROR, PASSWORD_LOCKOUT, Admission
+from ingest.sources.hj212_gateway.framing import Event, Frame, Framer, Garbage
+from ingest.sources.hj212_gateway.lockout import PasswordLockout
+from ingest.sources.hj212_gateway.peers import ConnectionSlots, peer_key, peer_label
 from tests.helpers import station
 from tests.ingest.hj212_gateway.gateway_support import data_packet
 

@@ -8,8 +8,8 @@ import pytest
 
 from config.registry import Registry
 from ingest.decoders.hj212 import Packet, encode_data_packet, encode_packet, parse_packet
-from ingest.hj212_gateway.handoff import INVALID_MN_TOPIC, sniff_mn, topic_for
-from ingest.hj212_gateway.responses import Access, QnRtn, check_access, plan_answers
+from ingest.sources.hj212_gateway.handoff import INVALID_MN_TOPIC, sniff_mn, topic_for
+from ingest.sources.hj212_gateway.responses import Access, QnRtn, check_access, plan_answers
 from tests.helpers import station
 
 NOW = datetime(2026, 11, 25, 0, 30, 15, tzinfo=UTC)

@@ -13,14 +13,14 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-import ingest.hj212_gateway
-import ingest.hj212_gateway.config
-import ingest.hj212_gateway.mqtt
+import ingest.sources.hj212_gateway
+import ingest.sources.hj212_gateway.config
+import ingest.sources.hj212_gateway.mqtt
 from config.loader import ConfigError
 from config.registry import Registry
+from ingest.app.gateway_cli import load_config, main
 from ingest.decoders.hj212 import encode_packet, frame
-from ingest.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig
-from ingest.hj212_gateway.cli import load_config, main
+from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig
 from tests.helpers import station
 from tests.ingest.hj212_gateway.gateway_support import (
     Logger,
@@ -315,13 +315,13 @@ def test_the_docstring_examples_validate() -> None:
     def example(module: object) -> object:
         return yaml.safe_load((module.__doc__ or "").split("Example:\n", 1)[1])
 
-    package = example(ingest.hj212_gateway)
+    package = example(ingest.sources.hj212_gateway)
     assert isinstance(package, dict)
     assert HJ212GatewayConfig.model_validate(package["hj212_gateway"]).host == "0.0.0.0"
-    section = HJ212GatewayConfig.model_validate(example(ingest.hj212_gateway.config))
+    section = HJ212GatewayConfig.model_validate(example(ingest.sources.hj212_gateway.config))
     assert section.max_packet_bytes == 1036
     assert section.mqtt.client_id == "ecowatch-hj212-gateway-1"
-    assert GatewayMqttConfig.model_validate(example(ingest.hj212_gateway.mqtt)).max_unacked == 1000
+    assert GatewayMqttConfig.model_validate(example(ingest.sources.hj212_gateway.mqtt)).max_unacked == 1000
 
 
 def test_the_gateway_section_is_read_beside_the_rest_of_the_configuration(tmp_path: Path) -> None:

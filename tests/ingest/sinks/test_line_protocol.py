@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -260,8 +259,8 @@ def test_nothing_encodes_to_nothing() -> None:
     assert encode([]) == ""
 
 
-def test_encodes_a_hundred_thousand_readings_well_within_a_second() -> None:
-    """Encoding keeps up with ~100 000 readings/s with a wide margin (about 1 M/s measured here)."""
+def test_a_hundred_thousand_readings_make_one_line_per_point() -> None:
+    """100 000 readings of 12 500 points encode to 12 500 lines (speed is measured in bench/, not here)."""
     parameters = ["ph", "temp", "do", "cond", "turb", "codmn", "nh3n", "tp"]
     readings = [
         reading(p, 7.25, time_ns=T0 + minute * 60_000_000_000, tags=(("station_id", f"cq-{station}"),))
@@ -269,9 +268,6 @@ def test_encodes_a_hundred_thousand_readings_well_within_a_second() -> None:
         for minute in range(50)
         for p in parameters
     ]
-    started = time.perf_counter()
     text = encode(readings)
-    elapsed = time.perf_counter() - started
 
     assert text.count("\n") == 250 * 50
-    assert elapsed < 1.0

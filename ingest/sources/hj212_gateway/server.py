@@ -30,13 +30,13 @@ from datetime import UTC, datetime
 import structlog
 
 from config.registry import Registry
-from ingest.hj212_gateway import events
-from ingest.hj212_gateway.admission import Admission
-from ingest.hj212_gateway.config import HJ212GatewayConfig
-from ingest.hj212_gateway.connection import Connection
-from ingest.hj212_gateway.handoff import Handoff
-from ingest.hj212_gateway.lockout import PasswordLockout
-from ingest.hj212_gateway.peers import ConnectionSlots, peer_key, peer_label
+from ingest.sources.hj212_gateway import events
+from ingest.sources.hj212_gateway.admission import Admission
+from ingest.sources.hj212_gateway.config import HJ212GatewayConfig
+from ingest.sources.hj212_gateway.connection import Connection
+from ingest.sources.hj212_gateway.handoff import Handoff
+from ingest.sources.hj212_gateway.lockout import PasswordLockout
+from ingest.sources.hj212_gateway.peers import ConnectionSlots, peer_key, peer_label
 
 log = structlog.get_logger(__name__)
 

@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from ingest import http_events
-from ingest.http_config import HTTPConfig
-from ingest.http_events import Refusal, refused
+from ingest.app import http_events
+from ingest.app.http_config import HTTPConfig
+from ingest.app.http_events import Refusal, refused
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-log = structlog.get_logger("ingest.http")
+log = structlog.get_logger("ingest.app.http")
 
 # Kernel queue of connections not yet accepted; the stdlib default of 5 drops SYNs on a burst.
 LISTEN_BACKLOG: Final = 128

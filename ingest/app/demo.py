@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from config.registry import Registry
-from ingest.embedded_broker import EmbeddedBroker
-from ingest.service import Daemon
-from ingest.settings import DEMO_REGISTRY, load_settings
+from ingest.app.daemon import Daemon
+from ingest.app.embedded_broker import EmbeddedBroker
+from ingest.app.settings import DEMO_REGISTRY, load_settings
 from ingest.sinks.sqlite import SQLiteSink
 from ingest.telemetry import configure_logging
 
 SUMMARY_EVERY_S = 5.0
-SCENARIO = Path(__file__).resolve().parent.parent / "simulators" / "scenarios" / "demo.yaml"
+SCENARIO = Path(__file__).resolve().parents[2] / "simulators" / "scenarios" / "demo.yaml"
 
 
 def run_demo(args: argparse.Namespace) -> int:

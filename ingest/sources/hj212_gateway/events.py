@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge
 
 from ingest import internal_errors
 
-log = structlog.get_logger("ingest.hj212_gateway")
+log = structlog.get_logger("ingest.sources.hj212_gateway")
 
 # Closes that are part of normal operation; the others are logged as warnings.
 _ROUTINE_CLOSES: Final = frozenset({"peer_closed", "server_stopping"})

@@ -5,8 +5,8 @@ body, and returns (status, JSON value), a `RawBody` or an `EventStream`. Handler
 input and raise `BadRequest` (400) or `NotFound` (404). When an API token is configured, every route
 but /metrics, /healthz, /readyz and the public pages requires `Authorization: Bearer`.
 
-Before any handler runs, each request passes, in this order (limits in `ingest.http_config`):
-- framing and size (`ingest.http_server`): headers within `header_timeout` and `max_header_bytes`
+Before any handler runs, each request passes, in this order (limits in `ingest.app.http_config`):
+- framing and size (`ingest.app.http_server`): headers within `header_timeout` and `max_header_bytes`
   (else closed / 431), at most `max_connections` open (else 503);
 - `Host` (against DNS rebinding): missing in HTTP/1.1, repeated or malformed is 400, as RFC 9112
   §3.2 requires; a well-formed name that is not allowed is 421 Misdirected Request, RFC 9110's
@@ -18,7 +18,7 @@ Before any handler runs, each request passes, in this order (limits in `ingest.h
   the body within `body_timeout` (408), valid JSON (400). Requiring JSON makes every cross-site POST
   need a CORS preflight, which nothing here answers: no page elsewhere can ack or silence alerts
   with the user's browser, token or not.
-Responses and stream events are written with `send_timeout` per write (`ingest.http_server`).
+Responses and stream events are written with `send_timeout` per write (`ingest.app.http_server`).
 
 Why the stdlib server, hardened, and not waitress (3.0.2, read in its source; it installs from
 PyPI): waitress validates Content-Length (400) and body size (413) and caps connections, but its
@@ -37,8 +37,7 @@ from __future__ import annotations
 import hmac
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -46,53 +45,14 @@ import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.http_config import HostAllowList, HostVerdict, HTTPConfig
-from ingest.http_events import Refusal
-from ingest.http_server import GuardedHandler, GuardedServer, Rejected
+from ingest.app.http_config import HostAllowList, HostVerdict, HTTPConfig
+from ingest.app.http_events import Refusal
+from ingest.app.http_server import GuardedHandler, GuardedServer, Rejected
+from ingest.routes import BadRequest, EventStream, Handler, NotFound, RawBody, Request
 
 log = structlog.get_logger(__name__)
 
 OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str
-    query: Mapping[str, list[str]]
-    body: Any
-    headers: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class RawBody:
-    """A non-JSON answer (a page, a script, a stylesheet)."""
-
-    content_type: str
-    body: bytes
-    headers: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EventStream:
-    """A server-sent events answer: each chunk the iterator yields is written and flushed at once.
-
-    The iterator should end when the client goes away (a write fails or makes no progress for
-    `http.send_timeout`) or the service stops; the server then calls its `close()`, if it has one.
-    """
-
-    chunks: Iterator[bytes]
-
-
-Handler = Callable[[Request], tuple[int, Any]]
-
-
-class BadRequest(ValueError):
-    """The request is malformed; answered with 400 and the message."""
-
-
-class NotFound(LookupError):
-    """The addressed object does not exist; answered with 404."""
 
 
 class HTTPService:
@@ -253,25 +213,3 @@ class HTTPService:
                 self.wfile.write(body)
 
         return RequestHandler
-
-
-def int_param(query: Mapping[str, list[str]], name: str, default: int, low: int, high: int) -> int:
-    values = query.get(name)
-    if not values:
-        return default
-    try:
-        value = int(values[0])
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be within [{low}, {high}]")
-    return value
-
-
-def str_param(query: Mapping[str, list[str]], name: str, max_length: int = 64) -> str | None:
-    values = query.get(name)
-    if not values:
-        return None
-    if len(values[0]) > max_length:
-        raise BadRequest(f"{name} is longer than {max_length} characters")
-    return values[0]

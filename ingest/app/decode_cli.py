@@ -67,7 +67,7 @@ def _messages(stream: IO[bytes], fmt: str) -> Iterator[bytes]:
 
 def run(args: argparse.Namespace) -> int:
     if args.config is not None:
-        from ingest.settings import load_settings
+        from ingest.app.settings import load_settings
 
         settings = load_settings(args.config)
         validator = Validator(settings.validation, Registry.load(settings.registry), default_catalogue())

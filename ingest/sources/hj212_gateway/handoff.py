@@ -5,7 +5,7 @@ stores its readings or dead-letters it with its reason; a packet whose MN cannot
 not 1-24 of `A-Z a-z 0-9 -`) goes on `hj212/_invalid`, and runs of unframeable bytes on
 `hj212/_unframed`. Both special levels fit the `hj212/{mn}` subscription and decode as malformed.
 
-Two handoffs exist: `MqttHandoff` (ingest.hj212_gateway.mqtt) publishes with QoS 1 and counts a
+Two handoffs exist: `MqttHandoff` (ingest.sources.hj212_gateway.mqtt) publishes with QoS 1 and counts a
 message durable at its PUBACK; the daemon's in-process handoff appends to the raw write-ahead log
 and counts it durable once fsynced.
 """

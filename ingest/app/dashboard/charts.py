@@ -21,9 +21,9 @@ from typing import Any, Final
 from config.parameters import Parameter
 from config.registry import Registry, Station, WaterClass
 from config.standards import Standard
-from ingest.dashboard.config import DashboardConfig
-from ingest.http import BadRequest, NotFound, Request, int_param, str_param
-from ingest.query import QueryError, ReadingsQuery
+from ingest.app.dashboard.config import DashboardConfig
+from ingest.app.query import QueryError, ReadingsQuery
+from ingest.routes import BadRequest, NotFound, Request, int_param, str_param
 
 MAX_HOURS: Final = 720  # 30 days: the longest trend the page offers
 DEFAULT_HOURS: Final = 168

@@ -34,13 +34,13 @@ from alerts.notify_config import NotifyConfig
 from config import DATA_DIR
 from config.loader import ConfigError, describe, read_yaml
 from config.types import StrictModel
-from ingest.dashboard.config import DashboardConfig
+from ingest.app.dashboard.config import DashboardConfig
+from ingest.app.http_config import HTTPConfig
 from ingest.deadletter import DeadLetterConfig
-from ingest.hj212_gateway.config import HJ212GatewayConfig
-from ingest.http_config import HTTPConfig
 from ingest.sinks import SinkConfig
 from ingest.sinks.sqlite import SQLiteSinkConfig
-from ingest.source import MQTTConfig
+from ingest.sources.hj212_gateway.config import HJ212GatewayConfig
+from ingest.sources.mqtt import MQTTConfig
 from ingest.validate import ValidationConfig
 
 DEMO_REGISTRY = DATA_DIR / "stations" / "chongqing-demo.yaml"

@@ -27,7 +27,7 @@ from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import RejectReason
 
 if TYPE_CHECKING:
-    from ingest.settings import Settings
+    from ingest.app.settings import Settings
 
 
 def add_parser(
@@ -80,7 +80,7 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingest.settings import load_settings
+    from ingest.app.settings import load_settings
 
     settings = load_settings(args.config)
     store = DeadLetterStore(settings.data_dir / "deadletter.db", settings.deadletter)

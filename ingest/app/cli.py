@@ -32,8 +32,8 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from alerts import classify_cli
-    from ingest import deadletter_cli, decode_cli
-    from ingest.hj212_gateway import cli as hj212_gateway_cli
+    from ingest.app import deadletter_cli, decode_cli
+    from ingest.app import gateway_cli as hj212_gateway_cli
     from simulators import cli as simulate_cli
 
     parser = argparse.ArgumentParser(
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "run":
         return _run(args)
     if command == "demo":
-        from ingest.demo import run_demo
+        from ingest.app.demo import run_demo
 
         return run_demo(args)
     if command == "check-config":
@@ -117,11 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return simulate_cli.run(args)
     if command == "deadletter":
-        from ingest import deadletter_cli
+        from ingest.app import deadletter_cli
 
         return deadletter_cli.run(args)
     if command == "decode":
-        from ingest import decode_cli
+        from ingest.app import decode_cli
 
         return decode_cli.run(args)
     if command == "classify":
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.func(args)
         return status
     if command == "hj212-gateway":
-        from ingest.hj212_gateway import cli as hj212_gateway_cli
+        from ingest.app import gateway_cli as hj212_gateway_cli
 
         return hj212_gateway_cli.run(args)
     raise AssertionError(command)
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from config.loader import ConfigError
-    from ingest.settings import load_settings
+    from ingest.app.settings import load_settings
 
     try:
         return load_settings(args.config)
@@ -150,7 +150,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ingest.service import Daemon
+    from ingest.app.daemon import Daemon
     from ingest.telemetry import configure_logging
 
     settings = _load(args)

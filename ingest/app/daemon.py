@@ -26,21 +26,22 @@ from config.files import make_private_dir, set_group_readable
 from config.parameters import default_catalogue
 from config.registry import Registry
 from ingest import telemetry
-from ingest.dashboard import PUBLIC_PATHS, Dashboard
+from ingest.app.dashboard import PUBLIC_PATHS, Dashboard
+from ingest.app.http import HTTPService
+from ingest.app.query import make_query
+from ingest.app.settings import Settings
 from ingest.deadletter import DeadLetterStore
 from ingest.decoders import DECODERS, Decoder
 from ingest.decoders.hj212 import HJ212Decoder
 from ingest.delivery import SinkRunner
 from ingest.errors import SinkError
-from ingest.hj212_gateway import HJ212Gateway
-from ingest.http import HTTPService, Request, int_param, str_param
 from ingest.processor import MessageProcessor, Processor, Route
-from ingest.query import make_query
 from ingest.records import encode_message
-from ingest.settings import Settings
+from ingest.routes import Request, int_param, str_param
 from ingest.sinks import make_sink
 from ingest.sinks.base import SinkConfigBase
-from ingest.source import AckToken, MQTTSource
+from ingest.sources.hj212_gateway import HJ212Gateway
+from ingest.sources.mqtt import AckToken, MQTTSource
 from ingest.validate import Validator
 from ingest.wal import GroupCommitter, WriteAheadLog
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from config.registry import Registry, Station
 from ingest.decoders.hj212 import Packet, build_response, encode_packet
 from ingest.decoders.hj212.packet import RESPONSE_FLAG
-from ingest.hj212_gateway.config import UnknownMnPolicy
+from ingest.sources.hj212_gateway.config import UnknownMnPolicy
 
 # HJ 212-2017 command families: 2xxx data commands (uploads), 9xxx interaction (responses).
 _UPLOAD_FAMILY: Final = "2"

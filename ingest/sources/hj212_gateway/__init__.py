@@ -34,10 +34,10 @@ Example:
       unknown_mn: ignore
 """
 
-from ingest.hj212_gateway.config import GatewayPublishConfig, HJ212GatewayConfig
-from ingest.hj212_gateway.handoff import INVALID_MN_TOPIC, UNFRAMED_TOPIC, Handoff, topic_for
-from ingest.hj212_gateway.mqtt import GatewayMqttConfig, MqttHandoff
-from ingest.hj212_gateway.server import HJ212Gateway
+from ingest.sources.hj212_gateway.config import GatewayPublishConfig, HJ212GatewayConfig
+from ingest.sources.hj212_gateway.handoff import INVALID_MN_TOPIC, UNFRAMED_TOPIC, Handoff, topic_for
+from ingest.sources.hj212_gateway.mqtt import GatewayMqttConfig, MqttHandoff
+from ingest.sources.hj212_gateway.server import HJ212Gateway
 
 __all__ = [
     "INVALID_MN_TOPIC",

@@ -26,11 +26,11 @@ from datetime import datetime
 from config.registry import Registry
 from ingest.decoders.hj212 import parse_packet
 from ingest.errors import RejectedPayload
-from ingest.hj212_gateway.config import HJ212GatewayConfig
-from ingest.hj212_gateway.framing import Event, Garbage
-from ingest.hj212_gateway.handoff import UNFRAMED_TOPIC, sniff_mn, topic_for
-from ingest.hj212_gateway.lockout import PasswordLockout
-from ingest.hj212_gateway.responses import Access, check_access, plan_answers
+from ingest.sources.hj212_gateway.config import HJ212GatewayConfig
+from ingest.sources.hj212_gateway.framing import Event, Garbage
+from ingest.sources.hj212_gateway.handoff import UNFRAMED_TOPIC, sniff_mn, topic_for
+from ingest.sources.hj212_gateway.lockout import PasswordLockout
+from ingest.sources.hj212_gateway.responses import Access, check_access, plan_answers
 
 PASSWORD_LOCKOUT = "password_lockout"  # noqa: S105 - an outcome name, not a password
 INTERNAL_ERROR = "internal_error"

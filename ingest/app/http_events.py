@@ -14,7 +14,7 @@ from typing import Final
 import structlog
 from prometheus_client import Counter, Gauge
 
-log = structlog.get_logger("ingest.http")
+log = structlog.get_logger("ingest.app.http")
 
 
 class Refusal(StrEnum):

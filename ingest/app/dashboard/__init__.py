@@ -42,12 +42,12 @@ from typing import Final
 from config.parameters import Parameter, default_catalogue
 from config.registry import Registry
 from config.standards import Standard, default_standard
-from ingest.dashboard.assets import ASSETS, load_assets
-from ingest.dashboard.charts import Charts
-from ingest.dashboard.config import DashboardConfig
-from ingest.dashboard.stream import LiveFeed, StreamHub
-from ingest.http import Handler, RawBody, Request
-from ingest.query import ReadingsQuery
+from ingest.app.dashboard.assets import ASSETS, load_assets
+from ingest.app.dashboard.charts import Charts
+from ingest.app.dashboard.config import DashboardConfig
+from ingest.app.dashboard.stream import LiveFeed, StreamHub
+from ingest.app.query import ReadingsQuery
+from ingest.routes import Handler, RawBody, Request
 
 __all__ = ["PUBLIC_PATHS", "Dashboard", "DashboardConfig"]
 

@@ -24,10 +24,10 @@ from pydantic import ValidationError
 
 from config.loader import ConfigError, describe, read_yaml
 from config.registry import Registry
-from ingest.hj212_gateway.config import HJ212GatewayConfig
-from ingest.hj212_gateway.mqtt import GatewayMqttConfig, MqttHandoff
-from ingest.hj212_gateway.server import HJ212Gateway
-from ingest.settings import Settings, load_settings
+from ingest.app.settings import Settings, load_settings
+from ingest.sources.hj212_gateway.config import HJ212GatewayConfig
+from ingest.sources.hj212_gateway.mqtt import GatewayMqttConfig, MqttHandoff
+from ingest.sources.hj212_gateway.server import HJ212Gateway
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +126,7 @@ def _with_overrides(config: HJ212GatewayConfig, **overrides: object) -> HJ212Gat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`ecowatch hj212-gateway` without the rest of the CLI (`python -m ingest.hj212_gateway`)."""
+    """`ecowatch hj212-gateway` without the rest of the CLI (`python -m ingest.sources.hj212_gateway`)."""
     parser = argparse.ArgumentParser(prog="ecowatch")
     add_parser(parser.add_subparsers(dest="command", required=True))
     return run(parser.parse_args([COMMAND, *(sys.argv[1:] if argv is None else argv)]))

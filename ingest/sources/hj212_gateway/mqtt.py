@@ -32,9 +32,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, SecretStr
 
 from config.types import StrictModel, TLSConfig
-from ingest.hj212_gateway import events
-from ingest.hj212_gateway.config import GatewayPublishConfig
-from ingest.source import MQTTConfig
+from ingest.sources.hj212_gateway import events
+from ingest.sources.hj212_gateway.config import GatewayPublishConfig
+from ingest.sources.mqtt import MQTTConfig
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from ingest.http import RawBody
+from ingest.routes import RawBody
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 # route -> (file in static/, content type)

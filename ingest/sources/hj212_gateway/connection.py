@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from ingest.hj212_gateway import events
-from ingest.hj212_gateway.admission import Admission, Verdict
-from ingest.hj212_gateway.config import HJ212GatewayConfig
-from ingest.hj212_gateway.framing import Event, Framer, Garbage
-from ingest.hj212_gateway.handoff import UNFRAMED_TOPIC, Handoff, sniff_mn, topic_for
-from ingest.hj212_gateway.peers import peer_label
+from ingest.sources.hj212_gateway import events
+from ingest.sources.hj212_gateway.admission import Admission, Verdict
+from ingest.sources.hj212_gateway.config import HJ212GatewayConfig
+from ingest.sources.hj212_gateway.framing import Event, Framer, Garbage
+from ingest.sources.hj212_gateway.handoff import UNFRAMED_TOPIC, Handoff, sniff_mn, topic_for
+from ingest.sources.hj212_gateway.peers import peer_label
 
 log = structlog.get_logger(__name__)
 

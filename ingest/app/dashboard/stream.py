@@ -30,7 +30,7 @@ import orjson
 import structlog
 
 from config.registry import Registry
-from ingest.http import EventStream, Handler, Request
+from ingest.routes import EventStream, Handler, Request
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,7 @@
+"""`python -m ingest.app`: the `ecowatch` command."""
+
+import sys
+
+from ingest.app.cli import main
+
+sys.exit(main())
