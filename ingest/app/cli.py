@@ -7,6 +7,7 @@ ecowatch check-config   validate the configuration and print it, secrets masked
 ecowatch deadletter     list, show, export and replay rejected messages
 ecowatch decode         show what ecowatch makes of raw payloads
 ecowatch classify       GB 3838-2002 class of a set of values
+ecowatch report         assess sections and regions over a period (JSON, CSV, XLSX, HTML)
 ecowatch hj212-gateway  accept HJ 212 data loggers over TCP and publish their packets
 ecowatch alerts         list, acknowledge and silence alerts; test a notification receiver
 """
@@ -32,6 +33,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from alerts import classify_cli
+    from alerts.assessment_method import report_cli
     from ingest.app import deadletter_cli, decode_cli
     from ingest.app import gateway_cli as hj212_gateway_cli
     from simulators import cli as simulate_cli
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     deadletter_cli.add_parser(sub, _add_config)
     decode_cli.add_parser(sub, _add_config)
     classify_cli.add_parser(sub)
+    report_cli.add_parser(sub)
     hj212_gateway_cli.add_parser(sub)
 
     from alerts import cli as alerts_cli
@@ -128,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from alerts import classify_cli
 
         return classify_cli.run(args)
+    if command == "report":
+        from alerts.assessment_method import report_cli
+
+        return report_cli.run(args)
     if command == "alerts":
         status: int = args.func(args)
         return status
