@@ -27,7 +27,13 @@ ecowatch_venv() {
     local stamp=".venv/.ecowatch-$extra-$(sha256sum pyproject.toml | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
         .venv/bin/python -m pip install -q --upgrade pip
-        .venv/bin/python -m pip install -q -e ".[$extra]"
+        if [ "$extra" = demo ]; then
+            # A regular install: the demo needs no live link to the source tree, and an editable
+            # one makes setuptools print a notice about folders named like the packages.
+            .venv/bin/python -m pip install -q ".[$extra]"
+        else
+            .venv/bin/python -m pip install -q -e ".[$extra]"
+        fi
         touch "$stamp"
     fi
 }
