@@ -4,46 +4,19 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from alerts.notify_config import NotifyConfig
 from alerts.outbox import NotificationDispatcher
 from tests.alerts.notifiers.channel_receiver import (
     CHANNELS,
-    DINGTALK_SECRET,
-    WEBHOOK_KEY,
     ChannelReceiver,
     every_channel,
     transitions,
 )
 from tests.alerts.notifiers.fake_receiver import FakeClock, FakeReceiver, insert_events
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The one clock of the dispatcher and the receiver."""
-    return FakeClock()
-
-
-@pytest.fixture
-def channels(clock: FakeClock) -> ChannelReceiver:
-    """The services' behaviour, on the fake clock."""
-    return ChannelReceiver(clock, webhook_key=WEBHOOK_KEY, dingtalk_secret=DINGTALK_SECRET)
-
-
-@pytest.fixture
-def server(channels: ChannelReceiver) -> Iterator[FakeReceiver]:
-    """A loopback HTTP server answering as `channels` says."""
-    http = FakeReceiver()
-    http.responder = channels
-    http.start()
-    yield http
-    http.stop()
 
 
 def _only(

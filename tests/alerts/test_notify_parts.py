@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from alerts.notify_config import NotifyConfig
 from alerts.outbox import NotificationDispatcher
 from tests.alerts.notifiers.channel_receiver import (
     CHANNELS,
-    DINGTALK_SECRET,
-    WEBHOOK_KEY,
     ChannelReceiver,
     every_channel,
     transitions,
@@ -22,28 +17,6 @@ from tests.alerts.notifiers.fake_receiver import FakeClock, FakeReceiver, insert
 
 WECOM = CHANNELS["basin"]
 EVENTS = transitions(alerts=120, rounds=1)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The one clock of the dispatcher and the receiver."""
-    return FakeClock()
-
-
-@pytest.fixture
-def channels(clock: FakeClock) -> ChannelReceiver:
-    """The services' behaviour, on the fake clock."""
-    return ChannelReceiver(clock, webhook_key=WEBHOOK_KEY, dingtalk_secret=DINGTALK_SECRET)
-
-
-@pytest.fixture
-def server(channels: ChannelReceiver) -> Iterator[FakeReceiver]:
-    """A loopback HTTP server answering as `channels` says."""
-    http = FakeReceiver()
-    http.responder = channels
-    http.start()
-    yield http
-    http.stop()
 
 
 def _wecom(tmp_path: Path, server: FakeReceiver, clock: FakeClock, seed: int = 1) -> NotificationDispatcher:

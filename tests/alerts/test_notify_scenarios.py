@@ -9,12 +9,10 @@ penalty or before a Retry-After counted from the answer.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from structlog.testing import capture_logs
 
 from alerts.events import AlertEvent
@@ -22,9 +20,7 @@ from alerts.notify_config import NotifyConfig
 from alerts.outbox import NotificationDispatcher
 from tests.alerts.notifiers.channel_receiver import (
     CHANNELS,
-    DINGTALK_SECRET,
     KEY_MARK,
-    WEBHOOK_KEY,
     ChannelReceiver,
     every_channel,
     transitions,
@@ -32,28 +28,6 @@ from tests.alerts.notifiers.channel_receiver import (
 from tests.alerts.notifiers.fake_receiver import FakeClock, FakeReceiver, insert_events
 
 FLOOD = transitions(alerts=50, rounds=4)  # 200 transitions: firing, resolved, firing, resolved
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The one clock of the dispatcher and the receiver."""
-    return FakeClock()
-
-
-@pytest.fixture
-def channels(clock: FakeClock) -> ChannelReceiver:
-    """The services' behaviour, on the fake clock."""
-    return ChannelReceiver(clock, webhook_key=WEBHOOK_KEY, dingtalk_secret=DINGTALK_SECRET)
-
-
-@pytest.fixture
-def server(channels: ChannelReceiver) -> Iterator[FakeReceiver]:
-    """A loopback HTTP server answering as `channels` says."""
-    http = FakeReceiver()
-    http.responder = channels
-    http.start()
-    yield http
-    http.stop()
 
 
 def _dispatcher(
