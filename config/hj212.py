@@ -4,12 +4,17 @@ Loaded from `config/hj212/codes.yaml` (see the comments there). The HJ 212 decod
 pollutant's code through `CodeTable.lookup` (2017 codes and the older HJ/T 212-2005 codes alike)
 and the reading's field through `CodeTable.data_commands`; the encoder maps our parameter codes
 back to 2017 codes through `CodeTable.by_parameter`.
+
+A code's unit is the unit of the values sent under that very code: HJ 212-2017 gives mercury
+(w20111) in µg/L where HJ/T 212-2005 gave it (020) in mg/L, so `lookup("020").unit` is the 2005
+unit. Several 2017 codes may name one parameter (w20111 总汞 and w20142 汞 are both our `hg`):
+all but one are marked `alias`, and the encoder writes the one that is not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -27,6 +32,18 @@ class _PollutantEntry(StrictModel):
     parameter: str = Field(min_length=1, description="Our parameter code (parameters.yaml).")
     unit: str | None = Field(None, min_length=1, description="Unit of the values; None: dimensionless.")
     hj212_2005: str | None = Field(None, pattern=r"^[A-Za-z0-9]{3}$", description="HJ/T 212-2005 code.")
+    hj212_2005_unit: str | None = Field(
+        None, min_length=1, description="Unit of the values sent under the 2005 code; `unit` when absent."
+    )
+    alias: bool = Field(
+        False, description="Read as the parameter, never written: another code of it is the one encoded."
+    )
+
+    @model_validator(mode="after")
+    def _unit_2005_needs_code(self) -> _PollutantEntry:
+        if self.hj212_2005_unit is not None and self.hj212_2005 is None:
+            raise ValueError("hj212_2005_unit is given without an hj212_2005 code")
+        return self
 
 
 class _CommandEntry(StrictModel):
@@ -42,16 +59,25 @@ class _CodesFile(StrictModel):
     def _unambiguous(self) -> _CodesFile:
         # Each code reads as one parameter, and each parameter encodes as one code.
         codes: set[str] = set()
-        parameters: set[str] = set()
+        encoded: set[str] = set()
+        aliased: set[str] = set()
         for code, entry in self.pollutants.items():
-            for alias in (code, entry.hj212_2005):
-                if alias in codes:
-                    raise ValueError(f"pollutant code {alias!r} is listed twice")
-                if alias is not None:
-                    codes.add(alias)
-            if entry.parameter in parameters:
-                raise ValueError(f"parameter {entry.parameter!r} is mapped from two 2017 codes")
-            parameters.add(entry.parameter)
+            for name in (code, entry.hj212_2005):
+                if name in codes:
+                    raise ValueError(f"pollutant code {name!r} is listed twice")
+                if name is not None:
+                    codes.add(name)
+            if entry.alias:
+                aliased.add(entry.parameter)
+            elif entry.parameter in encoded:
+                raise ValueError(
+                    f"parameter {entry.parameter!r} is mapped from two 2017 codes; "
+                    "mark all but the one to encode `alias: true`"
+                )
+            else:
+                encoded.add(entry.parameter)
+        if orphans := sorted(aliased - encoded):
+            raise ValueError(f"parameters with alias codes only, none to encode: {', '.join(orphans)}")
         for cn in self.data_commands:
             if not (len(cn) == 4 and cn.isdigit()):
                 raise ValueError(f"command code {cn!r} is not 4 digits")
@@ -60,13 +86,18 @@ class _CodesFile(StrictModel):
 
 @dataclass(frozen=True, slots=True)
 class PollutantCode:
-    """One pollutant of the code table."""
+    """One pollutant of the code table, as read under one of its codes.
+
+    `code` is always the 2017 code; `unit` is the unit of the values sent under the code it was
+    looked up by (the 2005 unit for a 2005 code).
+    """
 
     code: str
     name: str
     parameter: str
     unit: str | None
     hj212_2005: str | None
+    alias: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +128,15 @@ def load_code_table(path: Path = CODES_FILE) -> CodeTable:
     by_code: dict[str, PollutantCode] = {}
     by_parameter: dict[str, PollutantCode] = {}
     for code, entry in parsed.pollutants.items():
-        pollutant = PollutantCode(code, entry.name, entry.parameter, entry.unit, entry.hj212_2005)
+        pollutant = PollutantCode(
+            code, entry.name, entry.parameter, entry.unit, entry.hj212_2005, entry.alias
+        )
         by_code[code] = pollutant
         if entry.hj212_2005 is not None:
-            by_code[entry.hj212_2005] = pollutant
-        by_parameter[entry.parameter] = pollutant
+            unit_2005 = entry.hj212_2005_unit if entry.hj212_2005_unit is not None else entry.unit
+            by_code[entry.hj212_2005] = replace(pollutant, unit=unit_2005)
+        if not entry.alias:
+            by_parameter[entry.parameter] = pollutant
     commands = {cn: DataCommand(cn, e.name, e.value_field) for cn, e in parsed.data_commands.items()}
     return CodeTable(by_code, by_parameter, commands)
 
