@@ -9,7 +9,10 @@ station alerts at the station's time (now, but at most one report interval past 
 reading, so a backlog replaying after downtime is judged on its own clock rather than fired by
 the wall clock); reminders, and the firing notice of an alert whose silence ended. A station's
 values change only with its readings, so ticks do not re-run the other station rules (a rolling
-window therefore slides with the readings, not between them).
+window therefore slides with the readings, not between them). The engine also keeps its own
+database: `assess(now)` stores the daily assessment of each due local day (`alerts.assessment`)
+and `housekeep(now)` prunes history, samples and silences past their retention. The scheduler
+(`alerts.scheduler`) calls `tick`, `assess` and `housekeep`, through the service.
 
 Every change of one call is one transaction of the alert database (`alerts.store`): windows,
 alert rows, history rows and notification events commit together. If the transaction fails the
@@ -32,13 +35,15 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
 
 import orjson
 import structlog
 from prometheus_client import Counter as PromCounter
 
+from alerts.assessment import assess_day, day_bounds
 from alerts.config import AlertsConfig, RuleDefaults
 from alerts.events import AlertEvent
 from alerts.lifecycle import AlertRecord, AlertState, Policy, Step, Transition, advance, observe, remind
@@ -195,6 +200,62 @@ class AlertEngine:
             self._evaluate_regions(now_ns)
             for record in list(self.alerts.values()):
                 self._remind(record, now_ns)
+
+    def assess(self, now: datetime) -> list[str]:
+        """Assess each due local day not yet assessed (up to `catch_up_days` back); the days done.
+
+        Day D is due once D + 1 at `daily_assessment_at` has passed. Days with no samples at
+        all (the daemon was down, or before it first ran) are left unassessed.
+        """
+        settings = self.config.scheduler
+        zone = ZoneInfo(settings.timezone)
+        local = now.astimezone(zone)
+        newest = local.date() - timedelta(days=1 if local.time() >= settings.daily_assessment_at else 2)
+        candidates = [newest - timedelta(days=back) for back in range(settings.catch_up_days, -1, -1)]
+        now_ns = to_ns(now)
+        done: list[str] = []
+        with self.transaction():
+            assessed = self.store.assessed_days()
+            for day in candidates:
+                if day.isoformat() in assessed:
+                    continue
+                start_ns, end_ns = day_bounds(day, zone)
+                samples = list(self.store.samples_between(start_ns, end_ns))
+                if not samples:
+                    continue
+                summary = assess_day(self.standard, self.registry, samples, day)
+                self.store.save_assessment(day.isoformat(), now_ns, summary)
+                self.store.add_note(
+                    f"assessment:{day.isoformat()}",
+                    "daily_assessment",
+                    end_ns,
+                    now_ns,
+                    {"rates": summary["rates"]},
+                )
+                done.append(day.isoformat())
+        if done:
+            log.info("daily_assessment_done", days=done)
+        return done
+
+    def housekeep(self, now: datetime) -> dict[str, int]:
+        """Prune history, assessments and silences past the retention, and samples past the windows."""
+        now_ns = to_ns(now)
+        with self.transaction():
+            samples_before = {
+                sid: w.watermark_ns - self.stored_ns
+                for sid, w in self.windows.items()
+                if w.watermark_ns is not None
+            }
+            cutoff = now_ns - ns(self.config.history_retention)
+            counts = self.store.prune(history_before_ns=cutoff, samples_before_ns=samples_before)
+            self.silences = [s for s in self.silences if s.ends_ns >= cutoff]
+        log.info("alert_housekeeping_done", **counts)
+        return counts
+
+    def check(self) -> None:
+        """Readiness: the alert database answers (raises sqlite3.Error when it does not)."""
+        with self.lock:
+            self.store.check()
 
     # --- operators ------------------------------------------------------------------------------
     def acknowledge(self, alert_id: str, by: str, comment: str | None, now: datetime) -> AlertRecord:

@@ -1,6 +1,6 @@
 """End-to-end throughput: the daemon against a bare paho-mqtt subscriber, same broker, same stream.
 
-One run starts its own Mosquitto (queues sized for bursts, see DESIGN.md) and VictoriaMetrics on
+One run starts its own Mosquitto (queues sized for bursts, see ARCHITECTURE.md, facts) and VictoriaMetrics on
 loopback, writes a synthetic station registry, pre-generates the stream (default 100 000 messages
 of 8 parameters, stations in turn, every message a distinct station and time) and then measures
 two receivers, each a subprocess draining a persistent session the broker queued while it was
@@ -300,7 +300,7 @@ def run_daemon(
 # --- the run ---------------------------------------------------------------------------------------
 def publish(port: int, messages: list[tuple[str, bytes]]) -> float:
     started = time.monotonic()
-    with MqttPublisher(MqttOptions(port=port, client_id="bench-publisher", max_inflight=1000)) as publisher:
+    with MqttPublisher(MqttOptions(port=port, client_id="bench-publisher", max_unacked=1000)) as publisher:
         for topic, payload in messages:
             publisher.publish(topic, payload)
         if not publisher.flush(DRAIN_TIMEOUT_S) or publisher.failed:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,12 +35,12 @@ import structlog
 
 from ingest import internal_errors, telemetry
 from ingest.deadletter import DeadLetter, DeadLetterStore
-from ingest.errors import RejectReason, SinkError
+from ingest.errors import RejectReason, SinkError, SinkReason
 from ingest.model import Reading
 from ingest.records import decode_readings, line_protocol, readings_count
 from ingest.sinks import LineProtocolSink, Sink
 from ingest.sinks.base import SinkConfigBase
-from ingest.wal import WalReader
+from ingest.wal import Consumer
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +52,14 @@ _YIELD_POLL_S: Final = 0.05
 # While backing off from an unreachable database, probe it (`Sink.check`) this often.
 PROBE_INTERVAL_S: Final = 0.5
 # Failures that mean the database did not answer, so that its answering a probe again is news.
-UNREACHABLE_REASONS: Final = frozenset({"connection_failed", "timeout", "network", "unavailable"})
+UNREACHABLE_REASONS: Final = frozenset(
+    {SinkReason.CONNECTION_FAILED, SinkReason.TIMEOUT, SinkReason.NETWORK, SinkReason.UNAVAILABLE}
+)
+# The dead-letter reason of a reading a sink refused, by the refusal's reason: a reading that made
+# the sink raise (no verdict) is an internal error; any other refusal is the sink's.
+_DEAD_LETTER_REASONS: Final[Mapping[SinkReason, RejectReason]] = {
+    SinkReason.INTERNAL_ERROR: RejectReason.INTERNAL_ERROR
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +97,7 @@ class SinkRunner:
         self,
         sink: Sink,
         config: SinkConfigBase,
-        reader: WalReader,
+        reader: Consumer,
         deadletters: DeadLetterStore,
         *,
         monotonic: Callable[[], float] = time.monotonic,
@@ -116,7 +123,7 @@ class SinkRunner:
         telemetry.SINK_UP.labels(self._label).set(1)
 
     @property
-    def reader(self) -> WalReader:
+    def reader(self) -> Consumer:
         return self._reader
 
     @property
@@ -217,7 +224,7 @@ class SinkRunner:
                 # the whole batch (the fault may pass); then narrow it down to the readings that
                 # raise and dead-letter them, rather than retry them forever.
                 detail = internal_errors.report(f"sink_{self._label}", unexpected)
-                exc = SinkError("internal_error", detail, retryable=not isolating and attempt == 0)
+                exc = SinkError(SinkReason.INTERNAL_ERROR, detail, retryable=not isolating and attempt == 0)
             else:
                 telemetry.SINK_BATCH_SECONDS.labels(self._label).observe(time.perf_counter() - started)
                 telemetry.SINK_WRITTEN.labels(self._label).inc(size)
@@ -258,9 +265,7 @@ class SinkRunner:
                     received_ns=time.time_ns(),
                     topic=f"sink/{self._label}",
                     payload=payload,
-                    reason=RejectReason.INTERNAL_ERROR
-                    if exc.reason == "internal_error"
-                    else RejectReason.SINK_REJECTED,
+                    reason=_DEAD_LETTER_REASONS.get(exc.reason, RejectReason.SINK_REJECTED),
                     detail=f"{exc.reason}: {exc.detail}"[:2000],
                     format="reading",
                     station_id=reading.station_id,

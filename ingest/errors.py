@@ -2,7 +2,7 @@
 
 IngestError
 ├── RejectedPayload      a whole message cannot be used (reason: RejectReason)
-├── SinkError            a sink write failed (reason, retryable, retry_after)
+├── SinkError            a sink write failed (reason: SinkReason, retryable, retry_after, split)
 └── WalFullError         the write-ahead log reached its disk quota
 """
 
@@ -40,6 +40,34 @@ class RejectReason(StrEnum):
     SINK_REJECTED = "sink_rejected"
 
 
+class SinkReason(StrEnum):
+    """Why a sink write failed: the `ecowatch_sink_write_failures_total` label and log field."""
+
+    # The server refuses these points for good (400, 422, or a value no encoding can carry):
+    # the delivery loop narrows the batch down to them and dead-letters them.
+    REJECTED = "rejected"
+    TOO_LARGE = "too_large"  # 413: the loop halves the batch
+    THROTTLED = "throttled"  # 429
+    SERVER_ERROR = "server_error"  # 500 and other 5xx
+    UNAVAILABLE = "unavailable"  # 502, 503, 504
+    # A problem of configuration, not of the points: retried until an operator fixes it.
+    UNAUTHORIZED = "unauthorized"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    NOT_FOUND = "not_found"  # 404, or the configured database does not exist
+    UNEXPECTED_STATUS = "unexpected_status"  # 1xx, 3xx, other 4xx
+    UNEXPECTED_ANSWER = "unexpected_answer"  # a 2xx whose body is not what was asked for
+    # No answer at all (config.http.NoAnswer): nothing is known about the write.
+    CONNECTION_FAILED = "connection_failed"
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    NETWORK = "network"
+    STORAGE = "storage"  # the local file (the SQLite sink): locked, I/O, disk full
+    ALERT_DB = "alert_db"  # the alert engine's database (the engine consumes the log like a sink)
+    # The sink raised something that is no verdict (a bug, an input it cannot handle); the
+    # detail names the exception type, the traceback is logged (rate-limited).
+    INTERNAL_ERROR = "internal_error"
+
+
 class IngestError(Exception):
     """Base of every error raised on the ingestion path."""
 
@@ -58,7 +86,7 @@ class SinkError(IngestError):
 
     def __init__(
         self,
-        reason: str,
+        reason: SinkReason,
         detail: str,
         *,
         retryable: bool,

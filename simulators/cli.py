@@ -31,9 +31,10 @@ from pydantic import SecretStr, ValidationError
 from config import DATA_DIR
 from config.registry import Registry, Station
 from config.types import TLSConfig
+from ingest.mqtt import PublisherConfig, WindowedPublisher
 from simulators.formats import FORMATS
 from simulators.load import run_load, synthetic_registry, write_registry
-from simulators.publish import FilePublisher, MqttOptions, MqttPublisher, Publisher
+from simulators.publish import FilePublisher, Publisher
 from simulators.runner import RunSummary
 from simulators.scenario import SCENARIO_DIR, Scenario, load_scenario, parse_duration
 from simulators.simulator import Simulator
@@ -89,6 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     out.add_argument("--host", default="127.0.0.1")
     out.add_argument("--port", type=int, default=1883)
     out.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    out.add_argument(
+        "--transport", choices=["tcp", "websockets"], default="tcp", help="MQTT over TCP or over WebSockets"
+    )
     out.add_argument("--qos", type=int, choices=[0, 1], default=1)
     out.add_argument("--client-id", default="", help="MQTT client id")
     out.add_argument("--username")
@@ -98,7 +102,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     out.add_argument("--tls-key", type=Path, help="client key (mutual TLS)")
     out.add_argument("--tls-insecure", action="store_true", help="accept any server certificate (lab use)")
     out.add_argument(
-        "--max-inflight", type=int, default=1000, help="unacknowledged messages before publishing waits"
+        "--max-inflight",
+        dest="max_unacked",
+        type=int,
+        default=1000,
+        help="unacknowledged messages before publishing waits",
     )
     out.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: on a terminal)"
@@ -199,11 +207,12 @@ def _publisher(args: argparse.Namespace) -> Iterator[Publisher]:
             key_file=args.tls_key,
             insecure_skip_verify=args.tls_insecure,
         )
-    options = MqttOptions(
-        host=args.host, port=args.port, protocol=args.protocol, qos=args.qos, client_id=args.client_id,
-        username=args.username, password=password, tls=tls, max_inflight=args.max_inflight,
+    config = PublisherConfig(
+        host=args.host, port=args.port, protocol=args.protocol, transport=args.transport, qos=args.qos,
+        client_id=args.client_id, username=args.username, password=password, tls=tls,
+        max_unacked=args.max_unacked,
     )  # fmt: skip
-    with MqttPublisher(options) as mqtt_publisher:
+    with WindowedPublisher(config) as mqtt_publisher:
         yield mqtt_publisher
 
 

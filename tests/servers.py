@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Final, Self
 
+from tests.helpers import wait_for
+
 HOST: Final = "127.0.0.1"
 START_TIMEOUT_SECONDS: Final = 30.0
 STOP_TIMEOUT_SECONDS: Final = 15.0
@@ -125,15 +127,20 @@ class Server:
             raise
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self._probe():
+        def answering() -> bool:
+            if self._probe():
+                return True
             if process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with status {process.returncode}\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{self.name} did not answer within {START_TIMEOUT_SECONDS} s\n{self.log_tail()}"
-                )
-            time.sleep(_POLL_INTERVAL_SECONDS)
+            return False
+
+        wait_for(
+            answering,
+            f"{self.name} to answer",
+            START_TIMEOUT_SECONDS,
+            detail=self.log_tail,
+            interval=_POLL_INTERVAL_SECONDS,
+        )
 
     def after_start(self) -> None:
         """Setup that needs the running server (users, databases)."""
@@ -226,7 +233,7 @@ class MosquittoServer(Server):
                     f"persistence_location {self.data_dir}/",
                     "persistence_file mosquitto.db",
                     "autosave_interval 1",
-                    # The 2.0 defaults (1000 queued, 20 in flight) lose bursts; see DESIGN.md.
+                    # The 2.0 defaults (1000 queued, 20 in flight) lose bursts; see ARCHITECTURE.md, facts.
                     "max_queued_messages 1000000",
                     "max_queued_bytes 0",
                     "max_inflight_messages 0",
@@ -275,7 +282,7 @@ class VictoriaMetricsServer(Server):
             self.executable,
             f"-httpListenAddr={self.host}:{self.port}",
             f"-storageDataPath={self.data_dir}",
-            # Without it every repeated write of a point is kept as another sample (DESIGN.md).
+            # Without it every repeated write of a point is kept as another sample (ARCHITECTURE.md, facts).
             "-dedup.minScrapeInterval=1ms",
             # Tests may write fixed dates; the default retention (1 month) would drop them.
             "-retentionPeriod=100y",

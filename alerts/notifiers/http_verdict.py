@@ -1,4 +1,4 @@
-"""The delivery verdict of an HTTP answer or a network failure, shared by every notifier.
+"""The notifiers' HTTP policy: what an answer or a network failure means to a notifier.
 
     2xx                      accepted
     429, 5xx, 408            retryable; `Retry-After` (delay-seconds or an HTTP date) is honoured
@@ -6,6 +6,11 @@
                              logged at error level, visible in stats and the API)
     network error, timeout   retryable (a timed-out send may have arrived: receivers drop repeats
                              by the idempotency key)
+
+The mechanism (status → verdict through a table, Retry-After, network failures) is the one the
+sinks use (`config.http.HTTPPolicy`); this table differs from theirs where a notifier's situation
+does: a message refused with a 4xx (a wrong token, 413 too) is given up and shown to the
+operator rather than retried, and a message has no batch to halve.
 
 Robots that answer 200 with an error inside (DingTalk, WeCom, Slack-compatible servers) read
 their body after this, as Alertmanager's `notify/wechat` reads `errcode`.
@@ -21,9 +26,6 @@ DeliveryError            a send failed (reason: DeliveryReason, detail, retryabl
 from __future__ import annotations
 
 import json
-import socket
-import ssl
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,10 +34,30 @@ from urllib.parse import quote, quote_plus
 
 import urllib3
 
-from config.http import header, retry_after
+from config.http import (
+    MAX_DETAIL_CHARS,
+    HTTPPolicy,
+    NoAnswer,
+    Verdict,
+    describe_failure,
+    one_line,
+    server_message,
+)
 
-# A detail is a log field and an error message, not a copy of the receiver's answer.
-MAX_DETAIL_CHARS: Final = 300
+__all__ = [
+    "MAX_DETAIL_CHARS",
+    "POLICY",
+    "REDACTED",
+    "DeliveryError",
+    "DeliveryReason",
+    "HTTPAnswer",
+    "errcode_error",
+    "error_from_exception",
+    "error_from_response",
+    "post",
+    "scrub",
+]
+
 REDACTED: Final = "<redacted>"
 
 
@@ -58,16 +80,38 @@ class DeliveryReason(StrEnum):
     NETWORK = "network"
 
 
-_STATUS_REASONS: Final[Mapping[int, DeliveryReason]] = {
-    401: DeliveryReason.UNAUTHORIZED,
-    403: DeliveryReason.FORBIDDEN,
-    404: DeliveryReason.NOT_FOUND,
-    408: DeliveryReason.REQUEST_TIMEOUT,
-    429: DeliveryReason.THROTTLED,
-    502: DeliveryReason.UNAVAILABLE,
-    503: DeliveryReason.UNAVAILABLE,
-    504: DeliveryReason.UNAVAILABLE,
-}
+def _retry(reason: DeliveryReason) -> Verdict[DeliveryReason]:
+    """The receiver is busy or down for now: try again, no sooner than it asks."""
+    return Verdict(reason, retryable=True, honours_retry_after=True)
+
+
+def _final(reason: DeliveryReason) -> Verdict[DeliveryReason]:
+    """No retry can fix it: the delivery is marked failed and shown to the operator."""
+    return Verdict(reason, retryable=False)
+
+
+POLICY: Final[HTTPPolicy[DeliveryReason]] = HTTPPolicy(
+    statuses={
+        401: _final(DeliveryReason.UNAUTHORIZED),
+        403: _final(DeliveryReason.FORBIDDEN),
+        404: _final(DeliveryReason.NOT_FOUND),
+        408: _retry(DeliveryReason.REQUEST_TIMEOUT),
+        429: _retry(DeliveryReason.THROTTLED),
+        502: _retry(DeliveryReason.UNAVAILABLE),
+        503: _retry(DeliveryReason.UNAVAILABLE),
+        504: _retry(DeliveryReason.UNAVAILABLE),
+    },
+    classes={4: _final(DeliveryReason.REJECTED), 5: _retry(DeliveryReason.SERVER_ERROR)},
+    otherwise=_final(DeliveryReason.UNEXPECTED_STATUS),
+    no_answer={
+        NoAnswer.CONNECTION_FAILED: Verdict(DeliveryReason.CONNECTION_FAILED, retryable=True),
+        NoAnswer.TIMEOUT: Verdict(DeliveryReason.TIMEOUT, retryable=True),
+        NoAnswer.TLS: Verdict(DeliveryReason.TLS, retryable=True),
+        NoAnswer.NETWORK: Verdict(DeliveryReason.NETWORK, retryable=True),
+    },
+)
+# Generic servers' `message` or `error`; the robots' `errmsg`.
+_MESSAGE_KEYS: Final = ("message", "error", "errmsg")
 
 
 class DeliveryError(Exception):
@@ -102,32 +146,17 @@ def error_from_response(
     answer: HTTPAnswer, secrets: Iterable[str] = (), *, now: float | None = None
 ) -> DeliveryError | None:
     """The `DeliveryError` an HTTP answer stands for, or None for 2xx; `now` (epoch s) dates Retry-After."""
-    status = answer.status
-    if 200 <= status < 300:
+    verdict = POLICY.judge_answer(answer.status, answer.headers, now=now)
+    if verdict is None:
         return None
-    detail = scrub(f"HTTP {status}: {_message(answer.text())}", secrets)
-    if status in (408, 429) or 500 <= status < 600:
-        reason = _STATUS_REASONS.get(status, DeliveryReason.SERVER_ERROR)
-        wait = retry_after(header(answer.headers, "Retry-After"), time.time() if now is None else now)
-        return DeliveryError(reason, detail, retryable=True, retry_after=wait)
-    if 400 <= status < 500:
-        reason = _STATUS_REASONS.get(status, DeliveryReason.REJECTED)
-        return DeliveryError(reason, detail, retryable=False)
-    return DeliveryError(DeliveryReason.UNEXPECTED_STATUS, detail, retryable=False)
+    detail = scrub(f"HTTP {answer.status}: {server_message(answer.text(), _MESSAGE_KEYS)}", secrets)
+    return DeliveryError(verdict.reason, detail, retryable=verdict.retryable, retry_after=verdict.retry_after)
 
 
 def error_from_exception(exc: BaseException, secrets: Iterable[str] = ()) -> DeliveryError:
     """The retryable `DeliveryError` for a send that got no HTTP answer (refused, reset, timed out, TLS)."""
-    # urllib3 derives NewConnectionError (refused, unreachable) from ConnectTimeoutError: test it first.
-    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
-        reason = DeliveryReason.CONNECTION_FAILED
-    elif isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError | socket.timeout):
-        reason = DeliveryReason.TIMEOUT
-    elif isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
-        reason = DeliveryReason.TLS
-    else:
-        reason = DeliveryReason.NETWORK
-    return DeliveryError(reason, scrub(f"{type(exc).__name__}: {exc}", secrets), retryable=True)
+    verdict = POLICY.judge_failure(exc)
+    return DeliveryError(verdict.reason, scrub(describe_failure(exc), secrets), retryable=verdict.retryable)
 
 
 def errcode_error(
@@ -199,18 +228,4 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
             forms.add(escaped.replace("/", "\\/"))
             for form in sorted(forms, key=len, reverse=True):
                 text = text.replace(form, REDACTED)
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
-
-
-def _message(body: str) -> str:
-    text = body.strip()
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return text or "(empty body)"
-    if isinstance(document, dict):
-        for key in ("message", "error", "errmsg"):
-            if isinstance(document.get(key), str):
-                return str(document[key])
-    return text
+    return one_line(text, MAX_DETAIL_CHARS)

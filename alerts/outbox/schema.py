@@ -1,6 +1,10 @@
 """The outbox's tables in the alert database, their upgrades, and its connections.
 
-notification_events   written by the engine (alerts.events), read from `outbox_watermark`
+The outbox owns the tables below; the file, its pragmas, its schema version and the engine's
+tables belong to `alerts.store` (see its docstring), and every connection here opens with the
+store's `SCHEMA`, so the version is checked in one place whichever side opens the file first.
+
+notification_events   the engine's (created by alerts.store), read from `outbox_watermark`
 deliveries            one row per (event, receiver): pending → delivered | failed | skipped;
                       `message_id` once the event is in a message
 outbox_messages       what one notification to one receiver is: its events (by message_id),
@@ -20,10 +24,9 @@ import sqlite3
 from pathlib import Path
 from typing import Final
 
-from alerts.events import EVENTS_TABLE_DDL
 from alerts.ratelimit import RATE_LIMIT_DDL
-from config.files import create_private_file
-from config.sqlite import immediate_transaction
+from alerts.store import SCHEMA
+from config.sqlite import immediate_transaction, open_database
 
 OUTBOX_DDL: Final = (
     """CREATE TABLE IF NOT EXISTS deliveries (
@@ -87,17 +90,13 @@ BUSY_TIMEOUT_SECONDS: Final = 30.0
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """An autocommit connection (transactions are explicit) usable from the thread that owns it."""
-    create_private_file(path)  # it holds alert history and receivers' delivery state
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    return conn
+    """An autocommit connection (transactions are explicit) to the alert database, created owner-only."""
+    return open_database(path, SCHEMA, busy_timeout=BUSY_TIMEOUT_SECONDS)
 
 
 def create(conn: sqlite3.Connection) -> None:
     """Create the outbox's tables, or bring those of an older release up to date."""
     with immediate_transaction(conn):
-        conn.execute(EVENTS_TABLE_DDL)
         for ddl in (*OUTBOX_DDL, *RATE_LIMIT_DDL):
             conn.execute(ddl)
         for table, column, kind in _ADDED_COLUMNS:

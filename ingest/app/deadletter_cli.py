@@ -146,7 +146,7 @@ def _select(
 
 
 def _replay(settings: Settings, store: DeadLetterStore, letters: list[DeadLetter]) -> int:
-    from simulators.publish import MqttOptions, MqttPublisher
+    from ingest.mqtt import PublisherConfig, WindowedPublisher
 
     replayable = [d for d in letters if d.reason != RejectReason.SINK_REJECTED]
     skipped = len(letters) - len(replayable)
@@ -154,19 +154,10 @@ def _replay(settings: Settings, store: DeadLetterStore, letters: list[DeadLetter
     unique: dict[int | None, tuple[str, bytes, list[int]]] = {}
     for d in replayable:
         unique.setdefault(d.message_id, (d.topic, d.payload, []))[2].append(d.id or 0)
-    mqtt = settings.mqtt
-    options = MqttOptions(
-        host=mqtt.host,
-        port=mqtt.port,
-        protocol=mqtt.protocol,
-        qos=1,
-        client_id=f"{mqtt.client_id}-replay",
-        username=mqtt.username,
-        password=mqtt.password,
-        tls=mqtt.tls,
-    )
+    # The daemon's broker, as it connects (transport, TLS, user), under a client id of its own.
+    config = PublisherConfig.to(settings.mqtt, client_id=_replay_client_id(settings.mqtt.client_id), qos=1)
     try:
-        with MqttPublisher(options) as publisher:
+        with WindowedPublisher(config) as publisher:
             for topic, payload, _ids in unique.values():
                 publisher.publish(topic, payload)
             publisher.flush(timeout=60)
@@ -184,3 +175,9 @@ def _replay(settings: Settings, store: DeadLetterStore, letters: list[DeadLetter
         f"replayed {len(unique)} messages ({len(replayable)} dead letters); skipped {skipped} sink rejections"
     )
     return 0
+
+
+def _replay_client_id(daemon_client_id: str) -> str:
+    """`<daemon's id>-replay`, within the 64 characters a client id may have."""
+    suffix = "-replay"
+    return daemon_client_id[: 64 - len(suffix)] + suffix

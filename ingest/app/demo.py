@@ -21,6 +21,7 @@ from config.registry import Registry
 from ingest.app.daemon import Daemon
 from ingest.app.embedded_broker import EmbeddedBroker
 from ingest.app.settings import DEMO_REGISTRY, load_settings
+from ingest.mqtt import PublisherConfig, WindowedPublisher
 from ingest.sinks.sqlite import SQLiteSink
 from ingest.telemetry import configure_logging
 
@@ -30,7 +31,6 @@ SCENARIO = Path(__file__).resolve().parents[2] / "simulators" / "scenarios" / "d
 
 def run_demo(args: argparse.Namespace) -> int:
     from simulators.load import write_registry
-    from simulators.publish import MqttOptions, MqttPublisher
     from simulators.scenario import load_scenario
     from simulators.simulator import Simulator
 
@@ -69,8 +69,8 @@ def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    publisher = MqttPublisher(
-        MqttOptions(port=args.mqtt_port, protocol="3.1.1", client_id="ecowatch-demo-sim")
+    publisher = WindowedPublisher(
+        PublisherConfig(port=args.mqtt_port, protocol="3.1.1", client_id="ecowatch-demo-sim")
     )
     publisher.connect()
     duration = timedelta(seconds=args.duration) if args.duration else None

@@ -1,4 +1,9 @@
-"""The dead-letter file: its tables, pragmas and owner-only mode, and the move from schema 1.
+"""The dead-letter file: its schema (owned here), and the move from schema 1.
+
+The store opens it with `config.sqlite.open_database(path, SCHEMA, ...)`: owner-only whatever
+the umask (it holds raw packets, HJ 212 passwords included), WAL, synchronous=FULL (a dead
+letter is the only copy of a rejected message once the raw log moves on), the version check;
+`SCHEMA` adds incremental auto-vacuum on a new file and the upgrade from schema 1 below.
 
 Schema 2 keeps a rejected message once (`messages`: payload, topic, raw-log offset, how many
 rejections it had and how many of them were `omitted` rather than stored as rows) and its
@@ -22,15 +27,14 @@ from typing import Final
 
 import structlog
 
-from config.files import create_private_file
-from config.sqlite import immediate_transaction
+from config.sqlite import Schema, immediate_transaction
 
 log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION: Final = 2
 # The daemon and the `ecowatch deadletter` commands open the file at once; a writer waits this
 # long for the other's write to finish (theirs are short) before the write fails.
-BUSY_TIMEOUT_MS: Final = 2000
+BUSY_TIMEOUT_SECONDS: Final = 2.0
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -84,45 +88,13 @@ _COPY_V1: Final = (
 )
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """The store's connection: schema 2 (created or migrated), WAL, owner-only files."""
-    # Owner-only, whatever the umask (the file holds raw packets, HJ 212 passwords included);
-    # SQLite gives the -wal and -shm files the database file's mode.
-    create_private_file(path)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    try:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
-            # Must precede the first table; lets the retention give freed pages back to the disk.
-            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        db.execute("PRAGMA journal_mode = WAL")
-        # FULL: a dead letter is the only copy of a rejected message once the raw log moves on.
-        db.execute("PRAGMA synchronous = FULL")
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{path}: dead-letter schema {version} is newer than this ecowatch's")
-        if version < SCHEMA_VERSION and "deadletters" in tables:
-            _migrate_v1(db, path)
-        elif version < SCHEMA_VERSION:
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def bound_journal(db: sqlite3.Connection, max_bytes: int) -> int:
-    """Keep the -wal file small beside the quota: checkpoint and truncate it at 1/16 of it.
-
-    Between 64 pages and SQLite's default of 1000 (4 MiB); returns that size in bytes.
-    """
-    (page_size,) = db.execute("PRAGMA page_size").fetchone()
-    pages = min(1000, max(64, max_bytes // 16 // int(page_size)))
-    db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
-    db.execute(f"PRAGMA journal_size_limit = {pages * int(page_size)}")
-    return pages * int(page_size)
+def _upgrade(db: sqlite3.Connection, path: Path, _version: int) -> None:
+    """A file below schema 2: schema 1 moves to 2 if its `deadletters` table is there."""
+    (old_table,) = db.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'deadletters'"
+    ).fetchone()
+    if old_table:
+        _migrate_v1(db, path)
 
 
 def _migrate_v1(db: sqlite3.Connection, path: Path) -> None:
@@ -152,3 +124,25 @@ def _migrate_v1(db: sqlite3.Connection, path: Path) -> None:
         bytes_after=path.stat().st_size,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+# Incremental auto-vacuum lets the retention give freed pages back to the disk.
+SCHEMA: Final = Schema(
+    name="dead-letter",
+    version=SCHEMA_VERSION,
+    ddl=_SCHEMA,
+    upgrade=_upgrade,
+    auto_vacuum="INCREMENTAL",
+)
+
+
+def bound_journal(db: sqlite3.Connection, max_bytes: int) -> int:
+    """Keep the -wal file small beside the quota: checkpoint and truncate it at 1/16 of it.
+
+    Between 64 pages and SQLite's default of 1000 (4 MiB); returns that size in bytes.
+    """
+    (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    pages = min(1000, max(64, max_bytes // 16 // int(page_size)))
+    db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+    db.execute(f"PRAGMA journal_size_limit = {pages * int(page_size)}")
+    return pages * int(page_size)

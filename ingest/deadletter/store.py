@@ -13,13 +13,13 @@ from typing import Any, Final
 import orjson
 import structlog
 
-from config.sqlite import immediate_transaction
+from config.sqlite import immediate_transaction, open_database
 from config.times import ns
 from ingest import telemetry
 from ingest.deadletter import retention, write
 from ingest.deadletter.config import DeadLetterConfig
 from ingest.deadletter.letter import DeadLetter
-from ingest.deadletter.schema import bound_journal, open_database
+from ingest.deadletter.schema import BUSY_TIMEOUT_SECONDS, SCHEMA, bound_journal
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,7 @@ class DeadLetterStore:
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._db = open_database(path)
+        self._db = open_database(path, SCHEMA, busy_timeout=BUSY_TIMEOUT_SECONDS)
         self._journal_bytes = bound_journal(self._db, self._config.max_bytes)
         # Rejections counted only here because the file could not be written (see add_many).
         self._lost: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""The retry verdict of an HTTP answer or a network failure, shared by every HTTP sink.
+"""The sinks' HTTP policy: what an answer or a network failure means to an HTTP sink.
 
     2xx                      success (no error)
     429, 5xx                 retryable; `Retry-After` (seconds or an HTTP date) is honoured
@@ -11,6 +11,11 @@
     network error, timeout   retryable (a timed-out write may have been applied: writes are
                              idempotent, so retrying it is harmless)
 
+The mechanism (status → verdict through a table, Retry-After, network failures) is the one the
+notifiers use (`config.http.HTTPPolicy`); this table differs from theirs where a sink's situation
+does: its readings wait in the log, so it retries a wrong token (401/403/404) and any status it
+does not know, and it can halve a batch (413).
+
 InfluxDB 1.6 answers `500 engine: error syncing wal` to small concurrent writes, sometimes for
 points it did store: retryable like any 5xx. The detail carries the server's message (InfluxDB's
 JSON `message` or `error`, else the body), cut short; it never holds request headers, so no token.
@@ -18,85 +23,84 @@ JSON `message` or `error`, else the body), cut short; it never holds request hea
 
 from __future__ import annotations
 
-import json
-import socket
-import ssl
-import time
 from collections.abc import Mapping
 from typing import Final
 
-import urllib3.exceptions
+from config.http import (
+    MAX_DETAIL_CHARS,
+    MAX_RETRY_AFTER_SECONDS,
+    HTTPPolicy,
+    NoAnswer,
+    Verdict,
+    describe_failure,
+    one_line,
+    server_message,
+)
+from ingest.errors import SinkError, SinkReason
 
-from config.http import MAX_RETRY_AFTER_SECONDS, header, retry_after
-from ingest.errors import SinkError
+__all__ = [
+    "MAX_DETAIL_CHARS",
+    "MAX_RETRY_AFTER_SECONDS",
+    "POLICY",
+    "sink_error_from_exception",
+    "sink_error_from_response",
+]
 
-__all__ = ["MAX_RETRY_AFTER_SECONDS", "sink_error_from_exception", "sink_error_from_response"]
 
-_STATUS_REASONS: Final[Mapping[int, str]] = {
-    400: "rejected",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    413: "too_large",
-    422: "rejected",
-    429: "throttled",
-    500: "server_error",
-    502: "unavailable",
-    503: "unavailable",
-    504: "unavailable",
-}
-# A detail is a log field and an error message, not a copy of the server's answer.
-MAX_DETAIL_CHARS: Final = 300
+def _retry(reason: SinkReason) -> Verdict[SinkReason]:
+    """The server is busy or down for now: try again, no sooner than it asks."""
+    return Verdict(reason, retryable=True, honours_retry_after=True)
+
+
+def _misconfigured(reason: SinkReason) -> Verdict[SinkReason]:
+    """A problem of configuration, not of the points: keep them in the log and retry."""
+    return Verdict(reason, retryable=True)
+
+
+POLICY: Final[HTTPPolicy[SinkReason]] = HTTPPolicy(
+    statuses={
+        400: Verdict(SinkReason.REJECTED, retryable=False),
+        401: _misconfigured(SinkReason.UNAUTHORIZED),
+        403: _misconfigured(SinkReason.FORBIDDEN),
+        404: _misconfigured(SinkReason.NOT_FOUND),
+        413: Verdict(SinkReason.TOO_LARGE, retryable=True, split=True),
+        422: Verdict(SinkReason.REJECTED, retryable=False),
+        429: _retry(SinkReason.THROTTLED),
+        502: _retry(SinkReason.UNAVAILABLE),
+        503: _retry(SinkReason.UNAVAILABLE),
+        504: _retry(SinkReason.UNAVAILABLE),
+    },
+    classes={5: _retry(SinkReason.SERVER_ERROR)},
+    otherwise=_misconfigured(SinkReason.UNEXPECTED_STATUS),
+    no_answer={
+        NoAnswer.CONNECTION_FAILED: Verdict(SinkReason.CONNECTION_FAILED, retryable=True),
+        NoAnswer.TIMEOUT: Verdict(SinkReason.TIMEOUT, retryable=True),
+        # A certificate problem needs an operator, but the points are fine: keep them and retry.
+        NoAnswer.TLS: Verdict(SinkReason.TLS, retryable=True),
+        NoAnswer.NETWORK: Verdict(SinkReason.NETWORK, retryable=True),
+    },
+)
+# InfluxDB 2 puts its error in `message`, InfluxDB 1.x and VictoriaMetrics in `error`.
+_MESSAGE_KEYS: Final = ("message", "error")
 
 
 def sink_error_from_response(
     status: int, headers: Mapping[str, str], body: str, *, now: float | None = None
 ) -> SinkError | None:
     """The `SinkError` an HTTP answer stands for, or None for 2xx; `now` (epoch s) dates Retry-After."""
-    if 200 <= status < 300:
+    verdict = POLICY.judge_answer(status, headers, now=now)
+    if verdict is None:
         return None
-    detail = f"HTTP {status}: {_message(body)}"
-    if status == 413:
-        return SinkError("too_large", detail, retryable=True, split=True)
-    if status == 429 or 500 <= status < 600:
-        reason = _STATUS_REASONS.get(status, "server_error")
-        wait = retry_after(header(headers, "Retry-After"), time.time() if now is None else now)
-        return SinkError(reason, detail, retryable=True, retry_after=wait)
-    if status in (400, 422):
-        return SinkError("rejected", detail, retryable=False)
-    return SinkError(_STATUS_REASONS.get(status, "unexpected_status"), detail, retryable=True)
+    return SinkError(
+        verdict.reason,
+        f"HTTP {status}: {one_line(server_message(body, _MESSAGE_KEYS))}",
+        retryable=verdict.retryable,
+        retry_after=verdict.retry_after,
+        split=verdict.split,
+    )
 
 
 def sink_error_from_exception(exc: BaseException) -> SinkError:
     """The retryable `SinkError` for a request that got no HTTP answer (refused, reset, timed out, TLS)."""
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
-    # urllib3 derives NewConnectionError (refused, unreachable) from ConnectTimeoutError: test it first.
-    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
-        reason = "connection_failed"
-    elif isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError | socket.timeout):
-        reason = "timeout"
-    elif isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
-        # A certificate problem needs an operator, but the points are fine: keep them and retry.
-        reason = "tls"
-    else:
-        reason = "network"
-    return SinkError(reason, _cut(f"{type(exc).__name__}: {exc}"), retryable=True)
-
-
-def _message(body: str) -> str:
-    text = body.strip()
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return _cut(text) or "(empty body)"
-    if isinstance(document, dict):
-        for key in ("message", "error"):
-            if isinstance(document.get(key), str):
-                return _cut(document[key])
-    return _cut(text)
-
-
-def _cut(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+    verdict = POLICY.judge_failure(exc)
+    return SinkError(verdict.reason, one_line(describe_failure(exc)), retryable=verdict.retryable)

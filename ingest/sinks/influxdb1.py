@@ -35,7 +35,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 
 from config.http import make_pool
 from config.types import TLSConfig
-from ingest.errors import SinkError
+from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 from ingest.sinks import line_protocol
 from ingest.sinks.base import SinkConfigBase
@@ -100,7 +100,9 @@ class InfluxDB1Sink:
         query = urlencode({"q": "SHOW DATABASES"})
         answer = self._request("GET", f"{self._base_url}/query?{query}", timeout, headers=self._headers)
         if self._config.database not in _database_names(answer):
-            raise SinkError("not_found", f"database {self._config.database!r} does not exist", retryable=True)
+            raise SinkError(
+                SinkReason.NOT_FOUND, f"database {self._config.database!r} does not exist", retryable=True
+            )
 
     def close(self) -> None:
         self._pool.clear()
@@ -137,9 +139,11 @@ def _database_names(answer: bytes) -> set[str]:
     try:
         result = json.loads(answer)["results"][0]
         if "error" in result:
-            raise SinkError("unexpected_answer", f"SHOW DATABASES: {result['error']}", retryable=True)
+            raise SinkError(
+                SinkReason.UNEXPECTED_ANSWER, f"SHOW DATABASES: {result['error']}", retryable=True
+            )
         return {row[0] for item in result.get("series", []) for row in item.get("values", [])}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise SinkError(
-            "unexpected_answer", "SHOW DATABASES answered no database list", retryable=True
+            SinkReason.UNEXPECTED_ANSWER, "SHOW DATABASES answered no database list", retryable=True
         ) from None

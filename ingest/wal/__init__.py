@@ -1,4 +1,4 @@
-"""The write-ahead log between the MQTT source and the log's consumers (DESIGN.md, "Why a local log").
+"""The write-ahead log between the MQTT source and the log's consumers (ARCHITECTURE.md, facts).
 
 The source appends each received message and acknowledges it to the broker only once the append
 is fsynced (`GroupCommitter`: one fsync per few milliseconds, not per message). Consumers (the
@@ -19,6 +19,10 @@ source stops acknowledging, so the broker keeps the messages: nothing is dropped
 
 Records are opaque bytes, so one class serves the raw-message log and the readings log.
 
+The pipeline talks to the log through the log seam (`seam.py`: `Producer`, `Consumer`, `Log`;
+its docstring states the guarantees and how to put another log behind it). `WriteAheadLog` and
+`WalReader` are its local implementation; `GroupCommitter` works over any `Producer`.
+
 Usage:
     wal = WriteAheadLog(Path("/var/lib/ecowatch/wal/raw"), quota_bytes=2 * 2**30)
     committer = GroupCommitter(wal, on_durable=ack_message_ids)
@@ -33,5 +37,16 @@ from ingest.wal.committer import GroupCommitter
 from ingest.wal.log import WriteAheadLog
 from ingest.wal.reader import WalReader
 from ingest.wal.recovery import Corruption, Recovery
+from ingest.wal.seam import Consumer, Log, Producer, Start
 
-__all__ = ["Corruption", "GroupCommitter", "Recovery", "WalReader", "WriteAheadLog"]
+__all__ = [
+    "Consumer",
+    "Corruption",
+    "GroupCommitter",
+    "Log",
+    "Producer",
+    "Recovery",
+    "Start",
+    "WalReader",
+    "WriteAheadLog",
+]

@@ -5,7 +5,9 @@ append, nothing more. A background thread lingers `interval` seconds after the f
 record (or less, once `max_records` are pending), calls `wal.sync()` and hands the tokens of the
 records now durable to `on_durable`, in submit order; the source acknowledges those MQTT
 messages there. An fsync costs milliseconds, so one per message would cap the source at a few
-hundred messages per second; one per 5 ms batch keeps up with the receive path.
+hundred messages per second; one per 5 ms batch keeps up with the receive path. It needs only the
+log seam's `Producer` (`ingest.wal.seam`), so it acks the same way over any log behind the seam;
+`str(wal)` names the log in its log lines (the WAL's directory).
 
 When the log is full the record and its token are held, in order, and so is everything
 submitted after them: nothing is dropped and nothing is acknowledged, so the broker keeps the
@@ -22,7 +24,7 @@ from typing import Generic, TypeVar
 import structlog
 
 from ingest.errors import WalFullError
-from ingest.wal.log import WriteAheadLog
+from ingest.wal.seam import Producer
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +36,7 @@ class GroupCommitter(Generic[T]):
 
     def __init__(
         self,
-        wal: WriteAheadLog,
+        wal: Producer,
         on_durable: Callable[[list[T]], None],
         *,
         interval: float = 0.005,
@@ -74,7 +76,7 @@ class GroupCommitter(Generic[T]):
                 try:
                     self._wal.append(record)
                 except WalFullError:
-                    log.error("wal_full", directory=str(self._wal.directory), usage=self._wal.usage_bytes())
+                    log.error("wal_full", directory=str(self._wal), usage=self._wal.usage_bytes())
                 else:
                     self._tokens.append(token)
                     if self._idle or len(self._tokens) == self._max_records:
@@ -117,7 +119,7 @@ class GroupCommitter(Generic[T]):
             except Exception as exc:
                 # The log is unusable (see WriteAheadLog); unacked messages stay with the broker.
                 self.failed = exc
-                log.exception("wal_group_commit_failed", directory=str(self._wal.directory))
+                log.exception("wal_group_commit_failed", directory=str(self._wal))
                 return
             if stopping:
                 return
@@ -146,4 +148,4 @@ class GroupCommitter(Generic[T]):
                 return
             held.popleft()
             self._tokens.append(token)
-        log.info("wal_space_recovered", directory=str(self._wal.directory))
+        log.info("wal_space_recovered", directory=str(self._wal))

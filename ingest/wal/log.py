@@ -11,6 +11,10 @@ readers verify every record and report damage found later (`corruptions`).
 A failed write or fsync leaves the log unusable until it is reopened: after a failed fsync the
 kernel may have dropped the dirty pages and a retried fsync can report success for data that is
 gone (PostgreSQL's "fsyncgate"), so the only safe recovery is the start-up scan.
+
+`WriteAheadLog` is the local implementation of the log seam (`ingest.wal.seam.Log`, checked by
+mypy at the end of this module). Its readers (`WalReader`) use the public methods under
+"readers" below, which are not part of the seam.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import bisect
 import os
 import threading
+import time
+import weakref
 from operator import attrgetter
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -29,14 +35,19 @@ from ingest.errors import WalFullError
 from ingest.wal.offsets import OffsetStore, fsync_directory, validate_consumer_name
 from ingest.wal.reader import WalReader
 from ingest.wal.recovery import Corruption, Recovery, load_segments, lock_directory, recover_tail
+from ingest.wal.seam import Start
 from ingest.wal.segment import (
     HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
     CorruptRecordError,
     Segment,
+    SegmentSpan,
     frame,
     segment_name,
 )
+
+if TYPE_CHECKING:
+    from ingest.wal.seam import Log
 
 log = structlog.get_logger(__name__)
 
@@ -75,13 +86,14 @@ class WriteAheadLog:
         self._failed: OSError | None = None
         self._full = False
         self._roll_requested = False
-        # Readers with an open segment file, closed with the log.
-        self._readers: set[WalReader] = set()
+        # The readers handed out, whose segment files are closed with the log.
+        self._readers: weakref.WeakSet[WalReader] = weakref.WeakSet()
         self._corruptions: list[Corruption] = []
         make_private_dir(directory)
         self._lock_fd = lock_directory(directory)
         try:
             self._segments = load_segments(directory, fsync=fsync)
+            self._active_first = self._segments[-1].first
             self.recovery: Recovery | None
             self.recovery, tail_records = recover_tail(self._segments[-1], fsync=fsync)
             self._disk_bytes = sum(segment.size for segment in self._segments)
@@ -155,6 +167,9 @@ class WriteAheadLog:
 
     # -- state -----------------------------------------------------------------------------
 
+    def __str__(self) -> str:
+        return str(self.directory)
+
     @property
     def end_offset(self) -> int:
         """The offset the next append gets."""
@@ -201,7 +216,7 @@ class WriteAheadLog:
 
     # -- consumers -------------------------------------------------------------------------
 
-    def reader(self, consumer: str, start: Literal["beginning", "end"] = "beginning") -> WalReader:
+    def reader(self, consumer: str, start: Start = "beginning") -> WalReader:
         """A reader for `consumer`, at its stored offset, else at the oldest record or the end."""
         validate_consumer_name(consumer)
         if start not in ("beginning", "end"):
@@ -218,7 +233,10 @@ class WriteAheadLog:
         if new:
             self._offsets.store(consumer, committed)
             log.info("wal_consumer_added", directory=str(self.directory), consumer=consumer, offset=committed)
-        return WalReader(self, consumer, committed)
+        reader = WalReader(self, consumer, committed)
+        with self._lock:
+            self._readers.add(reader)
+        return reader
 
     def consumers(self) -> dict[str, int]:
         """Committed offsets by consumer name."""
@@ -234,37 +252,59 @@ class WriteAheadLog:
         log.info("wal_consumer_dropped", directory=str(self.directory), consumer=name)
         self._collect()
 
-    # -- internals shared with WalReader ---------------------------------------------------
+    # -- readers (WalReader's interface to the log, `reader.SegmentedLog`) --------------------
 
-    def _commit(self, name: str, offset: int) -> None:
+    def commit(self, consumer: str, offset: int) -> None:
+        """Durably store `consumer`'s committed offset; delete the segments every consumer passed."""
+        if not 0 <= offset <= self._durable:
+            raise ValueError(f"offset {offset} is outside [0, {self._durable}]")
         # Durable first: retention must never act on an offset a crash could take back.
-        self._offsets.store(name, offset)
+        self._offsets.store(consumer, offset)
         with self._lock:
-            self._consumers[name] = offset
+            self._consumers[consumer] = offset
         self._collect()
 
-    def _track(self, reader: WalReader, has_file: bool) -> None:
-        with self._lock:
-            if has_file:
-                self._readers.add(reader)
-            else:
-                self._readers.discard(reader)
+    def wait_durable(self, offset: int, timeout: float | None) -> int | None:
+        """The durable end once it passes `offset`; None after `timeout` seconds (None: never)
+        or once the log is closed."""
+        deadline = None
+        with self._cond:
+            while not self._closed:
+                if self._durable > offset:
+                    return self._durable
+                if timeout is not None:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + timeout
+                    timeout = deadline - now
+                    if timeout <= 0:
+                        return None
+                self._cond.wait(timeout)
+            return None
 
-    def _locate(self, offset: int) -> tuple[int, Path, int | None]:
-        """(first offset, path, next segment's first offset) of the segment holding `offset`,
-        or of the oldest segment when `offset` is below it."""
+    @property
+    def active_segment(self) -> int:
+        """The first offset of the active (last) segment, read without the lock: a segment
+        becomes active before any of its records is durable."""
+        return self._active_first
+
+    def locate(self, offset: int) -> SegmentSpan:
+        """The segment holding `offset`, or the oldest one when `offset` is below it."""
         with self._lock:
             index = max(bisect.bisect_right(self._segments, offset, key=_first) - 1, 0)
             segment = self._segments[index]
-            return segment.first, segment.path, self._next_first_locked(segment.first)
+            return SegmentSpan(segment.first, segment.path, self._next_first_locked(segment.first))
 
-    def _next_first_locked(self, first: int) -> int | None:
-        index = bisect.bisect_right(self._segments, first, key=_first)
-        return self._segments[index].first if index < len(self._segments) else None
+    def next_segment(self, first: int) -> int | None:
+        """The first offset of the segment after the one starting at `first`; None if it is last."""
+        with self._lock:
+            return self._next_first_locked(first)
 
-    def _report_corruption(
+    def report_corruption(
         self, segment: str, offset: int, error: CorruptRecordError, skipped: int | None
     ) -> None:
+        """Record and log a damaged record a reader found; `skipped` None (damage in the active
+        segment) seals that segment at the next sync, so that readers resume past it."""
         corruption = Corruption(segment, offset, error.position, error.reason, skipped)
         with self._lock:
             if any(c.segment == segment and c.offset == offset for c in self._corruptions):
@@ -284,6 +324,10 @@ class WriteAheadLog:
         )
 
     # -- private ---------------------------------------------------------------------------
+
+    def _next_first_locked(self, first: int) -> int | None:
+        index = bisect.bisect_right(self._segments, first, key=_first)
+        return self._segments[index].first if index < len(self._segments) else None
 
     def _raise_unusable(self) -> None:
         if self._failed is not None:
@@ -360,6 +404,7 @@ class WriteAheadLog:
         segment = Segment(first, path, 0)
         with self._lock:
             self._segments.append(segment)
+            self._active_first = first
         return segment
 
     def _collect(self) -> None:
@@ -403,3 +448,8 @@ class WriteAheadLog:
                 consumers[name] = self._end
                 self._offsets.store(name, self._end)
         return consumers
+
+
+if TYPE_CHECKING:
+    # The WAL implements the log seam; WalReader, which `reader` returns, is its Consumer.
+    _implements_the_seam: type[Log] = WriteAheadLog

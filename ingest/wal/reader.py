@@ -4,6 +4,10 @@ A reader keeps its segment file open and its byte position, so reading on costs 
 only locates a segment (a bisect over the in-memory index) when it crosses into the next one or
 seeks elsewhere. It remembers where its last few `read` calls started, so the usual retry after
 a failed sink write (`seek` back to the batch start) jumps straight there.
+
+A reader uses only the log's public interface, the part listed in `SegmentedLog`, so this
+module does not import `ingest.wal.log` (which imports it). `WalReader` is the WAL's
+`ingest.wal.seam.Consumer`.
 """
 
 from __future__ import annotations
@@ -11,21 +15,55 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-from ingest.wal.segment import CorruptRecordError, SegmentCursor
-
-if TYPE_CHECKING:
-    from ingest.wal.log import WriteAheadLog
+from ingest.wal.segment import CorruptRecordError, SegmentCursor, SegmentSpan
 
 # (offset, segment first offset, byte position) of recent batch starts.
 _MARKS: Final = 8
 
 
+class SegmentedLog(Protocol):
+    """What a reader needs from `WriteAheadLog`: its public interface towards its readers."""
+
+    @property
+    def durable_offset(self) -> int: ...
+
+    @property
+    def oldest_offset(self) -> int: ...
+
+    def wait_durable(self, offset: int, timeout: float | None) -> int | None:
+        """The durable end once it passes `offset`; None on timeout or once the log is closed."""
+        ...
+
+    @property
+    def active_segment(self) -> int:
+        """The first offset of the active segment (indexed before any of its records is durable)."""
+        ...
+
+    def locate(self, offset: int) -> SegmentSpan:
+        """The segment holding `offset`, or the oldest one when `offset` is below it."""
+        ...
+
+    def next_segment(self, first: int) -> int | None:
+        """The first offset of the segment after the one starting at `first`; None if it is last."""
+        ...
+
+    def commit(self, consumer: str, offset: int) -> None:
+        """Durably store `consumer`'s committed offset."""
+        ...
+
+    def report_corruption(
+        self, segment: str, offset: int, error: CorruptRecordError, skipped: int | None
+    ) -> None:
+        """Record and log a damaged record; `skipped` None seals the damaged active segment."""
+        ...
+
+
 class WalReader:
     """Reads durable records for one named consumer and commits its progress."""
 
-    def __init__(self, wal: WriteAheadLog, name: str, committed: int) -> None:
+    def __init__(self, wal: SegmentedLog, name: str, committed: int) -> None:
         self.name = name
         self._wal = wal
         self._committed = committed
@@ -74,9 +112,7 @@ class WalReader:
 
     def commit(self, offset: int) -> None:
         """Durably record that every record below `offset` is done; frees passed segments."""
-        if not 0 <= offset <= self._wal.durable_offset:
-            raise ValueError(f"offset {offset} is outside [0, {self._wal.durable_offset}]")
-        self._wal._commit(self.name, offset)
+        self._wal.commit(self.name, offset)
         self._committed = offset
 
     def lag(self) -> int:
@@ -94,25 +130,29 @@ class WalReader:
         """Wait until something is readable; False on timeout or when the log is closed."""
         wal = self._wal
         deadline = None if timeout is None else time.monotonic() + timeout
-        with wal._cond:
-            while not wal._closed:
-                if self._stalled and self._cursor is not None:
-                    after = wal._next_first_locked(self._cursor.first_offset)
-                    if after is not None and after < wal._durable:
-                        # Resume in the segment that sealed the damaged one off.
-                        self._stalled = False
-                        self._position = self._cursor_end = after
-                if not self._stalled and self._position < wal._durable:
-                    self._available = wal._durable
-                    # Snapshot under the same lock as the durable end: a segment is indexed
-                    # before any of its records become durable.
-                    if self._cursor is not None and self._cursor_end is None:
-                        self._cursor_end = wal._next_first_locked(self._cursor.first_offset)
-                    return True
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                wal._cond.wait(remaining)
+        past = self._position
+        while (durable := wal.wait_durable(past, timeout)) is not None:
+            # A segment is indexed (and active) before any of its records becomes durable, so
+            # looking at the segments after reading the durable end sees all that hold records below it.
+            if self._stalled and self._cursor is not None:
+                after = wal.next_segment(self._cursor.first_offset)
+                if after is not None and after < durable:
+                    # Resume in the segment that sealed the damaged one off.
+                    self._stalled = False
+                    self._position = self._cursor_end = after
+            if not self._stalled:
+                self._available = durable
+                cursor = self._cursor
+                if cursor is not None and self._cursor_end is None:
+                    first = cursor.first_offset
+                    # Reading on in the active segment (the usual case) needs no look-up, no lock.
+                    if first != wal.active_segment:
+                        self._cursor_end = wal.next_segment(first)
+                return True
+            # Stalled in a damaged active segment: wait for the sync that seals it off.
+            past = durable
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
         return False
 
     def _read(self, max_records: int) -> list[tuple[int, bytes]]:
@@ -154,20 +194,19 @@ class WalReader:
         return cursor
 
     def _open(self, position: int) -> SegmentCursor:
-        first, path, after = self._wal._locate(position)
+        first, path, after = self._wal.locate(position)
         while True:
             try:
                 cursor = SegmentCursor(path, first)
                 break
             except FileNotFoundError:
                 # Retention deleted it after it was located (it unlinks after unindexing).
-                located = self._wal._locate(position)
-                if located[1] == path:
+                located = self._wal.locate(position)
+                if located.path == path:
                     raise
                 first, path, after = located
         self._cursor = cursor
         self._cursor_end = after
-        self._wal._track(self, has_file=True)
         # Below the oldest retained record (deleted meanwhile): clamp, as seek does.
         self._position = max(position, first)
         return cursor
@@ -176,7 +215,7 @@ class WalReader:
         cursor = self._cursor
         assert cursor is not None
         end = self._cursor_end
-        self._wal._report_corruption(
+        self._wal.report_corruption(
             cursor.path.name, cursor.offset, error, None if end is None else end - cursor.offset
         )
         if end is None:
@@ -190,4 +229,3 @@ class WalReader:
             self._cursor.close()
             self._cursor = None
             self._cursor_end = None
-            self._wal._track(self, has_file=False)

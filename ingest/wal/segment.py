@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, NamedTuple
 
 HEADER: Final = struct.Struct("<II")
 HEADER_BYTES: Final = HEADER.size
@@ -133,6 +133,15 @@ def scan(path: Path, first_offset: int) -> tuple[int, int, CorruptRecordError | 
     finally:
         cursor.close()
     return cursor.offset - first_offset, cursor.position, error
+
+
+class SegmentSpan(NamedTuple):
+    """Where a reader finds an offset: a segment's first offset, its file, the next segment's first."""
+
+    first: int
+    path: Path
+    # None while the segment is the last (active) one.
+    next_first: int | None
 
 
 @dataclass(slots=True)

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from contextlib import closing
 from datetime import timedelta
@@ -18,6 +17,7 @@ from pathlib import Path
 from alerts.service import AlertService
 from config.times import to_ns
 from tests.alerts.engine_support import T0, events, make_service, one_station_registry, rules_config, water
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_NS = 3_600_000_000_000
@@ -63,11 +63,14 @@ def test_sigkill_mid_stream_then_replay(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=ROOT, env=env)
     try:
-        deadline = time.monotonic() + 20
-        while _event_count(tmp_path / "alerts.db") < 40:
+
+        def forty_events() -> bool:
+            if _event_count(tmp_path / "alerts.db") >= 40:
+                return True
             assert child.poll() is None, "the writer died on its own"
-            assert time.monotonic() < deadline, "the writer wrote too few events"
-            time.sleep(0.02)
+            return False
+
+        wait_for(forty_events, "the writer's first 40 events", 20.0)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=10)

@@ -22,6 +22,7 @@ from tests.alerts.notifiers.fake_receiver import (
     insert_events,
     make_event,
 )
+from tests.helpers import wait_for
 
 SECRET = "webhook-secret-of-32-bytes-12345"
 
@@ -72,14 +73,6 @@ class DedupingReceiver:
     @property
     def unique(self) -> set[str]:
         return set(self.processed)
-
-
-def _poll(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def test_long_outage_across_a_restart_delivers_every_key_once(tmp_path: Path, receiver: FakeReceiver) -> None:
@@ -140,19 +133,19 @@ def test_worker_threads_deliver_and_resume_after_restart(tmp_path: Path, receive
     first.start()
     insert_events(db, [make_event(n) for n in range(5)], created=datetime.now(UTC))
     first.wake()
-    _poll(lambda: len(dedup.unique) == 5)
+    wait_for(lambda: len(dedup.unique) == 5, "5 keys processed", 5.0)
     dedup.down = True
     insert_events(db, [make_event(n) for n in range(5, 10)], created=datetime.now(UTC))
     first.wake()
-    _poll(lambda: any(r.answer.status == 503 for r in receiver.requests))
+    wait_for(lambda: any(r.answer.status == 503 for r in receiver.requests), "a 503 answered", 5.0)
     first.stop(2.0)
     assert first.stats()["hook0"]["pending"] == 5
 
     dedup.down = False
     second = NotificationDispatcher(config, db)
     second.start()
-    _poll(lambda: len(dedup.unique) == 10)
-    _poll(lambda: second.stats()["hook0"]["delivered"] == 10)
+    wait_for(lambda: len(dedup.unique) == 10, "10 keys processed", 5.0)
+    wait_for(lambda: second.stats()["hook0"]["delivered"] == 10, "10 delivered", 5.0)
     second.stop(2.0)
     assert max(dedup.processed.values()) == 1
 
@@ -170,7 +163,7 @@ def test_a_hanging_receiver_does_not_delay_another(tmp_path: Path, receiver: Fak
         dispatcher.wake()
 
         receiver.wait_for(3, timeout=5.0)
-        _poll(lambda: dispatcher.stats()["hook1"]["delivered"] == 3)
+        wait_for(lambda: dispatcher.stats()["hook1"]["delivered"] == 3, "3 delivered by hook1", 5.0)
         assert time.monotonic() - started < 5.0  # well inside the hanging receiver's 10 s timeout
         assert len(hanging.requests) == 1  # still stuck on its first message
         assert dispatcher.stats()["hook0"]["pending"] == 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,9 +10,13 @@ from typing import Any
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
+from alerts.api import AlertSnapshot
 from ingest.app.dashboard import DashboardConfig
-from tests.dashboard.support import T0, TOKEN, Stack, reading, serve_stack
+from ingest.app.dashboard.stream import LiveFeed
+from tests.dashboard.support import T0, TOKEN, FakeClock, Stack, dashboard_registry, reading, serve_stack
+from tests.helpers import wait_for
 
 DEADLINE_S = 10.0
 
@@ -117,14 +120,15 @@ def test_streams_are_bounded_and_a_closed_client_frees_its_slot(stack: Stack) ->
         assert refused.status == 503
         assert refused.json() == {"error": "too many open dashboard streams; retry later"}
         first.close()
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            third = EventReader(stack.port)
-            if third.response.status == 200:
-                break
-            third.close()
-            assert time.monotonic() < deadline, "the slot of the closed stream was never freed"
-            time.sleep(0.05)
+
+        def free_slot() -> EventReader | None:
+            reader = EventReader(stack.port)
+            if reader.response.status == 200:
+                return reader
+            reader.close()
+            return None
+
+        third = wait_for(free_slot, "the slot of the closed stream to be freed", DEADLINE_S)
         assert third.next_event()[0] == "update"
         third.close()
     finally:
@@ -162,3 +166,23 @@ def test_without_the_alert_engine_stations_come_from_the_registry(
         ("st-lake", None),
         ("st-evil", None),
     ]
+
+
+def test_an_alert_state_that_cannot_be_read_is_left_out_and_named() -> None:
+    """When the alert state function raises, the snapshot has no alert parts and says why in `problems`."""
+
+    def broken() -> AlertSnapshot:
+        raise RuntimeError("the alert database is gone")
+
+    feed = LiveFeed(dashboard_registry(), broken, FakeClock(), max_age=0.0)
+    with capture_logs() as logs:
+        snapshot = feed.snapshot()
+    assert snapshot == {
+        "alerts_enabled": True,
+        "problems": ["the alert state could not be read"],
+        "stations": None,
+        "alerts": None,
+        "compliance": None,
+        "silences": None,
+    }
+    assert [e["event"] for e in logs] == ["dashboard_snapshot_failed"]

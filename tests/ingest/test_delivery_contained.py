@@ -12,7 +12,7 @@ import pytest
 
 from ingest.deadletter import DeadLetterStore
 from ingest.delivery import SinkRunner
-from ingest.errors import SinkError
+from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig
 from tests.ingest.delivery_support import reading, readings_log
@@ -55,7 +55,7 @@ class ReturningDatabase(ScriptedSink):
     def write(self, readings: Sequence[Reading]) -> None:
         if not self.back.is_set():
             self.calls.append(len(readings))
-            raise SinkError("connection_failed", "refused", retryable=True)
+            raise SinkError(SinkReason.CONNECTION_FAILED, "refused", retryable=True)
         super().write(readings)
 
     def check(self) -> None:
@@ -63,7 +63,7 @@ class ReturningDatabase(ScriptedSink):
         if self.probes == 2:
             self.back.set()  # the database returns while the runner backs off
         if not self.back.is_set():
-            raise SinkError("connection_failed", "refused", retryable=True)
+            raise SinkError(SinkReason.CONNECTION_FAILED, "refused", retryable=True)
 
 
 class _MaxRandom(random.Random):

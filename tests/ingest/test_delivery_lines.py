@@ -18,7 +18,7 @@ import pytest
 
 from ingest.deadletter import DeadLetterStore
 from ingest.delivery import SinkRunner
-from ingest.errors import SinkError
+from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 from ingest.records import encode_readings
 from ingest.sinks import LineProtocolSink
@@ -56,7 +56,7 @@ class LineSink:
             if error is not None:
                 raise error
         if self.refuse is not None and self.refuse.encode() in body:
-            raise SinkError("rejected", "HTTP 400: bad point", retryable=False)
+            raise SinkError(SinkReason.REJECTED, "HTTP 400: bad point", retryable=False)
 
     def check(self) -> None:
         return None
@@ -121,7 +121,7 @@ def test_a_partial_batch_is_written_once_the_log_goes_quiet(wal: WriteAheadLog, 
 
 def test_413_halves_the_records(wal: WriteAheadLog, tmp_path: Path) -> None:
     """A too-large answer writes the batch again as two halves of whole records."""
-    sink = LineSink([SinkError("too_large", "HTTP 413", retryable=True, split=True)])
+    sink = LineSink([SinkError(SinkReason.TOO_LARGE, "HTTP 413", retryable=True, split=True)])
     assert runner(wal, tmp_path, sink).deliver_once() == 100
     assert sink.counts == [100, 50, 50]
     assert b"".join(sink.bodies) == encode([reading(float(v)) for v in range(100)]).encode()
@@ -150,7 +150,7 @@ def test_records_without_lines_are_written_as_readings(tmp_path: Path) -> None:
         try:
             original(readings)
         except ValueError as exc:
-            raise SinkError("rejected", f"cannot encode: {exc}", retryable=False) from None
+            raise SinkError(SinkReason.REJECTED, f"cannot encode: {exc}", retryable=False) from None
 
     sink.write = write  # type: ignore[method-assign]
     assert runner(log, tmp_path, sink).deliver_once() == 2

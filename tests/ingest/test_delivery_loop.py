@@ -16,7 +16,7 @@ import pytest
 
 from ingest.deadletter import DeadLetterStore
 from ingest.delivery import SinkRunner
-from ingest.errors import SinkError
+from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 from ingest.sinks.sqlite import SQLiteSinkConfig
 from ingest.wal import WriteAheadLog
@@ -43,7 +43,7 @@ class ScriptedSink:
             if error is not None:
                 raise error
         if any(r.value in self.refuse for r in readings):
-            raise SinkError("rejected", "HTTP 400: bad point", retryable=False)
+            raise SinkError(SinkReason.REJECTED, "HTTP 400: bad point", retryable=False)
         self.stored.extend(readings)
 
     def check(self) -> None:
@@ -99,7 +99,7 @@ def test_batches_respect_the_size_limit_and_commit_the_offset(wal: WriteAheadLog
 
 def test_retryable_failures_are_retried_until_success(wal: WriteAheadLog, tmp_path: Path) -> None:
     """429/5xx verdicts retry the same batch; nothing is skipped or dead-lettered."""
-    failures: list[SinkError | None] = [SinkError("unavailable", "HTTP 503", retryable=True)] * 3
+    failures: list[SinkError | None] = [SinkError(SinkReason.UNAVAILABLE, "HTTP 503", retryable=True)] * 3
     sink = ScriptedSink(failures)
     loop = runner(wal, tmp_path, sink, batch_size=1000)
     assert loop.deliver_once() == 100
@@ -109,7 +109,7 @@ def test_retryable_failures_are_retried_until_success(wal: WriteAheadLog, tmp_pa
 
 def test_413_splits_the_batch(wal: WriteAheadLog, tmp_path: Path) -> None:
     """A too-large answer halves the batch and writes both halves."""
-    sink = ScriptedSink([SinkError("too_large", "HTTP 413", retryable=True, split=True)])
+    sink = ScriptedSink([SinkError(SinkReason.TOO_LARGE, "HTTP 413", retryable=True, split=True)])
     loop = runner(wal, tmp_path, sink, batch_size=1000)
     assert loop.deliver_once() == 100
     assert sink.calls == [100, 50, 50]
@@ -138,7 +138,7 @@ def test_failing_past_the_budget_marks_the_sink_down_and_recovery_clears_it(
         def write(self, readings: Sequence[Reading]) -> None:
             clock.now += 10
             if clock.now < 100:
-                raise SinkError("connection_failed", "refused", retryable=True)
+                raise SinkError(SinkReason.CONNECTION_FAILED, "refused", retryable=True)
             super().write(readings)
 
     flaky = Advancing()
@@ -175,7 +175,7 @@ def test_failing_past_the_budget_marks_the_sink_down_and_recovery_clears_it(
 
 def test_stopping_mid_outage_leaves_the_offset_for_the_next_start(wal: WriteAheadLog, tmp_path: Path) -> None:
     """A stop during retries commits nothing; a new runner replays the same readings."""
-    sink = ScriptedSink([SinkError("unavailable", "HTTP 503", retryable=True)] * 1000)
+    sink = ScriptedSink([SinkError(SinkReason.UNAVAILABLE, "HTTP 503", retryable=True)] * 1000)
     loop = runner(wal, tmp_path, sink, batch_size=1000)
     loop._stop.set()
     assert loop.deliver_once() == 0

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sources.mqtt import AckToken, BufferedSocket, MQTTConfig, MQTTSource
+from ingest.mqtt.paho_internals import BufferedSocket
+from ingest.sources.mqtt import AckToken, MQTTConfig, MQTTSource
 from ingest.wal import GroupCommitter, WriteAheadLog
 
 

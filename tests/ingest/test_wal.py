@@ -140,6 +140,25 @@ def test_close_wakes_a_blocked_reader(wal: WriteAheadLog) -> None:
     wal.close()  # idempotent
 
 
+def open_segment_files() -> int:
+    """Files this process holds open whose names are segment names."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd).endswith(".seg"))
+
+
+def test_close_releases_every_readers_segment_file(wal: WriteAheadLog) -> None:
+    """Closing the log closes the segment files its readers hold open (and its own)."""
+    fill(wal, 25)
+    before = open_segment_files()
+    readers = [wal.reader("a"), wal.reader("b"), wal.reader("idle")]
+    readers[0].read(5)
+    readers[1].read(15)
+    assert open_segment_files() == before + 2
+    wal.close()
+    assert open_segment_files() == before - 1  # the log's own active segment too
+    assert readers[0].read(5) == []
+
+
 def test_close_syncs_buffered_records(wal: WriteAheadLog) -> None:
     """Records appended but not synced are written by close and survive a reopen."""
     wal.append(b"last words")

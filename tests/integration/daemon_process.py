@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +27,7 @@ from typing import Any, Final, Self
 
 import yaml
 
+from tests.helpers import wait_for
 from tests.servers import HOST, free_port, http_request
 
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -174,24 +174,27 @@ class DaemonProcess:
         what: str,
         detail: Callable[[], str] | None = None,
     ) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Poll `condition` (a refused connection counts as not yet) until it holds; fail, quoting
+        the daemon's log, at the deadline or as soon as the daemon exits."""
+
+        def check() -> bool:
             process = self._require_process()
             try:
                 if condition():
-                    return
+                    return True
             except OSError:
                 pass  # not listening yet, or restarting
             if process.poll() is not None:
                 raise DaemonError(
                     f"the daemon exited ({process.returncode}) before: {what}\n{self.log_tail()}"
                 )
-            if time.monotonic() > deadline:
-                extra = f"\nlast: {detail()}" if detail is not None else ""
-                raise DaemonError(
-                    f"timed out after {timeout} s waiting for: {what}{extra}\n{self.log_tail()}"
-                )
-            time.sleep(POLL_SECONDS)
+            return False
+
+        def explain() -> str:
+            last = f"last: {detail()}\n" if detail is not None else ""
+            return last + self.log_tail()
+
+        wait_for(check, what, timeout, detail=explain, interval=POLL_SECONDS)
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """The JSON log lines written so far (all starts), optionally only those of one event."""

@@ -133,7 +133,7 @@ class BackgroundPublisher:
             raise AssertionError(f"the broker acknowledged {self.sent} of {len(self.messages)}")
 
     def _run(self) -> None:
-        options = MqttOptions(port=self.port, client_id=self.client_id, max_inflight=1000)
+        options = MqttOptions(port=self.port, client_id=self.client_id, max_unacked=1000)
         try:
             publisher = MqttPublisher(options)
             publisher.connect()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from alerts.notify_config import NotifyConfig
 from alerts.outbox import NotificationDispatcher
 from tests.alerts.notifiers.fake_receiver import FakeClock, insert_events, make_event
+from tests.helpers import wait_for
 from tests.servers import AlertmanagerServer
 
 pytestmark = pytest.mark.integration
@@ -34,14 +34,6 @@ def _labels(parameter: str) -> dict[str, str]:
     return {"rule": "exceedance", "station_id": "cq-jl-001", "parameter": parameter}
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("Alertmanager did not reach the expected state in time")
-        time.sleep(0.05)
-
-
 def test_pushed_alerts_appear_with_labels_and_resolve(
     tmp_path: Path, alertmanager: AlertmanagerServer
 ) -> None:
@@ -58,7 +50,7 @@ def test_pushed_alerts_appear_with_labels_and_resolve(
     insert_events(db, events, created=now)
 
     dispatcher.run_once(now)
-    _wait(lambda: len(alertmanager.alerts()) == 2)
+    wait_for(lambda: len(alertmanager.alerts()) == 2, "both alerts in Alertmanager", 10.0)
     alerts = {a["annotations"]["notification_key"]: a for a in alertmanager.alerts()}
     first = alerts["a1:1"]
     assert first["labels"] == {
@@ -83,7 +75,7 @@ def test_pushed_alerts_appear_with_labels_and_resolve(
     )
     clock.advance(1)
     dispatcher.run_once(clock())
-    _wait(lambda: len(alertmanager.alerts()) == 1)
+    wait_for(lambda: len(alertmanager.alerts()) == 1, "one alert in Alertmanager", 10.0)
     (remaining,) = alertmanager.alerts()
     assert remaining["annotations"]["notification_key"] == "a2:1"
     assert [(d["key"], d["state"]) for d in dispatcher.deliveries()] == [
@@ -102,11 +94,11 @@ def test_resend_moves_ends_at_forward(tmp_path: Path, alertmanager: Alertmanager
     insert_events(tmp_path / "alerts.db", [make_event(1, at=now - timedelta(minutes=1))], created=now)
 
     dispatcher.run_once(now)
-    _wait(lambda: len(alertmanager.alerts()) == 1)
+    wait_for(lambda: len(alertmanager.alerts()) == 1, "one alert in Alertmanager", 10.0)
     before = alertmanager.alerts()[0]["endsAt"]
     dispatcher.run_once(clock.advance(61))  # the re-send is due after one interval
 
-    _wait(lambda: alertmanager.alerts()[0]["endsAt"] != before)
+    wait_for(lambda: alertmanager.alerts()[0]["endsAt"] != before, "endsAt to move on", 10.0)
     after = alertmanager.alerts()[0]
     assert datetime.fromisoformat(after["endsAt"].replace("Z", "+00:00")) == now + timedelta(
         minutes=5, seconds=1

@@ -7,12 +7,12 @@ the dead-letter store with its reason; the counters must reconcile.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -21,6 +21,7 @@ from config.registry import Registry
 from ingest.app.daemon import Daemon
 from ingest.app.settings import DEMO_REGISTRY, load_settings
 from simulators.publish import MqttOptions, MqttPublisher
+from tests.helpers import wait_for
 from tests.servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
 
 pytestmark = pytest.mark.integration
@@ -115,20 +116,15 @@ def _bad_stream(
     ]
 
 
-def _wait_until_settled(daemon: Daemon, messages: int, timeout: float = 60.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = daemon.stats()
-        logs = stats["logs"]
-        sinks = stats["sinks"]
-        settled = logs["raw_processed"] >= messages and all(
-            s["pending"] == 0 and s["committed"] == logs["readings_logged"] for s in sinks.values()
-        )
-        if settled:
-            return stats
-        if time.monotonic() > deadline:
-            pytest.fail(f"the daemon did not settle: {stats}")
-        time.sleep(0.1)
+def _settled(daemon: Daemon, messages: int) -> dict[str, Any] | None:
+    """The daemon's stats once it processed `messages` and every sink wrote every reading, else None."""
+    stats = daemon.stats()
+    logs = stats["logs"]
+    sinks = stats["sinks"]
+    settled = logs["raw_processed"] >= messages and all(
+        s["pending"] == 0 and s["committed"] == logs["readings_logged"] for s in sinks.values()
+    )
+    return stats if settled else None
 
 
 def test_every_reading_is_stored_and_every_rejection_dead_lettered(
@@ -187,7 +183,13 @@ def test_every_reading_is_stored_and_every_rejection_dead_lettered(
             assert publisher.flush(30)
         assert publisher.failed == 0
         total_messages = len(good) + len(bad)
-        stats = _wait_until_settled(daemon, total_messages)
+        stats = wait_for(
+            lambda: _settled(daemon, total_messages),
+            "the daemon to settle",
+            60.0,
+            detail=daemon.stats,
+            interval=0.1,
+        )
 
         # Every good reading, in VictoriaMetrics (through influxdb-client and /api/v2/write).
         stored_vm: dict[tuple[str, str, int], float] = {}

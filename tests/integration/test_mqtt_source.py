@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from config.types import TLSConfig
 from ingest.app.daemon import Daemon
 from ingest.app.settings import load_settings
-from simulators.publish import MqttOptions, MqttPublisher
+from ingest.mqtt import PublisherConfig, WindowedPublisher
 from tests.helpers import wait_for
 from tests.servers import MosquittoServer, free_port
 
@@ -34,8 +34,8 @@ def _stored(daemon: Daemon) -> int:
     return int(daemon.stats()["sinks"]["sqlite"]["committed"])
 
 
-def _publish(options: MqttOptions, indexes: range) -> None:
-    with MqttPublisher(options) as publisher:
+def _publish(options: PublisherConfig, indexes: range) -> None:
+    with WindowedPublisher(options) as publisher:
         for index in indexes:
             publisher.publish(TOPIC, _message(index))
         assert publisher.flush(20)
@@ -157,7 +157,9 @@ def test_connects_with_username_password_over_tls(
         )
         assert daemon.source.wait_connected(10)
         _publish(
-            MqttOptions(port=tls_port, tls=tls, username="ecowatch", password="s3cret-pw", client_id="pub"),
+            PublisherConfig(
+                port=tls_port, tls=tls, username="ecowatch", password="s3cret-pw", client_id="pub"
+            ),
             range(20),
         )
         wait_for(lambda: _stored(daemon) == 20, "20 readings stored")
@@ -173,7 +175,7 @@ def test_mqtt311_persistent_session_keeps_what_arrives_while_down(
     first = daemon_factory(**options)
     assert first.source.wait_connected(10)
     first.stop()
-    _publish(MqttOptions(port=mosquitto.port, protocol="3.1.1", client_id="pub"), range(50))
+    _publish(PublisherConfig(port=mosquitto.port, protocol="3.1.1", client_id="pub"), range(50))
     second = daemon_factory(**options)
     wait_for(lambda: _stored(second) == 50, "the 50 queued messages")
 
@@ -186,11 +188,11 @@ def test_reconnects_and_resubscribes_after_a_broker_restart(
     with capture_logs() as logs:
         daemon = daemon_factory(port=mosquitto.port, client_id="ecowatch-restart", reconnect_max_delay="PT1S")
         assert daemon.source.wait_connected(10)
-        _publish(MqttOptions(port=mosquitto.port, client_id="pub"), range(10))
+        _publish(PublisherConfig(port=mosquitto.port, client_id="pub"), range(10))
         wait_for(lambda: _stored(daemon) == 10, "the first 10")
         mosquitto.restart()
         wait_for(lambda: any(e["event"] == "mqtt_disconnected" for e in logs), "the disconnect log")
         wait_for(lambda: sum(e["event"] == "mqtt_connected" for e in logs) >= 2, "the reconnect")
-        _publish(MqttOptions(port=mosquitto.port, client_id="pub"), range(10, 30))
+        _publish(PublisherConfig(port=mosquitto.port, client_id="pub"), range(10, 30))
         wait_for(lambda: _stored(daemon) == 30, "the next 20")
     assert all("reason_code" in e for e in logs if e["event"] in ("mqtt_connected", "mqtt_disconnected"))

@@ -12,7 +12,7 @@ import pytest
 from config.registry import Registry
 from simulators.cli import add_parser, run
 from simulators.publish import read_replay
-from tests.servers import MosquittoServer
+from tests.servers import MosquittoServer, free_port
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -78,3 +78,20 @@ def test_publishing_to_mosquitto_from_the_command_line(
                        "--format", "hj212"))  # fmt: skip
     assert status == 0
     assert "sent 1116, failed 0 of 1116" in capsys.readouterr().err
+
+
+def test_publishing_over_websockets_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--transport websockets` reaches a broker's WebSockets listener and delivers every message."""
+    ws_port = free_port()
+    broker = MosquittoServer(tmp_path, config_extra=f"listener {ws_port} 127.0.0.1\nprotocol websockets\n")
+    broker.start()
+    try:
+        status = run(_args("--backfill", "2026-07-01T00:00:00+00:00", "2026-07-01T01:00:00+00:00",
+                           "--port", str(ws_port), "--transport", "websockets", "--report-interval", "30m",
+                           "--max-inflight", "10"))  # fmt: skip
+    finally:
+        broker.stop()
+    assert status == 0
+    assert "sent 74, failed 0 of 74" in capsys.readouterr().err

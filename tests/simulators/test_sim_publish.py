@@ -118,7 +118,7 @@ def test_every_published_message_reaches_the_broker(
     simulator = Simulator(demo_stations, scenario, seed=2, format=fmt)
     expected = [(m.topic, m.payload) for m in simulator.iter_messages(T0, T0 + timedelta(minutes=30))]
     options = MqttOptions(
-        host=mosquitto.host, port=mosquitto.port, protocol=protocol, qos=qos, max_inflight=50, client_id="sim"
+        host=mosquitto.host, port=mosquitto.port, protocol=protocol, qos=qos, max_unacked=50, client_id="sim"
     )
     with MqttPublisher(options) as publisher:
         summary = simulator.run_backfill(publisher, T0, T0 + timedelta(minutes=30), progress=False)
@@ -150,9 +150,9 @@ class _SilentBroker:
 
 
 def test_publishing_waits_while_the_window_is_full_and_unacked_messages_fail() -> None:
-    """With max_inflight unacknowledged, publish blocks; closing counts the unacknowledged as failed."""
+    """With max_unacked unacknowledged, publish blocks; closing counts the unacknowledged as failed."""
     broker = _SilentBroker()
-    options = MqttOptions(port=broker.port, protocol="3.1.1", qos=1, max_inflight=5, client_id="sim-window")
+    options = MqttOptions(port=broker.port, protocol="3.1.1", qos=1, max_unacked=5, client_id="sim-window")
     publisher = MqttPublisher(options)
     publisher.connect()
     returned: list[int] = []

@@ -7,6 +7,9 @@ Example:
       stream_interval: PT2S
       max_streams: 8
       max_points: 1000
+    sinks:
+      - {type: influxdb, name: tsdb, url: "http://127.0.0.1:8086", org: ecowatch, bucket: water,
+         token: "${INFLUXDB_TOKEN}"}
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ Every `stream_interval` a stream looks at the current snapshot and sends
 
 when it changed since its last one, or a `: ping` comment when not (which is also how a stream
 learns that its client went away: the write fails, or makes no progress for `http.send_timeout`
-because the client stopped reading, and the server closes the iterator). Snapshots
-come from the alert API's own GET handlers called in-process (/api/v1/stations, /api/v1/alerts,
-/api/v1/compliance, /api/v1/silences), so they have exactly the shapes of that API; one snapshot
-is shared by all streams for half an interval. Without the alert engine, stations come from the
-registry, unclassified. A source that fails is left out and named in `problems`.
+because the client stopped reading, and the server closes the iterator). Snapshots come from
+one function the daemon passes in, the alert service's `snapshot()` (`alerts.api.AlertSnapshot`):
+the answers of /api/v1/stations, /api/v1/alerts, /api/v1/compliance and /api/v1/silences without
+parameters, so they have exactly the shapes of that API; one snapshot is shared by all streams
+for half an interval. Without the alert engine, stations come from the registry, unclassified.
+A part that fails is left out and named in `problems`.
 
 Each open stream holds one HTTP thread, so at most `max_streams` are open: more are answered 503.
 `close()` ends every stream at its next tick (daemon shutdown).
@@ -22,25 +23,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Final
 
 import orjson
 import structlog
 
+from alerts.api import AlertSnapshot
 from config.registry import Registry
-from ingest.routes import EventStream, Handler, Request
+from ingest.routes import EventStream, Request
 
 log = structlog.get_logger(__name__)
 
-# (snapshot key, route of the alert API it comes from, key of the list in that route's answer)
-SOURCES: Final = (
-    ("stations", "/api/v1/stations", "stations"),
-    ("alerts", "/api/v1/alerts", "alerts"),
-    ("compliance", "/api/v1/compliance", None),
-    ("silences", "/api/v1/silences", "silences"),
-)
+# The parts of a snapshot that come from the alert engine.
+ALERT_PARTS: Final = ("stations", "alerts", "compliance", "silences")
 # The browser waits this long before reconnecting a dropped stream (the `retry:` field).
 RECONNECT_MS: Final = 3000
 
@@ -51,12 +48,12 @@ class LiveFeed:
     def __init__(
         self,
         registry: Registry,
-        alert_routes: Mapping[tuple[str, str], Handler],
+        alert_state: Callable[[], AlertSnapshot] | None,
         clock: Callable[[], datetime],
         max_age: float,
     ) -> None:
         self._registry = registry
-        self._handlers = {key: alert_routes.get(("GET", path)) for key, path, _ in SOURCES}
+        self._alert_state = alert_state
         self._clock = clock
         self._max_age = max_age
         self._lock = threading.Lock()
@@ -64,7 +61,7 @@ class LiveFeed:
 
     @property
     def alerts_enabled(self) -> bool:
-        return self._handlers["stations"] is not None
+        return self._alert_state is not None
 
     def current(self) -> tuple[bytes, bytes]:
         """(content, message): the snapshot without its time, to compare, and the whole event."""
@@ -77,26 +74,19 @@ class LiveFeed:
             return self._cached[1], self._cached[2]
 
     def snapshot(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"alerts_enabled": self.alerts_enabled, "problems": []}
-        for key, path, field in SOURCES:
-            handler = self._handlers[key]
-            if handler is None:
-                out[key] = self._registry_stations() if key == "stations" else None
-                continue
-            try:
-                status, body = handler(Request("GET", path, {}, None, {}))
-            except Exception:
-                log.exception("dashboard_snapshot_failed", source=path)
-                status, body = 500, None
-            if status != 200 or not isinstance(body, dict):
-                out[key] = None
-                out["problems"].append(f"{path} answered {status}")
-                continue
-            if field is None:
-                out[key] = {k: v for k, v in body.items() if k != "at"}  # changes every call
-            else:
-                out[key] = body.get(field)
-        return out
+        if self._alert_state is None:
+            return {
+                "alerts_enabled": False,
+                "problems": [],
+                **dict.fromkeys(ALERT_PARTS),
+                "stations": self._registry_stations(),
+            }
+        try:
+            state: dict[str, Any] = {**self._alert_state()}
+        except Exception:
+            log.exception("dashboard_snapshot_failed")
+            state = {"problems": ["the alert state could not be read"], **dict.fromkeys(ALERT_PARTS)}
+        return {"alerts_enabled": True, **state}
 
     def _registry_stations(self) -> list[dict[str, Any]]:
         return [

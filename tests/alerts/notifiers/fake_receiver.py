@@ -13,7 +13,6 @@ import json
 import socket
 import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from alerts.events import EVENTS_TABLE_DDL, AlertEvent, StationInfo
+from tests.helpers import wait_for
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 HOST = "127.0.0.1"
@@ -115,11 +115,13 @@ class FakeReceiver:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Recorded]:
         """Poll until `count` requests arrived; fail after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.requests)} requests arrived, expected {count}")
-            time.sleep(0.005)
+        wait_for(
+            lambda: len(self.requests) >= count,
+            f"{count} requests",
+            timeout,
+            detail=lambda: f"{len(self.requests)} arrived",
+            interval=0.005,
+        )
         return list(self.requests)
 
     def accepted_keys(self) -> list[str]:

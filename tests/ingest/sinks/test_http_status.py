@@ -9,6 +9,7 @@ from typing import Any, cast
 import pytest
 import urllib3.exceptions
 
+from ingest.errors import SinkReason
 from ingest.sinks.http_status import (
     MAX_DETAIL_CHARS,
     MAX_RETRY_AFTER_SECONDS,
@@ -164,3 +165,11 @@ def test_urllib3_retry_wrapper_is_unwrapped() -> None:
     )
 
     assert error.detail.startswith("NewConnectionError: ")
+
+
+def test_every_reason_is_a_member_of_the_closed_set() -> None:
+    """Whatever the status or failure, the reason is a `SinkReason` (a bounded metric label)."""
+    answers = [sink_error_from_response(status, {}, "") for status in range(0, 700)]
+    failures = [sink_error_from_exception(exc) for exc in (TimeoutError(), OSError(), ssl.SSLError())]
+
+    assert all(isinstance(e.reason, SinkReason) for e in [*answers, *failures] if e is not None)
