@@ -1,9 +1,11 @@
 """Evaluation windows: what the alert engine remembers of each station's readings.
 
 A `StationWindow` keeps, per parameter, the newest reading (any flag), the newest reading that
-counts for compliance (flag N), and a time-sorted `Series` of recent samples from which rules take
-rolling means (`PT4H`, `P1D`). Values are looked up as of an instant in event time, so evaluating a
-station after a backlog gives the answer it would have given live.
+is judged (flag N, or T: above the analyser's range, "at least this value", so a saturated
+analyser is judged on its lower bound rather than on an older normal value), and a time-sorted
+`Series` of recent samples from which rules take rolling means (`PT4H`, `P1D`) of N values only.
+Values are looked up as of an instant in event time, so evaluating a station after a backlog gives
+the answer it would have given live.
 
 Admission of a reading (the late-reading policy, one place):
 - NEW: newer than the newest reading of its (station, parameter): it updates the latest value and
@@ -170,7 +172,7 @@ class StationWindow:
     def restore_latest(self, parameter: str, sample: Sample, normal: Sample | None = None) -> None:
         """Set the newest reading of a parameter (and, from the store, its newest normal one)."""
         self.latest[parameter] = sample
-        if sample.normal:
+        if sample.normal or sample.flag.is_lower_bound:  # T: "at least this value" is judged too
             self.latest_normal[parameter] = sample
         elif normal is not None:
             self.latest_normal[parameter] = normal

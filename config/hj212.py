@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -49,6 +50,9 @@ class _PollutantEntry(StrictModel):
 class _CommandEntry(StrictModel):
     name: str = Field(min_length=1)
     value_field: str = Field(pattern=r"^[A-Za-z]+$", description="Field of a pollutant holding the reading.")
+    kind: Literal["realtime", "minute", "hourly", "daily"] = Field(
+        description="The kind of value the command carries (ingest.model.DataKind)."
+    )
 
 
 class _CodesFile(StrictModel):
@@ -102,11 +106,12 @@ class PollutantCode:
 
 @dataclass(frozen=True, slots=True)
 class DataCommand:
-    """A command whose CP carries readings, and the pollutant field holding each reading."""
+    """A command whose CP carries readings, the pollutant field holding each, and their kind."""
 
     cn: str
     name: str
     value_field: str
+    kind: str = "realtime"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +142,7 @@ def load_code_table(path: Path = CODES_FILE) -> CodeTable:
             by_code[entry.hj212_2005] = replace(pollutant, unit=unit_2005)
         if not entry.alias:
             by_parameter[entry.parameter] = pollutant
-    commands = {cn: DataCommand(cn, e.name, e.value_field) for cn, e in parsed.data_commands.items()}
+    commands = {cn: DataCommand(cn, e.name, e.value_field, e.kind) for cn, e in parsed.data_commands.items()}
     return CodeTable(by_code, by_parameter, commands)
 
 

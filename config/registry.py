@@ -36,7 +36,7 @@ from config.types import TimeZoneName
 # Station ids travel in MQTT topics and line-protocol tags: keep them to a safe, printable set.
 STATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 # HJ 212-2017: MN is the device's unique id, up to 24 characters.
-MN_PATTERN = r"^[A-Za-z0-9\-]{1,24}$"
+MN_PATTERN = r"^[A-Za-z0-9_\-]{1,24}$"
 
 
 class WaterClass(StrEnum):

@@ -4,20 +4,28 @@ Raw log: one received message, `[u64 received_ns][u16 topic length][topic utf-8]
 on the paho thread before the ack, so it is a single struct pack and two concatenations.
 
 Readings log: the validated readings of one message,
-`[u8 layout=3][u32 reading count][u32 JSON length][JSON][line protocol]`. The JSON holds the
+`[u8 layout=4][u32 reading count][u32 JSON length][JSON][line protocol]`. The JSON holds the
 readings, the distinct tag sets once (`t`, usually one per message), then one row per reading
-naming its tag set by index (`r`):
+naming its tag set by index (`r`), then, only when there are any, the indexes of the rows below
+the detection limit (`d`: their value is the limit, see `Reading.below_dl`):
 
     {"t": [[["basin", "长江"], ["station_id", "st-1"]]],
-     "r": [[0, "st-1", "water_quality", "ph", 7.6, "", 1795600000000000000, "N"], ...]}
+     "r": [[0, "st-1", "water_quality", "ph", 7.6, "", 1795600000000000000, "N"],
+           [0, "st-1", "water_quality", "nh3n", 0.025, "mg/L", 1795600000000000000, "N"]],
+     "d": [1]}
+
+The kind of value (`DataKind`) travels as the readings' `data_kind` tag. Layout 4 added `d`; a
+layout 3 record is the same without it (nothing was below the detection limit then), and an
+ecowatch that knows only layout 3 refuses a layout 4 record rather than read a limit as a value.
 
 The line protocol part is the same readings rendered for the InfluxDB-style sinks
 (`ingest.sinks.line_protocol`), empty when they cannot be rendered. It is written by the
 processor, which runs in a worker process of its own, so that the sinks in the daemon's main
 process (where the MQTT receive path needs the GIL) only slice and join bytes per message; the
 JSON is still the record's meaning, and a sink that is refused a batch narrows it down from the
-decoded readings. Records of the earlier layouts (a JSON object as above, or a bare array of
-per-reading arrays with tags included) still decode; they carry no line protocol.
+decoded readings. Records of the earlier layouts (layout 3, a JSON object as above without a
+header, or a bare array of per-reading arrays with tags included) still decode; the two without
+a header carry no line protocol.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -34,12 +43,18 @@ from ingest.sinks.line_protocol import LineEncoder
 
 _RAW_HEADER = struct.Struct("<QH")
 _READINGS_HEADER = struct.Struct("<BII")
-_READINGS_LAYOUT = 3
+_READINGS_LAYOUT = 4
+# Layouts with the header: 3 is 4 without `d` (decoded alike).
+_HEADED_LAYOUTS = frozenset({3, _READINGS_LAYOUT})
 _FLAGS = {flag.value: flag for flag in DataFlag}
 Tags = tuple[tuple[str, str], ...]
-# Consumers moving together read within a few hundred records of each other; ~5 KB each.
+# Consumers moving together read within a few hundred records of each other; ~5 KB each. The
+# cache is bounded by records and by the readings they hold (a 64 KB message can hold 4 500
+# readings, ~2 MiB decoded: 2 048 of those would be 4 GiB).
 _SHARED_RECORDS = 2048
+_SHARED_READINGS = 100_000
 _shared: dict[bytes, list[Reading]] = {}
+_shared_readings = [0]
 _shared_lock = threading.Lock()
 
 
@@ -59,13 +74,18 @@ _line_encoder = LineEncoder()
 
 def encode_readings(readings: Sequence[Reading]) -> bytes:
     tag_sets: dict[Tags, int] = {}
-    rows = []
+    rows: list[tuple[int, str, str, str, float, str, int, str]] = []
+    below_dl: list[int] = []
     for r in readings:
         index = tag_sets.get(r.tags)
         if index is None:
             index = tag_sets[r.tags] = len(tag_sets)
+        if r.below_dl:
+            below_dl.append(len(rows))
         rows.append((index, r.station_id, r.measurement, r.parameter, r.value, r.unit, r.time_ns, r.flag))
-    document = orjson.dumps({"t": list(tag_sets), "r": rows})
+    document = orjson.dumps(
+        {"t": list(tag_sets), "r": rows, "d": below_dl} if below_dl else {"t": list(tag_sets), "r": rows}
+    )
     try:
         lines = _line_encoder.encode(readings).encode()
     except ValueError:
@@ -88,8 +108,8 @@ def line_protocol(record: bytes) -> bytes | None:
 
 
 def _header(record: bytes) -> tuple[int, int] | None:
-    """(reading count, JSON length) of a record of the current layout; None for older ones."""
-    if not record or record[0] != _READINGS_LAYOUT:
+    """(reading count, JSON length) of a record with the header; None for older layouts."""
+    if not record or record[0] not in _HEADED_LAYOUTS:
         return None
     _, count, length = _READINGS_HEADER.unpack_from(record)
     return count, length
@@ -100,16 +120,21 @@ def decode_readings(record: bytes) -> list[Reading]:
 
     Every consumer of the readings log (each sink, the alert engine) decodes every record, most
     of them within moments of each other; readings are frozen values, so consumers can share
-    them. The cache holds the last `_SHARED_RECORDS` records decoded, oldest out first.
+    them. The cache holds the last `_SHARED_RECORDS` records decoded, oldest out first, and at most
+    `_SHARED_READINGS` readings in all; a record holding more than an eighth of that is not kept.
     """
     shared = _shared.get(record)
     if shared is not None:
         return shared.copy()
     readings = _decode(record)
+    if len(readings) > _SHARED_READINGS // 8:
+        return readings  # too big to keep: whoever needs it again decodes it again
     with _shared_lock:
-        _shared[record] = readings
-        if len(_shared) > _SHARED_RECORDS:
-            del _shared[next(iter(_shared))]
+        if record not in _shared:
+            _shared[record] = readings
+            _shared_readings[0] += len(readings)
+        while len(_shared) > _SHARED_RECORDS or _shared_readings[0] > _SHARED_READINGS:
+            _shared_readings[0] -= len(_shared.pop(next(iter(_shared))))
     return readings.copy()
 
 
@@ -124,7 +149,10 @@ def _decode(record: bytes) -> list[Reading]:
         return _decode_v1(document)
     tag_sets: list[Tags] = [tuple((k, v) for k, v in tags) for tags in document["t"]]
     flags = _FLAGS
-    return [Reading(s, m, p, v, u, t, flags[f], tag_sets[i]) for i, s, m, p, v, u, t, f in document["r"]]
+    readings = [Reading(s, m, p, v, u, t, flags[f], tag_sets[i]) for i, s, m, p, v, u, t, f in document["r"]]
+    for index in document.get("d", ()):
+        readings[index] = replace(readings[index], below_dl=True)
+    return readings
 
 
 def _decode_v1(rows: list[list[Any]]) -> list[Reading]:

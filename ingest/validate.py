@@ -11,6 +11,28 @@ range of every store's timestamps) is always rejected, whatever the window says.
 A message's readings are validated together (`validate_many`), so what they share (station,
 identity, tags, time) is worked out once per message. Pure: `now_ns` is passed in.
 
+Below the detection limit: a raw reading marked `below_dl` (`0.01L`) carries the detection limit
+as its value; it is converted to the canonical unit and range-checked like a value, and the
+reading keeps the mark (`Reading.below_dl`), so no sink stores it as a measurement.
+
+Values a little below zero: analysers report noise around a blank as small negative values
+(NH3-N -0.003 mg/L). For a parameter whose physical range starts at 0, a value in
+[-tolerance, 0) is not a measurement of anything but "below what the analyser can detect": by
+default (`negative_values.action: below_dl`) it becomes a below-detection reading whose value is
+the parameter's configured detection limit (`detection_limits`, canonical unit), or 0 when none
+is configured ("below the detection limit, limit not known"), its flag kept. The tolerance is a
+fraction of the parameter's physical range (default 1e-4: NH3-N 0.05 mg/L, TP 0.01 mg/L, Hg
+0.0001 mg/L, conductivity 10 µS/cm), or an absolute value per parameter (`tolerances`); a value
+further below zero is an instrument fault and stays `out_of_range`, as every value does with
+`action: reject`. Neither HJ 212-2017 nor the 2011 assessment method says what to do with
+negative values (the reference is silent): the rule and its defaults are ours.
+
+Kind of value: a raw reading's `kind` (a `DataKind` value; anything else is `malformed`) other
+than real-time adds the tag `data_kind=<kind>` to the reading, so minute, hourly, daily and lab
+values are series of their own and never overwrite the real-time value of the same time; real-time
+readings get no tag, so their series are what they were before kinds existed. A topic placeholder
+named `data_kind` never becomes a tag: the reading's kind decides.
+
 Example:
     validation:
       unknown_stations: reject
@@ -19,6 +41,11 @@ Example:
       max_past_age: P3650D
       default_timezone: Asia/Shanghai
       workers: 2
+      negative_values:
+        action: below_dl
+        tolerance: 0.0001
+        tolerances: {codmn: 0.3}
+        detection_limits: {nh3n: 0.025, tp: 0.01}
 """
 
 from __future__ import annotations
@@ -32,19 +59,51 @@ from math import isfinite
 from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat
 
 from config.parameters import Parameter
 from config.registry import Registry, Station, is_valid_station_id
 from config.times import INT64_NS_MAX, INT64_NS_MIN, ns, to_ns
 from config.types import StrictModel, TimeZoneName, known_time_zone
 from ingest.errors import RejectReason
-from ingest.model import DataFlag, ItemRejection, RawReading, Reading
+from ingest.model import DATA_KIND_TAG, DataFlag, DataKind, ItemRejection, RawReading, Reading
 
 Tags = tuple[tuple[str, str], ...]
 _FLAGS = {flag.value: flag for flag in DataFlag}
+_KINDS = frozenset(kind.value for kind in DataKind)
+_KINDS_SHOWN = tuple(kind.value for kind in DataKind)
+_REALTIME = DataKind.REALTIME.value
 # Merged tag sets cached per (station, topic tags); a few per station in practice.
 MAX_MERGED_TAGS = 65536
+# Topic placeholders that never become tags: they name the station, or are set by validation.
+_NOT_TOPIC_TAGS = frozenset({"station_id", "mn", "district", DATA_KIND_TAG})
+
+
+class NegativeValuesConfig(StrictModel):
+    """Small negative values of parameters whose physical range starts at 0 (module docstring)."""
+
+    action: Literal["below_dl", "reject"] = Field(
+        "below_dl",
+        description="`below_dl`: a value in [-tolerance, 0) is kept as a result below the detection "
+        "limit (value: the configured detection limit, else 0); `reject`: it is out_of_range like "
+        "any value outside the physical range. The reference says nothing on this; the default is ours.",
+    )
+    tolerance: float = Field(
+        1e-4,
+        ge=0,
+        le=0.01,
+        description="How far below zero a value may be, as a fraction of the parameter's physical "
+        "range (1e-4: NH3-N 0.05 mg/L of its 0-500 mg/L); further below is an instrument fault.",
+    )
+    tolerances: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="Per parameter code, the tolerance in the canonical unit, instead of `tolerance`.",
+    )
+    detection_limits: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="Per parameter code, the detection limit (canonical unit) a small negative value "
+        "is stored as; 0 (limit not known) for codes not listed.",
+    )
 
 
 class ValidationConfig(StrictModel):
@@ -74,6 +133,10 @@ class ValidationConfig(StrictModel):
         le=64,
         description="Worker processes that decode and validate messages, batches in turn; "
         "each can use a core of its own.",
+    )
+    negative_values: NegativeValuesConfig = Field(
+        default_factory=NegativeValuesConfig,
+        description="What becomes of analyser values a little below zero (NH3-N -0.003 mg/L).",
     )
 
 
@@ -130,8 +193,11 @@ def _identity_problem(
     return None
 
 
-def _checked_value(raw: RawReading, parameter: Parameter | None) -> tuple[float, DataFlag] | _Problem:
-    """The value in the parameter's canonical unit and the data flag, or why the reading is refused."""
+def _checked_value(
+    raw: RawReading, parameter: Parameter | None, negatives: Mapping[str, tuple[float, float]]
+) -> tuple[float, DataFlag, bool] | _Problem:
+    """The value in the parameter's canonical unit, the data flag and whether it is below the
+    detection limit; or why the reading is refused. `negatives`: code -> (tolerance, limit)."""
     code = raw.parameter
     if parameter is None:
         return _Problem(RejectReason.UNKNOWN_PARAMETER, f"unknown parameter code {code!r:.40}")
@@ -143,16 +209,22 @@ def _checked_value(raw: RawReading, parameter: Parameter | None) -> tuple[float,
             RejectReason.UNKNOWN_UNIT,
             f"{code}: unit {raw.unit!r:.20} is not accepted (canonical {parameter.unit})",
         )
+    below_dl = raw.below_dl
     if not parameter.in_range(value):
-        return _Problem(
-            RejectReason.OUT_OF_RANGE,
-            f"{code}={value:g} {parameter.unit} outside the physical range "
-            f"[{parameter.min:g}, {parameter.max:g}]",
-        )
+        negative = None if below_dl or not value < 0 else negatives.get(code)
+        if negative is not None and -negative[0] <= value:
+            value, below_dl = negative[1], True  # noise around a blank: below the detection limit
+        else:
+            what = " (the detection limit)" if below_dl else ""
+            return _Problem(
+                RejectReason.OUT_OF_RANGE,
+                f"{code}={value:g} {parameter.unit}{what} outside the physical range "
+                f"[{parameter.min:g}, {parameter.max:g}]",
+            )
     flag = _FLAGS.get(raw.flag)
     if flag is None:
         return _Problem(RejectReason.UNKNOWN_FLAG, f"{code}: data flag {raw.flag!r:.8} is not an HJ 212 flag")
-    return value, flag
+    return value, flag, below_dl
 
 
 class Validator:
@@ -168,6 +240,8 @@ class Validator:
             station.id: station.tags() for station in registry.values()
         }
         self._merged_tags: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] = {}
+        self._kind_tags: dict[tuple[Tags, str], Tags] = {}
+        self._negatives = _negative_rule(config.negative_values, catalogue)
 
     @property
     def registry(self) -> Registry:
@@ -216,7 +290,7 @@ class Validator:
         """
         readings: list[Reading] = []
         rejections: list[ItemRejection] = []
-        catalogue, flags = self._catalogue, _FLAGS
+        catalogue, flags, negatives, realtime = self._catalogue, _FLAGS, self._negatives, _REALTIME
         sender_key: tuple[str | None, str | None, str | None] | None = None
         sender = _NO_SENDER
         ts_seen: datetime | None = None
@@ -231,7 +305,7 @@ class Validator:
                 rejections.append(sender.rejection(code))
                 continue
             parameter = catalogue.get(code)
-            value, flag = raw.value, flags.get(raw.flag)
+            value, flag, below_dl = raw.value, flags.get(raw.flag), raw.below_dl
             # The common case inline (canonical unit, in range, known flag); `_checked_value`
             # decides, and words, everything else.
             if (
@@ -240,14 +314,27 @@ class Validator:
                 or (raw.unit is not None and raw.unit != parameter.unit)
                 or not (isfinite(value) and parameter.min <= value <= parameter.max)
             ):
-                checked = _checked_value(raw, parameter)
+                checked = _checked_value(raw, parameter, negatives)
                 if isinstance(checked, _Problem):
                     rejections.append(
                         ItemRejection(checked.reason, checked.detail, sender.station_id, code[:32])
                     )
                     continue
-                value, flag = checked
+                value, flag, below_dl = checked
                 assert parameter is not None
+            tags = sender.tags
+            if raw.kind != realtime:
+                if raw.kind not in _KINDS:
+                    rejections.append(
+                        ItemRejection(
+                            RejectReason.MALFORMED,
+                            f"{code}: data kind {raw.kind!r:.20} is not one of {', '.join(_KINDS_SHOWN)}",
+                            sender.station_id,
+                            code[:32],
+                        )
+                    )
+                    continue
+                tags = self._with_kind(tags, raw.kind)
             if raw.ts is not ts_seen or raw.assume_tz != zone_seen:
                 ts_seen, zone_seen = raw.ts, raw.assume_tz
                 time_ns = self._time_ns(raw.ts, sender.zone_name or raw.assume_tz, now_ns)
@@ -263,7 +350,8 @@ class Validator:
                     parameter.unit,
                     time_ns,
                     flag,
-                    sender.tags,
+                    tags,
+                    below_dl,
                 )
             )
         return readings, rejections
@@ -311,7 +399,7 @@ class Validator:
         tags = self._merged_tags.get(key)
         if tags is None:
             tags = self._tags_by_station.get(station_id) or (("station_id", station_id),)
-            extra = [(k, v) for k, v in topic_tags.items() if k not in ("station_id", "mn", "district")]
+            extra = [(k, v) for k, v in topic_tags.items() if k not in _NOT_TOPIC_TAGS]
             if extra:
                 # Registry tags are authoritative; topic placeholders only add new keys.
                 tags = tuple(sorted((dict(extra) | dict(tags)).items()))
@@ -319,3 +407,39 @@ class Validator:
                 self._merged_tags.clear()  # topic placeholders are sender-controlled: bound the cache
             self._merged_tags[key] = tags
         return tags
+
+    def _with_kind(self, tags: Tags, kind: str) -> Tags:
+        """`tags` with `data_kind=<kind>`, kept in order; built once per tag set and kind."""
+        key = (tags, kind)
+        with_kind = self._kind_tags.get(key)
+        if with_kind is None:
+            with_kind = tuple(
+                sorted((*(t for t in tags if t[0] != DATA_KIND_TAG), (DATA_KIND_TAG, str(kind))))
+            )
+            if len(self._kind_tags) >= MAX_MERGED_TAGS:
+                self._kind_tags.clear()  # tag sets follow sender-controlled topics: bound the cache
+            self._kind_tags[key] = with_kind
+        return with_kind
+
+
+def _negative_rule(
+    config: NegativeValuesConfig, catalogue: Mapping[str, Parameter]
+) -> dict[str, tuple[float, float]]:
+    """Code -> (tolerance, detection limit) of the parameters whose small negatives are below DL."""
+    unknown = sorted((set(config.tolerances) | set(config.detection_limits)) - set(catalogue))
+    if unknown:
+        raise ValueError(f"validation.negative_values names unknown parameter codes: {', '.join(unknown)}")
+    if config.action == "reject":
+        return {}
+    rule = {}
+    for code, parameter in catalogue.items():
+        if parameter.min != 0:
+            continue  # a range reaching below zero (water level, temperature) holds its negatives
+        limit = config.detection_limits.get(code, 0.0)
+        if limit > parameter.max:
+            raise ValueError(
+                f"validation.negative_values.detection_limits.{code} is above the range of {code}"
+            )
+        tolerance = config.tolerances.get(code, config.tolerance * (parameter.max - parameter.min))
+        rule[code] = (tolerance, limit)
+    return rule

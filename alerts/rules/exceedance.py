@@ -12,6 +12,10 @@ count as recovered (0.1: below 90 % of a maximum, above 110 % of a minimum). Bet
 finding is HOLD and the alert keeps its state. Values are the newest normal-flag readings or,
 with `window`, rolling means, as for compliance_drop.
 
+A reading flagged T (above the analyser's upper range) counts as "at least this value": beyond
+the limit it fires (a spill that saturates the analyser raises the alert), within it it holds,
+never clears (the real value may be higher). Rolling means leave T values out.
+
 Example:
     rules:
       - {name: exceedance, kind: exceedance, recovery_margin: 0.05}
@@ -109,7 +113,11 @@ class ExceedanceRule:
         margin = self.config.recovery_margin
         if (low is not None and value < low) or (high is not None and value > high):
             condition = Condition.FIRING
-        elif (low is None or value >= low * (1 + margin)) and (high is None or value <= high * (1 - margin)):
+        elif (
+            (low is None or value >= low * (1 + margin))
+            and (high is None or value <= high * (1 - margin))
+            and not evidence.flag.is_lower_bound  # T: the real value may be higher still
+        ):
             condition = Condition.CLEAR
         else:
             condition = Condition.HOLD

@@ -1,17 +1,26 @@
 """One query interface for chart data: a station's series of one parameter, from the active sink.
 
-`ReadingsQuery.series(station_id, parameter, since, until, max_points)` answers the points of
-[since, until) oldest first as `(time_ns, value, flag)`. When the period holds more than
-`max_points` readings it answers time buckets instead: buckets of one width, aligned to the
-epoch as InfluxDB aligns `GROUP BY time()` and `aggregateWindow`, each the mean of its values at
-the bucket's start, flagged `N` when every value in it was normal and with one of its other flags
-otherwise (which one, when several, is up to the store). The width is chosen so that at most
-`max_points` buckets cover the period.
+`ReadingsQuery.series(station_id, parameter, since, until, max_points, kind=REALTIME)` answers
+the points of [since, until) of one kind of value (`DataKind`: real-time by default, or the
+minute, hourly, daily or lab series) oldest first as `Point(time_ns, value, flag, below_dl)`:
+`below_dl` says the value is a detection limit, the result being below it (show it as `<0.01`,
+never as a measurement). When the period holds more than `max_points` readings it answers time
+buckets instead: buckets of one width, aligned to the epoch as InfluxDB aligns `GROUP BY time()`
+and `aggregateWindow`, each the mean of its values at the bucket's start, flagged `N` when every
+value in it was normal and with one of its other flags otherwise (which one, when several, is up
+to the store), and `below_dl` when every value in it was below the detection limit (a mean of
+limits); in a bucket of both, the limits count at their value. The width is chosen so that at
+most `max_points` buckets cover the period.
+
+Where each store keeps the mark and the kind: SQLite the columns `below_dl` and `data_kind`;
+InfluxDB the integer field `<parameter>_dl` (1, absent when measured) and the tag `data_kind`
+(absent for real-time values), see `ingest.sinks.line_protocol`.
 
 Three stores, chosen by `make_query` from the configured sinks (InfluxDB 2 first, then InfluxDB
 1.x, then SQLite, unless one is named):
-- SQLite: a read-only connection of its own per query (`mode=ro`), so the dashboard never
-  contends with the sink's writer lock; WAL lets it read the last committed batch.
+- SQLite: a read-only connection of its own per query (`config.sqlite.open_database` with the
+  sink's schema, `read_only=True`), so the dashboard never contends with the sink's writer lock;
+  WAL lets it read the last committed batch. A file of a newer schema is an error, not misread.
 - InfluxDB 2: Flux through influxdb-client's QueryApi with every value bound through `params=`
   (the client sends them as `option` statements of the query's AST, never as query text).
 - InfluxDB 1.x: InfluxQL over `POST /query` with the values bound through the `params` form field
@@ -23,6 +32,7 @@ read on the bucket, a 1.x user with READ on the database).
 Usage:
     query = make_query(settings.effective_sinks())
     points = query.series("cq-jl-jinzi", "nh3n", since, until, max_points=1000)
+    hourly = query.series("cq-jl-jinzi", "nh3n", since, until, 1000, kind=DataKind.HOURLY)
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 from urllib.parse import urlencode
 
 import urllib3
@@ -41,15 +51,28 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from config.http import make_pool
 from config.parameters import Parameter, default_catalogue
+from config.sqlite import open_database
 from config.times import to_ns
 from config.types import TLSConfig
+from ingest.model import DataKind
 from ingest.sinks import SinkConfig
 from ingest.sinks.influxdb import InfluxDBSinkConfig
 from ingest.sinks.influxdb1 import InfluxDB1SinkConfig
+from ingest.sinks.sqlite import SCHEMA as SQLITE_SCHEMA
 from ingest.sinks.sqlite import SQLiteSinkConfig
 
-Point = tuple[int, float, str]
+
+class Point(NamedTuple):
+    """One reading (or bucket) of a series: `value` is the detection limit when `below_dl`."""
+
+    time_ns: int
+    value: float
+    flag: str
+    below_dl: bool = False
+
+
 NORMAL_FLAG: Final = "N"
+_REALTIME: Final = DataKind.REALTIME.value
 _NS: Final = 1_000_000_000
 # Bucket widths are whole seconds: InfluxQL and Flux durations read cleanly, and no chart needs finer.
 _MIN_BUCKET_NS: Final = _NS
@@ -61,9 +84,16 @@ class QueryError(RuntimeError):
 
 class ReadingsQuery(Protocol):
     def series(
-        self, station_id: str, parameter: str, since: datetime, until: datetime, max_points: int
+        self,
+        station_id: str,
+        parameter: str,
+        since: datetime,
+        until: datetime,
+        max_points: int,
+        *,
+        kind: DataKind = DataKind.REALTIME,
     ) -> list[Point]:
-        """Points of [since, until), oldest first; buckets when more than `max_points` (module doc)."""
+        """Points of [since, until) of one kind, oldest first; buckets past `max_points` (module doc)."""
         ...
 
     def close(self) -> None:
@@ -81,15 +111,16 @@ def bucket_ns(since: datetime, until: datetime, max_points: int) -> int:
 
 # --- SQLite -------------------------------------------------------------------------------------
 _SQLITE_RAW: Final = """
-SELECT time_ns, value, flag FROM readings
-WHERE station_id = ? AND parameter = ? AND time_ns >= ? AND time_ns < ?
+SELECT time_ns, value, flag, below_dl FROM readings
+WHERE station_id = ? AND parameter = ? AND data_kind = ? AND time_ns >= ? AND time_ns < ?
 ORDER BY time_ns LIMIT ?
 """
 _SQLITE_BUCKETS: Final = """
 SELECT (time_ns / :width) * :width AS bucket, AVG(value),
-       COALESCE(MAX(CASE WHEN flag <> 'N' THEN flag END), 'N')
+       COALESCE(MAX(CASE WHEN flag <> 'N' THEN flag END), 'N'), MIN(below_dl)
 FROM readings
-WHERE station_id = :station AND parameter = :parameter AND time_ns >= :since AND time_ns < :until
+WHERE station_id = :station AND parameter = :parameter AND data_kind = :kind
+  AND time_ns >= :since AND time_ns < :until
 GROUP BY bucket ORDER BY bucket
 """
 
@@ -99,31 +130,40 @@ class SQLiteQuery:
         self._path = path
 
     def series(
-        self, station_id: str, parameter: str, since: datetime, until: datetime, max_points: int
+        self,
+        station_id: str,
+        parameter: str,
+        since: datetime,
+        until: datetime,
+        max_points: int,
+        *,
+        kind: DataKind = DataKind.REALTIME,
     ) -> list[Point]:
         if not self._path.exists():
             return []  # nothing stored yet: the sink creates the file with its first batch
         try:
-            connection = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+            connection = open_database(self._path, SQLITE_SCHEMA, busy_timeout=5.0, read_only=True)
         except sqlite3.Error as exc:
             raise QueryError(f"sqlite: {exc}") from None
+        kind_value = DataKind(kind).value
         try:
             raw = connection.execute(
-                _SQLITE_RAW, (station_id, parameter, _ns(since), _ns(until), max_points + 1)
+                _SQLITE_RAW, (station_id, parameter, kind_value, _ns(since), _ns(until), max_points + 1)
             ).fetchall()
             if len(raw) <= max_points:
-                return [(int(t), float(v), str(f)) for t, v, f in raw]
+                return [Point(int(t), float(v), str(f), bool(d)) for t, v, f, d in raw]
             rows = connection.execute(
                 _SQLITE_BUCKETS,
                 {
                     "width": bucket_ns(since, until, max_points),
                     "station": station_id,
                     "parameter": parameter,
+                    "kind": kind_value,
                     "since": _ns(since),
                     "until": _ns(until),
                 },
             ).fetchall()
-            return [(int(t), float(v), str(f)) for t, v, f in rows]
+            return [Point(int(t), float(v), str(f), bool(d)) for t, v, f, d in rows]
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
@@ -139,11 +179,13 @@ class SQLiteQuery:
 
 # --- InfluxDB 2 (Flux) --------------------------------------------------------------------------
 # Every value arrives as an `option` of the query's AST (influxdb-client's `params=`).
+# Real-time values carry no data_kind tag (so their series are what they were before kinds).
 FLUX_RAW: Final = """
 from(bucket: bucketName)
   |> range(start: rangeStart, stop: rangeStop)
   |> filter(fn: (r) => r._measurement == measurementName and r.station_id == stationId)
-  |> filter(fn: (r) => r._field == fieldName or r._field == flagFieldName)
+  |> filter(fn: (r) => if dataKind == "realtime" then not exists r.data_kind else r.data_kind == dataKind)
+  |> filter(fn: (r) => r._field == fieldName or r._field == flagFieldName or r._field == dlFieldName)
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> group()
   |> sort(columns: ["_time"])
@@ -153,11 +195,21 @@ FLUX_BUCKETS: Final = """
 data = from(bucket: bucketName)
   |> range(start: rangeStart, stop: rangeStop)
   |> filter(fn: (r) => r._measurement == measurementName and r.station_id == stationId)
-data
+  |> filter(fn: (r) => if dataKind == "realtime" then not exists r.data_kind else r.data_kind == dataKind)
+values = data
   |> filter(fn: (r) => r._field == fieldName)
   |> group()
+values
   |> aggregateWindow(every: windowEvery, fn: mean, createEmpty: false, timeSrc: "_start")
   |> yield(name: "values")
+values
+  |> aggregateWindow(every: windowEvery, fn: count, createEmpty: false, timeSrc: "_start")
+  |> yield(name: "counts")
+data
+  |> filter(fn: (r) => r._field == dlFieldName)
+  |> group()
+  |> aggregateWindow(every: windowEvery, fn: sum, createEmpty: false, timeSrc: "_start")
+  |> yield(name: "dls")
 data
   |> filter(fn: (r) => r._field == flagFieldName and r._value != "N")
   |> group()
@@ -185,9 +237,16 @@ class InfluxDBQuery:
         self._query_api: Any = self._client.query_api()
 
     def series(
-        self, station_id: str, parameter: str, since: datetime, until: datetime, max_points: int
+        self,
+        station_id: str,
+        parameter: str,
+        since: datetime,
+        until: datetime,
+        max_points: int,
+        *,
+        kind: DataKind = DataKind.REALTIME,
     ) -> list[Point]:
-        params = self.params(station_id, parameter, since, until)
+        params = self.params(station_id, parameter, since, until, kind)
         rows = self._run(FLUX_RAW, {**params, "rowLimit": max_points + 1})
         points: list[Point] = []
         for table in rows:
@@ -195,31 +254,40 @@ class InfluxDBQuery:
                 value = record.values.get(parameter)
                 if value is not None:
                     flag = record.values.get(f"{parameter}_flag") or NORMAL_FLAG
-                    points.append((_ns(record.get_time()), float(value), str(flag)))
+                    below_dl = bool(record.values.get(f"{parameter}_dl"))
+                    points.append(Point(_ns(record.get_time()), float(value), str(flag), below_dl))
         if len(points) <= max_points:
             return points
         every = timedelta(microseconds=bucket_ns(since, until, max_points) // 1000)
-        values: dict[int, float] = {}
-        flags: dict[int, str] = {}
+        results: dict[str, dict[int, Any]] = {"values": {}, "counts": {}, "dls": {}, "flags": {}}
         for table in self._run(FLUX_BUCKETS, {**params, "windowEvery": every}):
             for record in table.records:
-                at, result = _ns(record.get_time()), record.values.get("result")
-                if record.get_value() is None:
-                    continue
-                if result == "flags":
-                    flags[at] = str(record.get_value())
-                else:
-                    values[at] = float(record.get_value())
-        return [(at, value, flags.get(at, NORMAL_FLAG)) for at, value in sorted(values.items())]
+                result = results.get(str(record.values.get("result")))
+                if result is not None and record.get_value() is not None:
+                    result[_ns(record.get_time())] = record.get_value()
+        counts, dls, flags = results["counts"], results["dls"], results["flags"]
+        return [
+            Point(at, float(value), str(flags.get(at, NORMAL_FLAG)), _all_below(dls.get(at), counts.get(at)))
+            for at, value in sorted(results["values"].items())
+        ]
 
-    def params(self, station_id: str, parameter: str, since: datetime, until: datetime) -> dict[str, Any]:
+    def params(
+        self,
+        station_id: str,
+        parameter: str,
+        since: datetime,
+        until: datetime,
+        kind: DataKind = DataKind.REALTIME,
+    ) -> dict[str, Any]:
         """The bound values of both queries (public for the tests of the binding)."""
         return {
             "bucketName": self._config.bucket,
             "measurementName": _parameter(self._catalogue, parameter).measurement,
             "stationId": station_id,
+            "dataKind": DataKind(kind).value,
             "fieldName": parameter,
             "flagFieldName": f"{parameter}_flag",
+            "dlFieldName": f"{parameter}_dl",
             "rangeStart": since.astimezone(UTC),
             "rangeStop": until.astimezone(UTC),
         }
@@ -247,23 +315,42 @@ class InfluxDB1Query:
             self._headers.update(urllib3.make_headers(basic_auth=credentials))
 
     def series(
-        self, station_id: str, parameter: str, since: datetime, until: datetime, max_points: int
+        self,
+        station_id: str,
+        parameter: str,
+        since: datetime,
+        until: datetime,
+        max_points: int,
+        *,
+        kind: DataKind = DataKind.REALTIME,
     ) -> list[Point]:
         source = self._source(parameter)
         field, flag = _quote_ident(parameter), _quote_ident(f"{parameter}_flag")
-        where = "station_id = $station_id AND time >= $since AND time < $until"
-        bound: dict[str, str | int] = {"station_id": station_id, "since": _ns(since), "until": _ns(until)}
+        dl = _quote_ident(f"{parameter}_dl")
+        # A missing tag compares equal to '' in InfluxQL: real-time values have no data_kind tag.
+        where = "station_id = $station_id AND data_kind = $data_kind AND time >= $since AND time < $until"
+        kind_value = DataKind(kind).value
+        bound: dict[str, str | int] = {
+            "station_id": station_id,
+            "data_kind": "" if kind_value == _REALTIME else kind_value,
+            "since": _ns(since),
+            "until": _ns(until),
+        }
         raw = self._query(
-            f"SELECT {field}, {flag} FROM {source} WHERE {where} ORDER BY time ASC LIMIT {max_points + 1}",  # noqa: S608 - quoted catalogue names; values bound
+            f"SELECT {field}, {flag}, {dl} FROM {source} WHERE {where}"  # noqa: S608 - quoted catalogue names; values bound
+            f" ORDER BY time ASC LIMIT {max_points + 1}",
             bound,
         )
-        points = [(int(t), float(v), str(f or NORMAL_FLAG)) for t, v, f in raw if v is not None]
+        points = [
+            Point(int(t), float(v), str(f or NORMAL_FLAG), bool(d)) for t, v, f, d in raw if v is not None
+        ]
         if len(points) <= max_points:
             return points
         # A whole number of seconds computed here, never input: safe to write into the statement.
         every = f"{bucket_ns(since, until, max_points) // _NS}s"
         means = self._query(
-            f"SELECT mean({field}) FROM {source} WHERE {where} GROUP BY time({every}) fill(none)",  # noqa: S608 - as above
+            f"SELECT mean({field}), count({field}), sum({dl}) FROM {source} WHERE {where}"  # noqa: S608 - as above
+            f" GROUP BY time({every}) fill(none)",
             bound,
         )
         flagged = self._query(
@@ -272,7 +359,11 @@ class InfluxDB1Query:
             {**bound, "normal": NORMAL_FLAG},
         )
         flags = {int(t): str(f) for t, f in flagged if f is not None}
-        return [(int(t), float(v), flags.get(int(t), NORMAL_FLAG)) for t, v in means if v is not None]
+        return [
+            Point(int(t), float(v), flags.get(int(t), NORMAL_FLAG), _all_below(d, n))
+            for t, v, n, d in means
+            if v is not None
+        ]
 
     def close(self) -> None:
         self._pool.clear()
@@ -309,7 +400,7 @@ class InfluxDB1Query:
             result = answer["results"][0]
             if "error" in result:
                 raise QueryError(f"influxdb1: {_short(result['error'])}")
-            return [row[:3] for series in result.get("series", []) for row in series["values"]]
+            return [row for series in result.get("series", []) for row in series["values"]]
         except (KeyError, IndexError, TypeError):
             raise QueryError("influxdb1: the answer holds no results") from None
 
@@ -332,6 +423,11 @@ def make_query(sinks: Sequence[SinkConfig], name: str | None = None) -> Readings
     if isinstance(config, InfluxDB1SinkConfig):
         return InfluxDB1Query(config)
     return SQLiteQuery(config.path)
+
+
+def _all_below(below_dl: object, count: object) -> bool:
+    """Every value of a bucket was below the detection limit: as many `_dl` marks as values."""
+    return isinstance(below_dl, int | float) and isinstance(count, int | float) and 0 < count <= below_dl
 
 
 def _parameter(catalogue: Mapping[str, Parameter], code: str) -> Parameter:

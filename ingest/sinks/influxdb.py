@@ -40,7 +40,7 @@ from influxdb_client.service.write_service import WriteService
 from pydantic import AnyHttpUrl, Field, SecretStr
 
 from config.types import TLSConfig
-from ingest.errors import SinkError
+from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 from ingest.sinks import line_protocol
 from ingest.sinks.base import SinkConfigBase
@@ -65,28 +65,36 @@ class InfluxDBSinkConfig(SinkConfigBase):
     gzip: bool = Field(False, description="Compress request bodies (worth it over a slow link).")
 
 
+def _client(config: InfluxDBSinkConfig, *, gzip: bool) -> Any:
+    tls = config.tls or TLSConfig()
+    return InfluxDBClient(
+        url=str(config.url).rstrip("/"),
+        token=config.token.get_secret_value() if config.token is not None else "",
+        org=config.org,
+        timeout=_milliseconds(config.timeout),
+        enable_gzip=gzip,
+        verify_ssl=not tls.insecure_skip_verify,
+        ssl_ca_cert=str(tls.ca_file) if tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls.cert_file else None,
+        cert_key_file=str(tls.key_file) if tls.key_file else None,
+        retries=False,
+    )
+
+
 class InfluxDBSink:
     name: ClassVar[str] = "influxdb"
 
     def __init__(self, config: InfluxDBSinkConfig) -> None:
         self._config = config
-        tls = config.tls or TLSConfig()
-        self._client: Any = InfluxDBClient(
-            url=str(config.url).rstrip("/"),
-            token=config.token.get_secret_value() if config.token is not None else "",
-            org=config.org,
-            timeout=_milliseconds(config.timeout),
-            enable_gzip=config.gzip,
-            verify_ssl=not tls.insecure_skip_verify,
-            ssl_ca_cert=str(tls.ca_file) if tls.ca_file else None,
-            cert_file=str(tls.cert_file) if tls.cert_file else None,
-            cert_key_file=str(tls.key_file) if tls.key_file else None,
-            retries=False,
-        )
+        self._client: Any = _client(config, gzip=config.gzip)
         self._write_api: Any = self._client.write_api(write_options=SYNCHRONOUS)
+        # The readiness probe's empty write goes uncompressed: influxdb-client gzips only non-empty
+        # bodies, so with gzip on it would send an empty body marked gzip, which VictoriaMetrics
+        # refuses ("cannot read gzipped ... EOF") and the sink would never be ready.
+        self._probe_client: Any = _client(config, gzip=False)
         # influxdb-client's generated services carry no annotations.
-        self._ping_service: Any = PingService(self._client.api_client)  # type: ignore[no-untyped-call]
-        self._write_service: Any = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
+        self._ping_service: Any = PingService(self._probe_client.api_client)  # type: ignore[no-untyped-call]
+        self._write_service: Any = WriteService(self._probe_client.api_client)  # type: ignore[no-untyped-call]
 
     def write(self, readings: Sequence[Reading]) -> None:
         self.write_lines(line_protocol.request_body(readings))
@@ -117,12 +125,13 @@ class InfluxDBSink:
                 _request_timeout=timeout,
             )
         except SinkError as error:
-            if not (error.reason == "rejected" and _EMPTY_WRITE_MESSAGE in error.detail):
+            if not (error.reason is SinkReason.REJECTED and _EMPTY_WRITE_MESSAGE in error.detail):
                 raise
 
     def close(self) -> None:
         self._write_api.close()
         self._client.close()
+        self._probe_client.close()
 
     @staticmethod
     def _call(method: Any, **kwargs: Any) -> None:
@@ -138,11 +147,11 @@ def _error_from_api_exception(exc: ApiException) -> SinkError:
     status = exc.status or 0
     if status == 0:
         # influxdb-client turns urllib3's SSLError into an ApiException without a status.
-        return SinkError("tls", str(exc.reason), retryable=True)
+        return SinkError(SinkReason.TLS, str(exc.reason), retryable=True)
     headers: Mapping[str, str] = exc.headers or {}
     body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")
     return sink_error_from_response(status, headers, body) or SinkError(
-        "unexpected_status", f"HTTP {status} raised as an error", retryable=False
+        SinkReason.UNEXPECTED_STATUS, f"HTTP {status} raised as an error", retryable=False
     )
 
 

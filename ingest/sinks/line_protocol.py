@@ -6,7 +6,22 @@ Readings that share measurement, tags and time become one line with the fields `
 (float) and `<parameter>_flag` (string, the HJ 212 data flag); when a batch holds one parameter
 twice for the same point, the later reading wins, as the database would. Tags are written in the
 order of `Reading.tags`, which the model keeps sorted; a tag with an empty value is left out
-(line protocol has no empty tag values, and the databases treat a missing tag as empty).
+(line protocol has no empty tag values, and the databases treat a missing tag as empty). The kind
+of value is the tag `data_kind` (minute, hourly, daily, lab; none for real-time values), so each
+kind is a series of its own.
+
+A reading below the detection limit adds a third field, `<parameter>_dl=1i`, its value being
+the limit:
+
+    water_quality,data_kind=lab,station_id=st-1 nh3n=0.025,nh3n_flag="N",nh3n_dl=1i 1795600000000000000
+
+An integer, not a boolean or a string, so that it survives everywhere as a number: VictoriaMetrics
+stores it as the metric `water_quality_nh3n_dl` = 1 (a string field would be 0 there, see
+DESIGN.md), InfluxDB 1.x and 2 as an integer field that `sum()` and `max()` can aggregate (a
+boolean field they cannot). Readings at or above the limit write no `_dl` field (absent means
+measured), which costs nothing for the readings that are measured; a point first written below
+the limit and later overwritten, same series and time, with a measured value keeps its `_dl`
+field in InfluxDB, which merges fields (a logger that corrects a result resends it as it was).
 
 Escaping follows the line protocol reference and the official influxdb-client: a backslash
 before `,`, `=` and space in tag keys, tag values and field keys, before `,` and space in the
@@ -31,7 +46,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from ingest.errors import SinkError
+from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 
 # C0 and C1 control characters, DEL included: none of them may reach a line.
@@ -52,13 +67,13 @@ def encode(readings: Iterable[Reading]) -> str:
 def request_body(readings: Iterable[Reading]) -> bytes:
     """The readings as a write request's body.
 
-    A reading with no line protocol form raises SinkError("rejected", not retryable), which the
+    A reading with no line protocol form raises SinkError(REJECTED, not retryable), which the
     delivery loop narrows down to the readings at fault and dead-letters.
     """
     try:
         return encode(readings).encode()
     except ValueError as exc:
-        raise SinkError("rejected", f"cannot encode: {exc}", retryable=False) from None
+        raise SinkError(SinkReason.REJECTED, f"cannot encode: {exc}", retryable=False) from None
 
 
 class LineEncoder:
@@ -72,7 +87,7 @@ class LineEncoder:
     def __init__(self, max_cached: int = 100_000) -> None:
         self._max_cached = max_cached
         self._series_keys: dict[tuple[str, _Tags], str] = {}
-        self._templates: dict[tuple[str, str], tuple[str, str]] = {}
+        self._templates: dict[tuple[str, str, bool], tuple[str, str]] = {}
 
     def encode(self, readings: Iterable[Reading]) -> str:
         """The line protocol text of the readings, one line per point, each ending in a newline."""
@@ -114,11 +129,10 @@ class LineEncoder:
         templates = self._templates
         field_set: list[str] = []
         for reading, text in zip(readings, _float_texts(values), strict=True):
-            around = templates.get((reading.parameter, reading.flag))
+            key = (reading.parameter, reading.flag, reading.below_dl)
+            around = templates.get(key)
             if around is None:
-                around = templates[(reading.parameter, reading.flag)] = _fragments(
-                    reading.parameter, reading.flag
-                )
+                around = templates[key] = _fragments(*key)
             field_set.append(around[0] + text + around[1])
         return f"{series} {','.join(field_set)} {time_ns}\n"
 
@@ -132,10 +146,11 @@ def _float_texts(values: list[float]) -> list[str]:
     return orjson.dumps(values)[1:-1].decode().split(",")
 
 
-def _fragments(parameter: str, flag: str) -> tuple[str, str]:
-    """What goes before and after a value: `ph=` and `,ph_flag="N"`."""
+def _fragments(parameter: str, flag: str, below_dl: bool) -> tuple[str, str]:
+    """What goes before and after a value: `ph=` and `,ph_flag="N"` (then `,ph_dl=1i` below the
+    detection limit)."""
     key = _key(parameter)
-    return f"{key}=", f',{key}_flag="{_string(flag)}"'
+    return f"{key}=", f',{key}_flag="{_string(flag)}"' + (f",{key}_dl=1i" if below_dl else "")
 
 
 def _series_key(measurement: str, tags: _Tags) -> str:

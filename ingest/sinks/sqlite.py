@@ -1,11 +1,21 @@
 """SQLite: the default sink on a fresh machine, and the store the dashboard reads.
 
-One file in WAL journal mode. A reading is keyed by (station_id, parameter, time_ns) and written
-with `INSERT ... ON CONFLICT DO UPDATE`, so a replay of the write-ahead log overwrites instead of
-duplicating. Each batch is one transaction with `synchronous=FULL`: once `write` returns, the
-delivery loop moves its offset past the batch, so the batch must survive a power cut too. A
-`latest` table keeps the newest reading of each station and parameter, updated in the same
-transaction, so the dashboard's overview does not scan the history.
+One file, opened through `config.sqlite.open_database` with `SCHEMA` (owned here; the dashboard's
+read-only query opens it with the same): owner-only, WAL journal mode, the version check. A
+reading is keyed by (station_id, parameter, data_kind, time_ns) and written with `INSERT ... ON
+CONFLICT DO UPDATE`, so a replay of the write-ahead log overwrites instead of duplicating. Each
+batch is one transaction with `synchronous=FULL`: once `write` returns, the delivery loop moves
+its offset past the batch, so the batch must survive a power cut too. A `latest` table keeps the
+newest reading of each station and parameter (of whatever kind), updated in the same transaction,
+so the dashboard's overview does not scan the history.
+
+Columns beside the value: `flag` (the HJ 212 data flag), `below_dl` (1 when the value is a
+detection limit, the result being below it: `0.01L`; else 0), `data_kind` (`realtime`, `minute`,
+`hourly`, `daily` or `lab`: the reading's `data_kind` tag, `realtime` without one; part of the
+key, so an hourly mean and the real-time value of the same time are two rows) and `tags` (JSON,
+the `data_kind` tag included). Schema 2 added `below_dl` and `data_kind`; a schema 1 file is
+upgraded when the sink opens it (its rows are real-time and measured: nothing else existed then),
+which rewrites the readings table once.
 
 Writes come from the delivery thread, reads from the HTTP server's threads: one writer and one
 reader connection, each behind its own lock; WAL lets the reader see the last committed batch
@@ -20,31 +30,40 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
 import orjson
+import structlog
 from pydantic import Field
 
-from config.files import create_private_file
-from config.sqlite import immediate_transaction
-from ingest.errors import SinkError
-from ingest.model import DataFlag, Reading
+from config.sqlite import Schema, immediate_transaction, open_database
+from ingest.errors import SinkError, SinkReason
+from ingest.model import DATA_KIND_TAG, DataFlag, DataKind, Reading
 from ingest.sinks.base import SinkConfigBase
 
-_SCHEMA: Final = """
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION: Final = 2
+_READINGS_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS readings (
     station_id  TEXT    NOT NULL,
     parameter   TEXT    NOT NULL,
+    data_kind   TEXT    NOT NULL DEFAULT 'realtime',  -- DataKind value
     time_ns     INTEGER NOT NULL,
     measurement TEXT    NOT NULL,
-    value       REAL    NOT NULL,
+    value       REAL    NOT NULL,  -- the detection limit when below_dl
     unit        TEXT    NOT NULL,
     flag        TEXT    NOT NULL,
+    below_dl    INTEGER NOT NULL DEFAULT 0,
     tags        TEXT    NOT NULL,  -- JSON object, keys sorted
-    PRIMARY KEY (station_id, parameter, time_ns)
-) WITHOUT ROWID;
+    PRIMARY KEY (station_id, parameter, data_kind, time_ns)
+) WITHOUT ROWID
+"""
+_SCHEMA: Final = f"""
+{_READINGS_TABLE};
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (time_ns);
 CREATE TABLE IF NOT EXISTS latest (
     station_id  TEXT    NOT NULL,
@@ -55,29 +74,66 @@ CREATE TABLE IF NOT EXISTS latest (
     unit        TEXT    NOT NULL,
     flag        TEXT    NOT NULL,
     tags        TEXT    NOT NULL,
+    data_kind   TEXT    NOT NULL DEFAULT 'realtime',
+    below_dl    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (station_id, parameter)
 ) WITHOUT ROWID;
 """
-_COLUMNS: Final = "station_id, parameter, time_ns, measurement, value, unit, flag, tags"
+_COLUMNS: Final = "station_id, parameter, time_ns, measurement, value, unit, flag, tags, data_kind, below_dl"
 _UPSERT: Final = """
-INSERT INTO readings (station_id, parameter, time_ns, measurement, value, unit, flag, tags)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (station_id, parameter, time_ns) DO UPDATE SET
+INSERT INTO readings
+    (station_id, parameter, time_ns, measurement, value, unit, flag, tags, data_kind, below_dl)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (station_id, parameter, data_kind, time_ns) DO UPDATE SET
     measurement = excluded.measurement, value = excluded.value, unit = excluded.unit,
-    flag = excluded.flag, tags = excluded.tags
+    flag = excluded.flag, tags = excluded.tags, below_dl = excluded.below_dl
 """
 _UPSERT_LATEST: Final = """
-INSERT INTO latest (station_id, parameter, time_ns, measurement, value, unit, flag, tags)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO latest
+    (station_id, parameter, time_ns, measurement, value, unit, flag, tags, data_kind, below_dl)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (station_id, parameter) DO UPDATE SET
     time_ns = excluded.time_ns, measurement = excluded.measurement, value = excluded.value,
-    unit = excluded.unit, flag = excluded.flag, tags = excluded.tags
+    unit = excluded.unit, flag = excluded.flag, tags = excluded.tags,
+    data_kind = excluded.data_kind, below_dl = excluded.below_dl
 WHERE excluded.time_ns >= latest.time_ns
 """
-_SELECT_LATEST: Final = (
-    "SELECT station_id, parameter, time_ns, measurement, value, unit, flag, tags"
-    " FROM latest ORDER BY station_id, parameter"
+_SELECT_LATEST: Final = f"SELECT {_COLUMNS} FROM latest ORDER BY station_id, parameter"  # noqa: S608 - constants
+# Schema 1 -> 2: the key gains data_kind, which a WITHOUT ROWID table can only get by a rewrite.
+_UPGRADE_V1: Final = (
+    "ALTER TABLE readings RENAME TO readings_v1",
+    _READINGS_TABLE,
+    "INSERT INTO readings (station_id, parameter, time_ns, measurement, value, unit, flag, tags)"
+    " SELECT station_id, parameter, time_ns, measurement, value, unit, flag, tags FROM readings_v1",
+    "DROP TABLE readings_v1",
+    "ALTER TABLE latest ADD COLUMN data_kind TEXT NOT NULL DEFAULT 'realtime'",
+    "ALTER TABLE latest ADD COLUMN below_dl INTEGER NOT NULL DEFAULT 0",
 )
+
+
+def _upgrade(connection: sqlite3.Connection, path: Path, version: int) -> None:
+    """Schema 1 (no data kinds, nothing below the detection limit) to 2, in one transaction."""
+    (tables,) = connection.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('readings', 'latest')"
+    ).fetchone()
+    if version >= 2 or tables < 2:
+        return  # a file with other tables only: the DDL creates ours
+    started = time.monotonic()
+    with immediate_transaction(connection):
+        for statement in _UPGRADE_V1:
+            connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+    (rows,) = connection.execute("SELECT COUNT(*) FROM readings").fetchone()
+    log.info(
+        "readings_store_upgraded",
+        path=str(path),
+        schema=SCHEMA_VERSION,
+        rows=rows,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+SCHEMA: Final = Schema(name="readings", version=SCHEMA_VERSION, ddl=_SCHEMA, upgrade=_upgrade)
 # Errors that the rows themselves cause (a constraint, a value SQLite cannot bind, such as an
 # integer past 64 bits); everything else of sqlite3's (locked, I/O, disk full) is the store's.
 _REFUSED_INPUT = (
@@ -91,7 +147,8 @@ _REFUSED_INPUT = (
 # Wait this long for the other connection's lock before failing (a checkpoint, a long read).
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 
-_Row = tuple[str, str, int, str, float, str, str, str]
+_Row = tuple[str, str, int, str, float, str, str, str, str, int]
+_REALTIME: Final = DataKind.REALTIME.value
 
 
 class SQLiteSinkConfig(SinkConfigBase):
@@ -112,14 +169,30 @@ class SQLiteSink:
     def write(self, readings: Sequence[Reading]) -> None:
         if not readings:
             return
-        tag_texts: dict[tuple[tuple[str, str], ...], str] = {}
+        tag_texts: dict[tuple[tuple[str, str], ...], tuple[str, str]] = {}
         rows: list[_Row] = []
         latest: dict[tuple[str, str], _Row] = {}
         for r in readings:
-            tags = tag_texts.get(r.tags)
-            if tags is None:
-                tags = tag_texts[r.tags] = orjson.dumps(dict(r.tags)).decode()
-            row = (r.station_id, r.parameter, r.time_ns, r.measurement, r.value, r.unit, str(r.flag), tags)
+            texts = tag_texts.get(r.tags)
+            if texts is None:
+                tag_map = dict(r.tags)
+                texts = tag_texts[r.tags] = (
+                    orjson.dumps(tag_map).decode(),
+                    tag_map.get(DATA_KIND_TAG, _REALTIME),
+                )
+            tags, kind = texts
+            row = (
+                r.station_id,
+                r.parameter,
+                r.time_ns,
+                r.measurement,
+                r.value,
+                r.unit,
+                str(r.flag),
+                tags,
+                kind,
+                1 if r.below_dl else 0,
+            )
             rows.append(row)
             newest = latest.get((r.station_id, r.parameter))
             if newest is None or r.time_ns >= newest[2]:
@@ -133,9 +206,11 @@ class SQLiteSink:
             except _REFUSED_INPUT as exc:
                 # The readings, not the database: the same rows would fail again (the loop
                 # narrows the batch down to them and dead-letters them).
-                raise SinkError("rejected", f"{type(exc).__name__}: {exc}", retryable=False) from None
+                raise SinkError(
+                    SinkReason.REJECTED, f"{type(exc).__name__}: {exc}", retryable=False
+                ) from None
             except (sqlite3.Error, OSError) as exc:
-                raise SinkError("storage", f"{self._path}: {exc}", retryable=True) from None
+                raise SinkError(SinkReason.STORAGE, f"{self._path}: {exc}", retryable=True) from None
 
     def check(self) -> None:
         with self._write_lock:
@@ -143,7 +218,7 @@ class SQLiteSink:
                 connection = self._writer = self._writer or self._connect()
                 connection.execute("SELECT 1 FROM readings LIMIT 1").fetchall()
             except (sqlite3.Error, OSError) as exc:
-                raise SinkError("storage", f"{self._path}: {exc}", retryable=True) from None
+                raise SinkError(SinkReason.STORAGE, f"{self._path}: {exc}", retryable=True) from None
 
     def close(self) -> None:
         with self._write_lock:
@@ -162,8 +237,11 @@ class SQLiteSink:
         since_ns: int | None = None,
         until_ns: int | None = None,
         limit: int = 1000,
+        *,
+        data_kind: DataKind | None = None,
     ) -> list[Reading]:
-        """The newest `limit` matching readings, oldest first; `since_ns` inclusive, `until_ns` exclusive."""
+        """The newest `limit` matching readings, oldest first; `since_ns` inclusive, `until_ns`
+        exclusive; of one kind of value when `data_kind` is given, else of every kind."""
         if limit < 1:
             raise ValueError("limit must be positive")
         conditions: list[str] = []
@@ -171,6 +249,7 @@ class SQLiteSink:
         for condition, value in (
             ("station_id = ?", station_id),
             ("parameter = ?", parameter),
+            ("data_kind = ?", None if data_kind is None else DataKind(data_kind).value),
             ("time_ns >= ?", since_ns),
             ("time_ns < ?", until_ns),
         ):
@@ -199,23 +278,12 @@ class SQLiteSink:
             return connection.execute(sql, values).fetchall()
 
     def _connect(self) -> sqlite3.Connection:
-        create_private_file(self._path)
         # Autocommit mode: transactions are explicit (`immediate_transaction` in write).
-        connection = sqlite3.connect(
-            self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.executescript(_SCHEMA)
-        except BaseException:
-            connection.close()
-            raise
-        return connection
+        return open_database(self._path, SCHEMA, busy_timeout=BUSY_TIMEOUT_SECONDS)
 
 
 def _reading(row: Sequence[Any]) -> Reading:
-    station_id, parameter, time_ns, measurement, value, unit, flag, tags = row
+    station_id, parameter, time_ns, measurement, value, unit, flag, tags, _kind, below_dl = row
     return Reading(
         station_id=station_id,
         measurement=measurement,
@@ -224,5 +292,6 @@ def _reading(row: Sequence[Any]) -> Reading:
         unit=unit,
         time_ns=time_ns,
         flag=DataFlag(flag),
-        tags=tuple(sorted(orjson.loads(tags).items())),
+        tags=tuple(sorted(orjson.loads(tags).items())),  # the data_kind tag included
+        below_dl=bool(below_dl),
     )

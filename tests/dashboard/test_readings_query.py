@@ -1,5 +1,8 @@
 """The chart query interface: SQLite and InfluxDB 1.x against real data, Flux by its request.
 
+Each store answers one kind of value (real-time unless asked) and marks values below the
+detection limit (`Point.below_dl`), raw and in buckets.
+
 There is no InfluxDB 2 server on this machine (and VictoriaMetrics does not speak Flux), so the
 Flux query is tested by what influxdb-client sends to a stub `/api/v2/query` on loopback: the
 query text is fixed, every value travels as a bound `option` in the request's AST, and the
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,12 +28,13 @@ from ingest.app.query import (
     FLUX_RAW,
     InfluxDB1Query,
     InfluxDBQuery,
+    Point,
     QueryError,
     SQLiteQuery,
     bucket_ns,
     make_query,
 )
-from ingest.model import DataFlag
+from ingest.model import DATA_KIND_TAG, DataFlag, DataKind, Reading
 from ingest.sinks.influxdb import InfluxDBSinkConfig
 from ingest.sinks.influxdb1 import InfluxDB1Sink, InfluxDB1SinkConfig
 from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig
@@ -55,20 +60,48 @@ def minutes(*values: float, station_id: str = "st-1", flagged: tuple[int, ...] =
 
 
 def expected_buckets(
-    values: list[float], flagged: tuple[int, ...], width_ns: int
-) -> list[tuple[int, float, str]]:
-    groups: dict[int, list[tuple[float, bool]]] = {}
+    values: list[float], flagged: tuple[int, ...], width_ns: int, below: tuple[int, ...] = ()
+) -> list[tuple[int, float, str, bool]]:
+    groups: dict[int, list[tuple[float, bool, bool]]] = {}
     for i, v in enumerate(values):
         at = ns(SINCE + timedelta(minutes=i))
-        groups.setdefault(at // width_ns * width_ns, []).append((v, i in flagged))
+        groups.setdefault(at // width_ns * width_ns, []).append((v, i in flagged, i in below))
     return [
-        (start, pytest.approx(sum(v for v, _ in g) / len(g)), "M" if any(f for _, f in g) else "N")  # type: ignore[misc]
+        (
+            start,
+            pytest.approx(sum(v for v, _, _ in g) / len(g)),  # type: ignore[misc]
+            "M" if any(f for _, f, _ in g) else "N",
+            all(b for _, _, b in g),
+        )
         for start, g in sorted(groups.items())
     ]
 
 
+def raw_points(count: int) -> list[tuple[int, float, str, bool]]:
+    """The first `count` minutes of VALUES as raw points: flag M at 7, below the DL at 20-29."""
+    return [
+        (ns(SINCE + timedelta(minutes=i)), VALUES[i], "M" if i == 7 else "N", i in BELOW_DL)
+        for i in range(count)
+    ]
+
+
+def other_kinds() -> list[Reading]:
+    """Hourly means and lab results of st-1 at the same minutes: other series, never in the real-time one."""
+    out = []
+    for kind in ("hourly", "lab"):
+        tags = ((DATA_KIND_TAG, kind), ("station_id", "st-1"))
+        out += [replace(r, value=r.value + 100, tags=tags) for r in minutes(*VALUES[:10])]
+    return out
+
+
 VALUES = [round(0.1 * i, 3) for i in range(60)]
 FLAGGED = (7,)
+# Minutes 20-29: results below the detection limit (the value being the limit), a whole bucket of 10.
+BELOW_DL = tuple(range(20, 30))
+
+
+def stored_minutes() -> list[Reading]:
+    return [replace(r, below_dl=i in BELOW_DL) for i, r in enumerate(minutes(*VALUES, flagged=FLAGGED))]
 
 
 # --- SQLite ------------------------------------------------------------------------------------
@@ -76,27 +109,41 @@ FLAGGED = (7,)
 def sqlite_store(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "readings.db"
     sink = SQLiteSink(SQLiteSinkConfig(name="local", path=path))
-    sink.write(minutes(*VALUES, flagged=FLAGGED) + minutes(9.0, 9.0, station_id="st-2"))
+    sink.write(stored_minutes() + minutes(9.0, 9.0, station_id="st-2") + other_kinds())
     sink.write([reading("st-1", "do", 8.0, SINCE)])
     yield path
     sink.close()
 
 
 def test_sqlite_answers_raw_points_oldest_first(sqlite_store: Path) -> None:
-    """Within max_points: every reading of the station and parameter in [since, until), with its flag."""
+    """Within max_points: every real-time reading of the station and parameter in [since, until),
+    with its flag and below-DL mark."""
     query = SQLiteQuery(sqlite_store)
-    points = query.series("st-1", "nh3n", SINCE, SINCE + timedelta(minutes=10), 100)
-    assert points == [
-        (ns(SINCE + timedelta(minutes=i)), VALUES[i], "M" if i == 7 else "N") for i in range(10)
-    ]
+    points = query.series("st-1", "nh3n", SINCE, SINCE + timedelta(minutes=30), 100)
+    assert points == raw_points(30)
+    assert points[25] == Point(ns(SINCE + timedelta(minutes=25)), VALUES[25], "N", below_dl=True)
 
 
 def test_sqlite_buckets_past_max_points(sqlite_store: Path) -> None:
-    """Past max_points: epoch-aligned bucket means, flagged when any value in the bucket was."""
+    """Past max_points: epoch-aligned bucket means, flagged when any value in the bucket was, below
+    the DL when all were."""
     until = SINCE + timedelta(hours=1)
     points = SQLiteQuery(sqlite_store).series("st-1", "nh3n", SINCE, until, 7)
     assert len(points) <= 7
-    assert points == expected_buckets(VALUES, FLAGGED, bucket_ns(SINCE, until, 7))
+    assert points == expected_buckets(VALUES, FLAGGED, bucket_ns(SINCE, until, 7), BELOW_DL)
+    assert any(p.below_dl for p in points)
+
+
+def test_sqlite_answers_one_kind_of_value(sqlite_store: Path) -> None:
+    """The hourly and lab series are asked for by kind; real-time is the default."""
+    query = SQLiteQuery(sqlite_store)
+    until = SINCE + timedelta(minutes=10)
+    hourly = query.series("st-1", "nh3n", SINCE, until, 100, kind=DataKind.HOURLY)
+    assert [p.value for p in hourly] == [v + 100 for v in VALUES[:10]]
+    assert [p.value for p in query.series("st-1", "nh3n", SINCE, until, 100, kind=DataKind.LAB)] == [
+        v + 100 for v in VALUES[:10]
+    ]
+    assert query.series("st-1", "nh3n", SINCE, until, 100, kind=DataKind.DAILY) == []
 
 
 def test_sqlite_binds_the_station_id(sqlite_store: Path) -> None:
@@ -135,7 +182,7 @@ def influx1_config(influxdb1: InfluxDB1Server) -> InfluxDB1SinkConfig:
     influxdb1.create_database("water")
     config = InfluxDB1SinkConfig(name="influx1", url=influxdb1.url, database="water")
     sink = InfluxDB1Sink(config)
-    sink.write(minutes(*VALUES, flagged=FLAGGED) + minutes(9.0, 9.0, station_id="st-2"))
+    sink.write(stored_minutes() + minutes(9.0, 9.0, station_id="st-2") + other_kinds())
     sink.close()
     return config
 
@@ -145,14 +192,18 @@ def test_influxdb1_raw_buckets_and_bound_station(influx1_config: InfluxDB1SinkCo
     """InfluxQL with bound parameters: raw points, the same buckets as SQLite, and no injection."""
     query = InfluxDB1Query(influx1_config)
     try:
-        raw = query.series("st-1", "nh3n", SINCE, SINCE + timedelta(minutes=10), 100)
-        assert raw == [
-            (ns(SINCE + timedelta(minutes=i)), VALUES[i], "M" if i == 7 else "N") for i in range(10)
-        ]
+        raw = query.series("st-1", "nh3n", SINCE, SINCE + timedelta(minutes=30), 100)
+        assert raw == raw_points(30)
         until = SINCE + timedelta(hours=1)
         assert query.series("st-1", "nh3n", SINCE, until, 7) == expected_buckets(
-            VALUES, FLAGGED, bucket_ns(SINCE, until, 7)
+            VALUES, FLAGGED, bucket_ns(SINCE, until, 7), BELOW_DL
         )
+        hourly = query.series("st-1", "nh3n", SINCE, SINCE + timedelta(minutes=10), 100, kind=DataKind.HOURLY)
+        assert [p.value for p in hourly] == [v + 100 for v in VALUES[:10]]
+        assert query.series("st-1", "nh3n", SINCE, T0, 100, kind=DataKind.DAILY) == []
+        assert query.series("st-1", "nh3n", SINCE, T0, 100, kind=DataKind.LAB)[0].value == 100.0
+        with pytest.raises(ValueError, match="is not a valid DataKind"):
+            query.series("st-1", "nh3n", SINCE, T0, 100, kind="hourly' OR data_kind = 'lab")  # type: ignore[arg-type]
         for hostile in ("st-1' OR station_id = 'st-2", "st-1' OR '1'='1", HOSTILE_ID, "$station_id"):
             assert query.series(hostile, "nh3n", SINCE, T0, 100) == []
         assert [p[1] for p in query.series("st-2", "nh3n", SINCE, T0, 100)] == [9.0, 9.0]
@@ -215,29 +266,40 @@ class FluxStub:
         self.server.server_close()
 
 
-def raw_csv(rows: list[tuple[str, float, str]]) -> str:
+def raw_csv(rows: list[tuple[str, float, str]], below_dl: tuple[int, ...] = ()) -> str:
+    """A pivoted raw answer; rows at the `below_dl` indexes carry nh3n_dl=1, the others none."""
     lines = [
-        "#datatype,string,long,dateTime:RFC3339,double,string",
-        "#group,false,false,false,false,false",
-        "#default,_result,,,,",
-        ",result,table,_time,nh3n,nh3n_flag",
+        "#datatype,string,long,dateTime:RFC3339,double,string,long",
+        "#group,false,false,false,false,false,false",
+        "#default,_result,,,,,",
+        ",result,table,_time,nh3n,nh3n_flag,nh3n_dl",
     ]
-    lines += [f",,0,{t},{v},{f}" for t, v, f in rows]
+    lines += [f",,0,{t},{v},{f},{1 if i in below_dl else ''}" for i, (t, v, f) in enumerate(rows)]
     return "\r\n".join(lines) + "\r\n\r\n"
 
 
-def bucket_csv(values: list[tuple[str, float]], flags: list[tuple[str, str]]) -> str:
+def bucket_csv(
+    values: list[tuple[str, float]],
+    flags: list[tuple[str, str]],
+    counts: list[tuple[str, int]] = (),  # type: ignore[assignment]
+    dls: list[tuple[str, int]] = (),  # type: ignore[assignment]
+) -> str:
+    fields = {"values": "nh3n", "counts": "nh3n", "dls": "nh3n_dl", "flags": "nh3n_flag"}
+
     def table(result: str, datatype: str, rows: list[tuple[str, Any]]) -> list[str]:
         return [
             f"#datatype,string,long,dateTime:RFC3339,{datatype},string,string",
             "#group,false,false,false,false,true,true",
             f"#default,{result},,,,,",
             ",result,table,_time,_value,_field,_measurement",
-            *[f",,0,{t},{v},nh3n{'_flag' if result == 'flags' else ''},water_quality" for t, v in rows],
+            *[f",,0,{t},{v},{fields[result]},water_quality" for t, v in rows],
             "",
         ]
 
-    return "\r\n".join(table("values", "double", values) + table("flags", "string", flags)) + "\r\n"
+    tables = table("values", "double", values) + table("flags", "string", flags)
+    if counts:
+        tables += table("counts", "long", list(counts)) + table("dls", "long", list(dls))
+    return "\r\n".join(tables) + "\r\n"
 
 
 @pytest.fixture
@@ -255,7 +317,7 @@ def _options(request: dict[str, Any]) -> dict[str, Any]:
 def test_flux_binds_every_value_as_an_option(flux_stub: FluxStub) -> None:
     """The Flux text is the fixed query; station, bucket, fields and times travel as AST literals."""
     flux_stub.answers.append(
-        raw_csv([("2026-11-25T06:00:00Z", 0.3, "N"), ("2026-11-25T06:01:00Z", 0.4, "M")])
+        raw_csv([("2026-11-25T06:00:00Z", 0.3, "N"), ("2026-11-25T06:01:00Z", 0.4, "M")], below_dl=(1,))
     )
     config = InfluxDBSinkConfig(name="v2", url=flux_stub.url, org="eco", bucket="water", token="read-token")
     query = InfluxDBQuery(config)
@@ -263,7 +325,7 @@ def test_flux_binds_every_value_as_an_option(flux_stub: FluxStub) -> None:
         points = query.series(HOSTILE_ID, "nh3n", SINCE, T0, 100)
     finally:
         query.close()
-    assert points == [(ns(SINCE), 0.3, "N"), (ns(SINCE + timedelta(minutes=1)), 0.4, "M")]
+    assert points == [(ns(SINCE), 0.3, "N", False), (ns(SINCE + timedelta(minutes=1)), 0.4, "M", True)]
     (request,) = flux_stub.requests
     assert request["path"] == "/api/v2/query?org=eco"
     assert request["auth"] == "Token read-token"
@@ -275,6 +337,8 @@ def test_flux_binds_every_value_as_an_option(flux_stub: FluxStub) -> None:
     assert options["measurementName"] == {"type": "StringLiteral", "value": "water_quality"}
     assert options["fieldName"] == {"type": "StringLiteral", "value": "nh3n"}
     assert options["flagFieldName"] == {"type": "StringLiteral", "value": "nh3n_flag"}
+    assert options["dlFieldName"] == {"type": "StringLiteral", "value": "nh3n_dl"}
+    assert options["dataKind"] == {"type": "StringLiteral", "value": "realtime"}
     assert options["rangeStart"] == {"type": "DateTimeLiteral", "value": "2026-11-25T06:00:00.000000000Z"}
     assert options["rangeStop"] == {"type": "DateTimeLiteral", "value": "2026-11-25T08:00:00.000000000Z"}
     assert options["rowLimit"] == {"type": "IntegerLiteral", "value": "101"}
@@ -287,15 +351,17 @@ def test_flux_buckets_past_max_points(flux_stub: FluxStub) -> None:
         bucket_csv(
             values=[("2026-11-25T06:00:00Z", 0.25), ("2026-11-25T07:00:00Z", 0.5)],
             flags=[("2026-11-25T07:00:00Z", "M")],
+            counts=[("2026-11-25T06:00:00Z", 60), ("2026-11-25T07:00:00Z", 60)],
+            dls=[("2026-11-25T06:00:00Z", 60), ("2026-11-25T07:00:00Z", 3)],
         )
     )
     config = InfluxDBSinkConfig(name="v2", url=flux_stub.url, org="eco", bucket="water")
     query = InfluxDBQuery(config)
     try:
-        points = query.series("st-1", "nh3n", SINCE, T0, 2)
+        points = query.series("st-1", "nh3n", SINCE, T0, 2, kind=DataKind.HOURLY)
     finally:
         query.close()
-    assert points == [(ns(SINCE), 0.25, "N"), (ns(SINCE + timedelta(hours=1)), 0.5, "M")]
+    assert points == [(ns(SINCE), 0.25, "N", True), (ns(SINCE + timedelta(hours=1)), 0.5, "M", False)]
     _raw, buckets = flux_stub.requests
     assert buckets["body"]["query"] == FLUX_BUCKETS
     width_us = bucket_ns(SINCE, T0, 2) // 1000
@@ -304,6 +370,7 @@ def test_flux_buckets_past_max_points(flux_stub: FluxStub) -> None:
         "values": [{"magnitude": width_us, "unit": "us"}],
     }
     assert "rowLimit" not in _options(buckets)
+    assert _options(buckets)["dataKind"] == {"type": "StringLiteral", "value": "hourly"}
 
 
 def test_flux_failure_is_a_query_error(closed_port: int) -> None:

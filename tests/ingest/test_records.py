@@ -39,3 +39,21 @@ def test_readings_records_round_trip() -> None:
         Reading("st-1", "hydrology", "level", 175.1, "m", 1, DataFlag.NORMAL, ()),
     ]
     assert decode_readings(encode_readings(readings)) == readings
+
+
+@given(
+    marks=st.lists(st.booleans(), min_size=1, max_size=20),
+    kinds=st.lists(st.sampled_from([None, "minute", "hourly", "daily", "lab"]), min_size=1, max_size=20),
+)
+def test_below_detection_marks_and_kinds_round_trip(marks: list[bool], kinds: list[str | None]) -> None:
+    """Each reading's below-DL mark and `data_kind` tag come back on that reading, whatever the mix."""
+    readings = []
+    for index, below_dl in enumerate(marks):
+        kind = kinds[index % len(kinds)]
+        tags = (("data_kind", kind), ("station_id", "st-1")) if kind else (("station_id", "st-1"),)
+        readings.append(
+            Reading("st-1", "water_quality", "nh3n", 0.025, "mg/L", index, DataFlag.NORMAL, tags, below_dl)
+        )
+    decoded = decode_readings(encode_readings(readings))
+    assert decoded == readings
+    assert [r.below_dl for r in decoded] == marks

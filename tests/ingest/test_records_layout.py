@@ -3,6 +3,9 @@ earlier layouts still read."""
 
 from __future__ import annotations
 
+import struct
+from dataclasses import replace
+
 import orjson
 
 from ingest.model import DataFlag, Reading
@@ -80,4 +83,29 @@ def test_records_of_the_second_layout_still_decode() -> None:
     old = orjson.dumps({"t": [A, B], "r": rows})
     assert decode_readings(old) == readings
     assert line_protocol(old) is None
+    assert readings_count(old) == 2
+
+
+def test_below_detection_rows_are_listed_only_when_there_are_any() -> None:
+    """`d` names the rows below the detection limit; a record without any has no `d` at all."""
+    plain = [reading("st-1", "nh3n", 0.5, A), reading("st-1", "tp", 0.01, A)]
+    marked = [plain[0], replace(plain[1], below_dl=True)]
+    plain_record, marked_record = encode_readings(plain), encode_readings(marked)
+    assert plain_record[0] == marked_record[0] == 4
+    assert b'"d"' not in plain_record
+    assert b'"d":[1]' in marked_record
+    assert decode_readings(marked_record) == marked
+    assert [r.below_dl for r in decode_readings(plain_record)] == [False, False]
+
+
+def test_records_of_the_third_layout_still_decode() -> None:
+    """A layout 3 record (header, JSON without `d`, lines) reads back the same, lines included."""
+    readings = [reading("st-1", "ph", 7.1, A), reading("st-2", "do", 8.0, B)]
+    rows = [[0, "st-1", "water_quality", "ph", 7.1, "", 1_795_600_000_000_000_000, "N"]]
+    rows.append([1, "st-2", "water_quality", "do", 8.0, "", 1_795_600_000_000_000_000, "N"])
+    document = orjson.dumps({"t": [A, B], "r": rows})
+    lines = encode(readings).encode()
+    old = struct.pack("<BII", 3, 2, len(document)) + document + lines
+    assert decode_readings(old) == readings
+    assert line_protocol(old) == lines
     assert readings_count(old) == 2

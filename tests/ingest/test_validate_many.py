@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from config.parameters import default_catalogue
 from ingest.errors import RejectReason
-from ingest.model import DataFlag, ItemRejection, RawReading, Reading
-from ingest.validate import ValidationConfig, Validator
+from ingest.model import DataFlag, DataKind, ItemRejection, RawReading, Reading
+from ingest.validate import NegativeValuesConfig, ValidationConfig, Validator
 from tests.helpers import T0, T0_NS, registry, station
 
 REGISTRY = registry(
@@ -22,7 +22,11 @@ REGISTRY = registry(
 VALIDATORS = [
     Validator(ValidationConfig(), REGISTRY, default_catalogue()),
     Validator(
-        ValidationConfig(unknown_stations="accept", default_timezone="Asia/Tokyo"),
+        ValidationConfig(
+            unknown_stations="accept",
+            default_timezone="Asia/Tokyo",
+            negative_values=NegativeValuesConfig(action="reject"),
+        ),
         REGISTRY,
         default_catalogue(),
     ),
@@ -59,6 +63,7 @@ TOPIC_TAGS: list[dict[str, str]] = [
     {"station_id": "st-2"},
     {"mn": "MN009"},
     {"district": "elsewhere", "basin": "spoofed"},
+    {"data_kind": "daily", "kind": "water"},
 ]
 
 
@@ -76,7 +81,7 @@ def messages(draw: st.DrawFn) -> list[RawReading]:
         raws.append(
             RawReading(
                 parameter=draw(st.sampled_from(["do", "ph", "temp", "xyz", "q" * 50])),
-                value=draw(st.sampled_from([8.0, 7.2, -1.0, 1e9, float("nan"), float("inf")])),
+                value=draw(st.sampled_from([8.0, 7.2, 0.01, -0.001, -1.0, 1e9, float("nan"), float("inf")])),
                 ts=ts,
                 station_id=station_id,
                 mn=mn,
@@ -84,6 +89,8 @@ def messages(draw: st.DrawFn) -> list[RawReading]:
                 flag=draw(st.sampled_from(["N", "C", "Z", "", DataFlag.NORMAL])),
                 assume_tz=draw(st.sampled_from([None, "Asia/Shanghai", "UTC"])),
                 password=password,
+                below_dl=draw(st.booleans()),
+                kind=draw(st.sampled_from(["realtime", "hourly", "lab", "weekly", DataKind.DAILY])),
             )
         )
     return raws

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,8 +12,9 @@ import yaml
 from config.registry import Registry
 from ingest.app.daemon import Daemon
 from ingest.app.settings import DEMO_REGISTRY, Settings, load_settings
-from ingest.decoders.hj212 import encode_data_packet, frame, parse_packet
+from ingest.decoders.hj212 import encode_data_packet, frame
 from tests.helpers import wait_for
+from tests.ingest.hj212_gateway.gateway_support import Logger
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def _yesterday_8am() -> datetime:
     return datetime.combine(today - timedelta(days=1), datetime.min.time()).replace(hour=8)
 
 
-def _settings(tmp_path: Path, mosquitto: MosquittoServer) -> Settings:
+def gateway_settings(tmp_path: Path, mosquitto: MosquittoServer) -> Settings:
     """The demo registry with a password for MN, the gateway on a free port."""
     document = yaml.safe_load(DEMO_REGISTRY.read_text(encoding="utf-8"))
     for entry in document["stations"]:
@@ -49,9 +49,13 @@ def _settings(tmp_path: Path, mosquitto: MosquittoServer) -> Settings:
 
 
 def _upload(hour: int, start: datetime) -> tuple[str, bytes]:
-    """Hourly data for `start` + `hour`, asking for an answer: its QN and the packet."""
+    """Hourly data for `start` + `hour` (a backlog), asking for an answer: its QN and the packet.
+
+    QN is the logger's clock when it sends, right here (the wall clock in Beijing): the gateway
+    finds nothing to correct.
+    """
     data_time = start + timedelta(hours=hour)
-    qn = data_time.strftime("%Y%m%d%H%M%S") + "000"
+    qn = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d%H%M%S") + f"{hour:03d}"
     packet = encode_data_packet(
         MN,
         PASSWORD,
@@ -64,38 +68,27 @@ def _upload(hour: int, start: datetime) -> tuple[str, bytes]:
     return qn, packet
 
 
-def _read_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def test_loggers_are_answered_after_the_log_holds_their_packets(
     tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
     """Good packets are stored and answered with 9014 echoing QN; wrong passwords and bad CRCs are dead-lettered."""
-    daemon = Daemon(_settings(tmp_path, mosquitto))
+    daemon = Daemon(gateway_settings(tmp_path, mosquitto))
     daemon.start()
     try:
         assert daemon.gateway is not None
         start = _yesterday_8am()
-        with socket.create_connection(("127.0.0.1", daemon.gateway.port), timeout=10) as sock:
-            for hour in range(5):
-                qn, packet = _upload(hour, start)
-                sock.sendall(packet)
-                answer = parse_packet(_read_line(sock))
-                assert (answer.cn, answer.qn, answer.mn) == ("9014", qn, MN)
-            wrong = encode_data_packet(MN, "000000", "2061", start, {"ph": (7.0, "N")}, want_response=True)
-            sock.sendall(wrong)
-            assert parse_packet(_read_line(sock)).cn == "9011"  # QnRtn=3: password error
-            corrupt = encode_data_packet(MN, PASSWORD, "2011", start, {"ph": (7.0, "N")}).replace(
-                b"7.0", b"7.5"
-            )
-            sock.sendall(corrupt)
+        logger = Logger(daemon.gateway.port)
+        for hour in range(5):
+            qn, packet = _upload(hour, start)
+            logger.send(packet)
+            [answer] = logger.read_packets(1)
+            assert (answer.cn, answer.qn, answer.mn) == ("9014", qn, MN)
+        wrong = encode_data_packet(MN, "000000", "2061", start, {"ph": (7.0, "N")}, want_response=True)
+        logger.send(wrong)
+        assert logger.read_packets(1)[0].cn == "9011"  # QnRtn=3: password error
+        corrupt = encode_data_packet(MN, PASSWORD, "2011", start, {"ph": (7.0, "N")}).replace(b"7.0", b"7.5")
+        logger.send(corrupt)
+        logger.close()
         wait_for(
             lambda: daemon.deadletters.count() >= 2 and daemon.stats()["sinks"]["sqlite"]["committed"] == 5,
             "readings stored and bad packets dead-lettered",
@@ -111,7 +104,7 @@ def test_a_packet_dated_in_the_year_1000_is_dead_lettered_and_stops_nothing(
     tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
     """Issue 13: `DataTime=10000101000000` from a logger whose MN has no password, between good packets: all good ones are stored."""
-    settings = _settings(tmp_path, mosquitto)
+    settings = gateway_settings(tmp_path, mosquitto)
     daemon = Daemon(settings)
     daemon.start()
     try:
@@ -123,14 +116,16 @@ def test_a_packet_dated_in_the_year_1000_is_dead_lettered_and_stops_nothing(
             f"QN=10000101000000000;ST=21;CN=2061;PW=x;MN={open_mn};Flag=5;"
             "CP=&&DataTime=10000101000000;w21003-Avg=0.5,w21003-Flag=N&&"
         )
-        with socket.create_connection(("127.0.0.1", daemon.gateway.port), timeout=10) as sock:
-            for hour in range(4):
-                if hour == 2:
-                    sock.sendall(ancient)
-                    assert parse_packet(_read_line(sock)).cn == "9014"  # the gateway does not judge times
-                qn, packet = _upload(hour, start)
-                sock.sendall(packet)
-                assert parse_packet(_read_line(sock)).qn == qn
+        logger = Logger(daemon.gateway.port)
+        for hour in range(4):
+            if hour == 2:
+                logger.send(ancient)
+                # The gateway does not judge times, but it sets a clock that reads the year 1000.
+                assert [p.cn for p in logger.read_packets(2)] == ["9014", "1012"]
+            qn, packet = _upload(hour, start)
+            logger.send(packet)
+            assert logger.read_packets(1)[0].qn == qn
+        logger.close()
         wait_for(
             lambda: daemon.deadletters.count() >= 1 and daemon.stats()["sinks"]["sqlite"]["committed"] == 4,
             "the good readings stored and the ancient one dead-lettered",

@@ -73,7 +73,7 @@ class Charts:
             "hours": hours,
             "since": since.isoformat(),
             "until": until.isoformat(),
-            "points": [[time_ns // 1_000_000, value, flag] for time_ns, value, flag in points],
+            "points": [[point[0] // 1_000_000, point[1], point[2]] for point in points],
             "limits": self.limits(code, station),
         }
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import ClassVar, Final
 from zoneinfo import ZoneInfo
@@ -14,18 +15,19 @@ from pydantic import Field
 
 from config.hj212 import CodeTable, DataCommand, default_code_table
 from config.types import StrictModel, TimeZoneName
-from ingest.decoders.hj212.crc import CrcVariant
+from ingest.decoders.hj212.crc import CrcChoice, CrcVariant
 from ingest.decoders.hj212.packet import (
     FLAG_VERSION_2017,
     FLAG_WANTS_RESPONSE,
     LENGTH_FIELD_LIMIT,
     MAX_SEGMENT_LENGTH,
+    TIME_SHIFT_FIELD,
     Packet,
     encode_packet,
     parse_packet,
 )
 from ingest.errors import RejectedPayload, RejectReason
-from ingest.model import DataFlag, Decoded, ItemRejection, RawReading
+from ingest.model import DataFlag, DataKind, Decoded, ItemRejection, RawReading, parse_below_dl
 
 # HJ 212 DataTime is the station's local time; Chinese stations keep Beijing time.
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
@@ -35,16 +37,24 @@ DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 # way (quadratic: 4 000 digits and a letter took ~0.5 s).
 _NUMBER = re.compile(r"[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+")
 _DATA_TIME = re.compile(r"[0-9]{14}")
+# The gateway's `EcowatchTimeShift`: whole seconds, at most ten digits (317 years either way).
+_SHIFT = re.compile(r"[+-]?[0-9]{1,10}")
+# HJ/T 212-2005 data flags that HJ 212-2017 dropped, read as the nearest 2017 flag: P, power
+# failure (电源故障) of the analyser, is a fault of the instrument (D), not a measurement.
+_LEGACY_FLAGS: Final[Mapping[str, DataFlag]] = {"P": DataFlag.FAULT}
+_FLAGS: Final[Mapping[str, DataFlag]] = {**{flag.value: flag for flag in DataFlag}, **_LEGACY_FLAGS}
 
 
 class HJ212Config(StrictModel):
     """Options of the HJ 212 decoder."""
 
-    crc: CrcVariant = Field(
-        "hj212", description="`modbus` also accepts the Modbus CRC-16 that some loggers send."
+    crc: CrcVariant | tuple[CrcVariant, ...] = Field(
+        "hj212",
+        description="CRC variants accepted besides the standard's: `modbus` (the Modbus CRC-16 some "
+        "loggers send), `modbus_swapped` (the same, low byte first), or a list of both.",
     )
     timezone: TimeZoneName = Field(
-        DEFAULT_TIMEZONE, description="IANA zone of DataTime (station local time)."
+        DEFAULT_TIMEZONE, description="IANA zone of DataTime and SampleTime (station local time)."
     )
     max_segment_length: int = Field(
         MAX_SEGMENT_LENGTH,
@@ -54,18 +64,40 @@ class HJ212Config(StrictModel):
     )
 
 
+@dataclass(slots=True)
+class _Fields:
+    """What the CP of a data upload holds: DataTime values, time shifts, each pollutant's fields."""
+
+    data_times: list[str] = field(default_factory=list)
+    shifts: list[str] = field(default_factory=list)
+    pollutants: dict[str, dict[str, str]] = field(default_factory=dict)
+    repeated: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    value: float
+    flag: DataFlag
+    below_dl: bool
+    sample_time: datetime | None
+
+
 class HJ212Decoder:
     name: ClassVar[str] = "hj212"
 
     def __init__(
         self,
         *,
-        crc: CrcVariant = "hj212",
+        crc: CrcChoice = "hj212",
         timezone: str = DEFAULT_TIMEZONE,
         max_segment_length: int = MAX_SEGMENT_LENGTH,
         codes: CodeTable | None = None,
     ) -> None:
-        self.config = HJ212Config(crc=crc, timezone=timezone, max_segment_length=max_segment_length)
+        self.config = HJ212Config(
+            crc=crc if isinstance(crc, str) else tuple(crc),
+            timezone=timezone,
+            max_segment_length=max_segment_length,
+        )
         self._codes = codes if codes is not None else default_code_table()
 
     def decode(self, topic: str, payload: bytes) -> Decoded:  # noqa: ARG002 - the MN names the station
@@ -81,56 +113,87 @@ class HJ212Decoder:
                 RejectReason.UNSUPPORTED_COMMAND,
                 f"CN={packet.cn} carries no readings (data commands: {known})",
             )
-        data_times, pollutants, repeated = _collect(packet)
-        ts = _data_time(data_times)
-        if not pollutants:
+        found = _collect(packet)
+        ts = _data_time(found.data_times)
+        shift = _time_shift(found.shifts)
+        if not found.pollutants:
             raise RejectedPayload(RejectReason.MALFORMED, "the CP holds no pollutant fields")
         decoded = Decoded()
-        for code, fields in pollutants.items():
+        for code, fields in found.pollutants.items():
             pollutant = self._codes.lookup(code)
             parameter = code if pollutant is None else pollutant.parameter
             read = (
                 ItemRejection(RejectReason.MALFORMED, f"{code}: a field is given twice", parameter=parameter)
-                if code in repeated
+                if code in found.repeated
                 else _read(code, parameter, fields, command)
             )
             if isinstance(read, ItemRejection):
                 decoded.rejections.append(read)
                 continue
-            value, flag = read
+            reading_ts = read.sample_time if read.sample_time is not None else ts
+            if shift:
+                try:
+                    reading_ts += shift
+                except OverflowError:
+                    detail = f"{code}: {reading_ts.isoformat()} shifted by {shift} leaves the calendar"
+                    decoded.rejections.append(
+                        ItemRejection(RejectReason.BAD_TIMESTAMP, detail, parameter=parameter)
+                    )
+                    continue
             decoded.readings.append(
                 RawReading(
                     parameter=parameter,
-                    value=value,
-                    ts=ts,
+                    value=read.value,
+                    ts=reading_ts,
                     mn=packet.mn,
                     unit=None if pollutant is None else pollutant.unit,
-                    flag=flag,
+                    flag=read.flag,
                     assume_tz=self.config.timezone,
                     password=packet.pw,
+                    below_dl=read.below_dl,
+                    kind=DataKind(command.kind),
+                    time_corrected=bool(shift),
                 )
             )
         return decoded
 
 
-def _collect(packet: Packet) -> tuple[list[str], dict[str, dict[str, str]], set[str]]:
-    """DataTime values, the fields of each pollutant (`code-Suffix=value`), codes with a repeated field."""
-    data_times: list[str] = []
-    pollutants: dict[str, dict[str, str]] = {}
-    repeated: set[str] = set()
+def _collect(packet: Packet) -> _Fields:
+    """DataTime values, time shifts, the fields of each pollutant (`code-Suffix=value`), repeats."""
+    found = _Fields()
     for group in packet.cp:
         for key, value in group:
             if key == "DataTime":
-                data_times.append(value)
+                found.data_times.append(value)
+                continue
+            if key == TIME_SHIFT_FIELD:
+                found.shifts.append(value)
                 continue
             code, dash, suffix = key.rpartition("-")
             if not dash or not code:
                 continue  # other CP fields (RtdInterval, SystemTime...) carry no readings
-            fields = pollutants.setdefault(code, {})
+            fields = found.pollutants.setdefault(code, {})
             if suffix in fields:
-                repeated.add(code)
+                found.repeated.add(code)
             fields[suffix] = value
-    return data_times, pollutants, repeated
+    return found
+
+
+def _parse_time(text: str) -> datetime | None:
+    """A `YYYYMMDDhhmmss` time (naive, station local), or None when it is not one."""
+    if _DATA_TIME.fullmatch(text) is None:
+        return None
+    try:
+        return datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[8:10]),
+            int(text[10:12]),
+            int(text[12:14]),
+        )
+    except ValueError:
+        return None
 
 
 def _data_time(values: list[str]) -> datetime:
@@ -141,40 +204,58 @@ def _data_time(values: list[str]) -> datetime:
             RejectReason.BAD_TIMESTAMP,
             f"the CP gives DataTime different values: {', '.join(sorted(set(values)))!s:.60}",
         )
-    text = values[0]
-    if _DATA_TIME.fullmatch(text) is not None:
-        try:
-            return datetime(
-                int(text[0:4]),
-                int(text[4:6]),
-                int(text[6:8]),
-                int(text[8:10]),
-                int(text[10:12]),
-                int(text[12:14]),
-            )
-        except ValueError:
-            pass
-    raise RejectedPayload(RejectReason.BAD_TIMESTAMP, f"DataTime={text!r:.30} is not a YYYYMMDDhhmmss time")
+    parsed = _parse_time(values[0])
+    if parsed is None:
+        raise RejectedPayload(
+            RejectReason.BAD_TIMESTAMP, f"DataTime={values[0]!r:.30} is not a YYYYMMDDhhmmss time"
+        )
+    return parsed
+
+
+def _time_shift(values: list[str]) -> timedelta:
+    """The gateway's shift of the packet's times (zero when it left none)."""
+    if not values:
+        return timedelta(0)
+    if len(values) > 1:
+        raise RejectedPayload(RejectReason.BAD_TIMESTAMP, f"{TIME_SHIFT_FIELD} is given twice")
+    if _SHIFT.fullmatch(values[0]) is None:
+        raise RejectedPayload(
+            RejectReason.BAD_TIMESTAMP, f"{TIME_SHIFT_FIELD}={values[0]!r:.20} is not whole seconds"
+        )
+    return timedelta(seconds=int(values[0]))
 
 
 def _read(
     code: str, parameter: str, fields: Mapping[str, str], command: DataCommand
-) -> tuple[float, DataFlag] | ItemRejection:
+) -> _Value | ItemRejection:
     key = f"{code}-{command.value_field}"
     raw = fields.get(command.value_field)
     if raw is None:
         detail = f"{code}: no {key} in {command.name} (CN={command.cn})"
         return ItemRejection(RejectReason.MALFORMED, detail, parameter=parameter)
-    if _NUMBER.fullmatch(raw) is None or not math.isfinite(value := float(raw)):
+    # HJ/T 91-2002: a result below the method's detection limit is the limit and `L` (`0.01L`).
+    limit = parse_below_dl(raw) if raw.endswith("L") else None  # the test spares plain values a regex
+    if limit is not None:
+        value, below_dl = limit, True
+    elif _NUMBER.fullmatch(raw) is not None and math.isfinite(value := float(raw)):
+        below_dl = False
+    else:
         return ItemRejection(
             RejectReason.NOT_A_NUMBER, f"{key}={raw!r:.30} is not a number", parameter=parameter
         )
-    flag = fields.get("Flag", DataFlag.NORMAL)
-    try:
-        return value, DataFlag(flag)
-    except ValueError:
-        detail = f"{code}-Flag={flag!r:.10} is not an HJ 212 data flag ({' '.join(DataFlag)})"
+    flag_text = fields.get("Flag", DataFlag.NORMAL)
+    flag = _FLAGS.get(flag_text)
+    if flag is None:
+        detail = (
+            f"{code}-Flag={flag_text!r:.10} is not an HJ 212 data flag ({' '.join(DataFlag)}, or 2005's P)"
+        )
         return ItemRejection(RejectReason.UNKNOWN_FLAG, detail, parameter=parameter)
+    sample_text = fields.get("SampleTime")
+    sample_time = None if sample_text is None else _parse_time(sample_text)
+    if sample_text is not None and sample_time is None:
+        detail = f"{code}-SampleTime={sample_text!r:.30} is not a YYYYMMDDhhmmss time"
+        return ItemRejection(RejectReason.BAD_TIMESTAMP, detail, parameter=parameter)
+    return _Value(value, flag, below_dl, sample_time)
 
 
 def encode_data_packet(

@@ -7,8 +7,19 @@
 (BAD_LENGTH, or TOO_LARGE past the maximum); the CR LF terminator (BAD_LENGTH when the packet is
 shorter than announced, i.e. truncated, else MALFORMED); the segment length (BAD_LENGTH); the CRC
 (BAD_CRC); the syntax of the segment (MALFORMED). The CRC hex digits are read in either case
-(HJ 212-2005 loggers send lower case). Header fields: ST, CN, PW and MN are required, QN and Flag
-optional (HJ/T 212-2005 loggers omit both), PNUM and PNO required when Flag marks a split packet.
+(HJ 212-2005 loggers send lower case; the packet records it, and its answers are written so).
+Header fields: ST, CN, PW and MN are required, QN and Flag optional (HJ/T 212-2005 loggers omit
+both), PNUM and PNO required when Flag marks a split packet, RF accepted and recorded (a newer
+header field some loggers send; its meaning is not ours to use). MN is 1-24 of `A-Z a-z 0-9 - _`:
+field loggers use `_` (`MN=NM100000_0005`).
+
+Answers mirror the version bits (2-7) of the request's Flag: a 2017 logger (`Flag=5`) gets
+`Flag=4`, one speaking a later version (`Flag=9`) gets `Flag=8`, an HJ/T 212-2005 one `Flag=0`.
+
+`annotate_time_shift` is the gateway's note on a packet from a logger whose clock is off: a first
+CP group `EcowatchTimeShift=<seconds>`, re-framed with the standard CRC. The decoder adds those
+seconds to the packet's times and marks its readings time-corrected; the length limit allows for
+the note, so a packet that fitted before it fits after.
 """
 
 from __future__ import annotations
@@ -18,8 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from config.registry import MN_PATTERN
-from ingest.decoders.hj212.crc import CRC_FUNCTIONS, CrcVariant
+from ingest.decoders.hj212.crc import CRC_FUNCTIONS, CrcChoice, CrcVariant, accepted_variants
 from ingest.errors import RejectedPayload, RejectReason
 
 # HJ 212-2017: the data segment is 0..1024 bytes; longer data is split into packets (Flag bit D).
@@ -33,21 +43,34 @@ _FRAME_OVERHEAD: Final = 12  # "##", 4 length digits, 4 CRC digits, CR LF
 FLAG_WANTS_RESPONSE: Final = 0b01
 FLAG_SPLIT: Final = 0b10
 FLAG_VERSION_2017: Final = 1 << 2
-# Responses (reference, "Responses"): system-interaction ST, a 2017 Flag asking for no answer.
+FLAG_VERSION_BITS: Final = 0b1111_1100
+# Responses (reference, "Responses"): system-interaction ST.
 RESPONSE_ST: Final = "91"
-RESPONSE_FLAG: Final = FLAG_VERSION_2017
 
-ResponseCommand = Literal["9011", "9012", "9014"]
+# 9011 request response, 9012 execution result, 9013 notification response, 9014 data response.
+ResponseCommand = Literal["9011", "9012", "9013", "9014"]
+
+# MN: HJ 212-2017 allows up to 24 characters; loggers in the field use `_` besides letters, digits
+# and `-` (a real ST=21 packet: `MN=NM100000_0005`).
+MN_SYNTAX: Final = r"^[A-Za-z0-9_\-]{1,24}$"
+# The gateway's note on a packet whose logger clock is off: seconds added to its times.
+TIME_SHIFT_FIELD: Final = "EcowatchTimeShift"
+_TIME_SHIFT_MARK: Final = b"CP=&&" + TIME_SHIFT_FIELD.encode() + b"="
+# The largest shift noted: ten digits of seconds, 317 years either way (`EcowatchTimeShift=` and
+# `-9999999999;` fit the allowance the length limit grants the note).
+MAX_TIME_SHIFT_S: Final = 9_999_999_999
+TIME_SHIFT_ALLOWANCE: Final = 32
 
 _HEADER_SYNTAX: Final[Mapping[str, re.Pattern[str]]] = {
     "QN": re.compile(r"[0-9]{1,20}"),
     "ST": re.compile(r"[0-9]{2}"),
     "CN": re.compile(r"[0-9]{4}"),
     "PW": re.compile(r"[^;,=&]{0,64}"),
-    "MN": re.compile(MN_PATTERN),
+    "MN": re.compile(MN_SYNTAX),
     "Flag": re.compile(r"[0-9]{1,3}"),
     "PNUM": re.compile(r"[0-9]{1,4}"),
     "PNO": re.compile(r"[0-9]{1,4}"),
+    "RF": re.compile(r"[^;,=&]{0,32}"),
 }
 _REQUIRED_HEADER: Final = ("ST", "CN", "PW", "MN")
 # Possessive, like every unbounded repeat in the decoder: linear time on any input.
@@ -73,6 +96,13 @@ class Packet:
     cp: CpGroups = ()
     segment: str = ""
     crc: CrcVariant = "hj212"
+    crc_lower_case: bool = False
+    rf: str | None = None
+
+    @property
+    def version_bits(self) -> int:
+        """Flag bits 2-7, the protocol version (1 << 2 for 2017); 0 without a Flag (HJ/T 212-2005)."""
+        return (self.flag or 0) & FLAG_VERSION_BITS
 
     @property
     def wants_response(self) -> bool:
@@ -94,17 +124,22 @@ class Packet:
 
 
 def parse_packet(
-    data: bytes, *, crc: CrcVariant = "hj212", max_segment_length: int = MAX_SEGMENT_LENGTH
+    data: bytes, *, crc: CrcChoice = "hj212", max_segment_length: int = MAX_SEGMENT_LENGTH
 ) -> Packet:
     """Check and split one packet; raises `RejectedPayload`.
 
-    `crc="modbus"` accepts the Modbus CRC as well as the standard one; the packet records which.
+    `crc="modbus"` (or `"modbus_swapped"`, or a list) accepts that Modbus CRC as well as the
+    standard one; the packet records which, and whether its hex digits were lower case.
     """
-    segment, variant = _unframe(data, crc, max_segment_length)
-    return _parse_segment(segment, variant)
+    if data.find(_TIME_SHIFT_MARK, 0, max_segment_length + _FRAME_OVERHEAD + TIME_SHIFT_ALLOWANCE) >= 0:
+        max_segment_length = min(max_segment_length + TIME_SHIFT_ALLOWANCE, LENGTH_FIELD_LIMIT)
+    segment, variant, lower_case = _unframe(data, accepted_variants(crc), max_segment_length)
+    return _parse_segment(segment, variant, lower_case)
 
 
-def _unframe(data: bytes, crc: CrcVariant, max_segment_length: int) -> tuple[str, CrcVariant]:
+def _unframe(
+    data: bytes, accepted: tuple[CrcVariant, ...], max_segment_length: int
+) -> tuple[str, CrcVariant, bool]:
     if len(data) > max_segment_length + _FRAME_OVERHEAD:
         raise RejectedPayload(
             RejectReason.TOO_LARGE,
@@ -145,17 +180,16 @@ def _unframe(data: bytes, crc: CrcVariant, max_segment_length: int) -> tuple[str
     if _HEX4.fullmatch(crc_field) is None:
         raise RejectedPayload(RejectReason.BAD_CRC, f"CRC field {crc_field!r} is not 4 hex digits")
     sent = int(crc_field, 16)
-    accepted: tuple[CrcVariant, ...] = ("hj212", "modbus") if crc == "modbus" else ("hj212",)
     for variant in accepted:
         if CRC_FUNCTIONS[variant](segment) == sent:
-            return segment.decode("ascii"), variant
+            return segment.decode("ascii"), variant, crc_field != crc_field.upper()
     computed = CRC_FUNCTIONS["hj212"](segment)
     raise RejectedPayload(
         RejectReason.BAD_CRC, f"CRC {sent:04X} does not match the data segment (HJ 212 CRC {computed:04X})"
     )
 
 
-def _parse_segment(segment: str, variant: CrcVariant) -> Packet:
+def _parse_segment(segment: str, variant: CrcVariant, lower_case: bool) -> Packet:
     if (bad := _NOT_PRINTABLE.search(segment)) is not None:
         raise RejectedPayload(
             RejectReason.MALFORMED, f"control character {bad.group()!r} in the data segment"
@@ -188,6 +222,8 @@ def _parse_segment(segment: str, variant: CrcVariant) -> Packet:
         cp=_parse_cp(rest[:-2]),
         segment=segment,
         crc=variant,
+        crc_lower_case=lower_case,
+        rf=header.get("RF"),
     )
 
 
@@ -199,7 +235,7 @@ def _parse_header(text: str) -> dict[str, str]:
         if not equals or syntax is None:
             raise RejectedPayload(
                 RejectReason.MALFORMED,
-                f"header field {item!r:.40} is not one of QN ST CN PW MN Flag PNUM PNO",
+                f"header field {item!r:.40} is not one of QN ST CN PW MN Flag PNUM PNO RF",
             )
         if key in header:
             raise RejectedPayload(RejectReason.MALFORMED, f"header field {key} given twice")
@@ -233,12 +269,13 @@ def _int_or_none(text: str | None) -> int | None:
     return None if text is None else int(text)
 
 
-def frame(segment: str, *, crc: CrcVariant = "hj212") -> bytes:
+def frame(segment: str, *, crc: CrcVariant = "hj212", lower_case: bool = False) -> bytes:
     """Wrap a data segment as a packet: `##`, length, segment, CRC, CR LF."""
     body = segment.encode("ascii")
     if len(body) > LENGTH_FIELD_LIMIT:
         raise ValueError(f"a data segment of {len(body)} bytes does not fit the 4-digit length field")
-    return b"##%04d%b%04X\r\n" % (len(body), body, CRC_FUNCTIONS[crc](body))
+    crc_field = b"%04x" % CRC_FUNCTIONS[crc](body) if lower_case else b"%04X" % CRC_FUNCTIONS[crc](body)
+    return b"##%04d%b%b\r\n" % (len(body), body, crc_field)
 
 
 def encode_packet(
@@ -253,20 +290,23 @@ def encode_packet(
     pnum: int | None = None,
     pno: int | None = None,
     crc: CrcVariant = "hj212",
+    lower_case: bool = False,
 ) -> bytes:
     """A packet from its fields; `cp` holds the CP groups, each a mapping of its fields."""
     header = {"QN": qn, "ST": st, "CN": cn, "PW": pw, "MN": mn, "Flag": flag, "PNUM": pnum, "PNO": pno}
     parts = [f"{key}={value}" for key, value in header.items() if value is not None]
     body = ";".join(",".join(f"{key}={value}" for key, value in group.items()) for group in cp)
-    return frame(";".join(parts) + f";CP=&&{body}&&", crc=crc)
+    return frame(";".join(parts) + f";CP=&&{body}&&", crc=crc, lower_case=lower_case)
 
 
 def build_response(packet: Packet, cn: ResponseCommand = "9014", *, rtn: int = 1) -> bytes:
     """The platform's answer to `packet` (reference, "Responses"), with the packet's QN, PW and MN.
 
-    9014 answers a data upload with an empty CP; 9011 answers a request with `QnRtn=rtn` (1 ready to
-    execute, 2 refused, 3 wrong password, ...); 9012 reports an execution result as `ExeRtn=rtn`.
-    The answer carries the CRC variant the packet did, so a Modbus-CRC logger can check it.
+    9014 answers a data upload and 9013 a notification (such as a 1013 time calibration request),
+    both with an empty CP; 9011 answers a request with `QnRtn=rtn` (1 ready to execute, 2 refused,
+    3 wrong password, ...); 9012 reports an execution result as `ExeRtn=rtn`. The Flag carries the
+    version bits of the packet's and asks for no answer. The answer carries the CRC variant (and
+    hex case) the packet did, so a Modbus-CRC logger can check it.
     """
     cp: tuple[Mapping[str, str], ...] = ()
     if cn == "9011":
@@ -279,7 +319,36 @@ def build_response(packet: Packet, cn: ResponseCommand = "9014", *, rtn: int = 1
         cn=cn,
         pw=packet.pw,
         mn=packet.mn,
-        flag=RESPONSE_FLAG,
+        flag=packet.version_bits,
         cp=cp,
         crc=packet.crc,
+        lower_case=packet.crc_lower_case,
     )
+
+
+def build_request(packet: Packet, cn: str, qn: str, fields: Mapping[str, str]) -> bytes:
+    """A request of the platform's (1011 get time, 1012 set time...) to the logger that sent `packet`.
+
+    As the standard's examples have it: the logger's ST, PW and MN, a new QN, the logger's version
+    bits with bit A set (the logger answers 9011, then 9012), and the packet's CRC variant and case.
+    """
+    return encode_packet(
+        qn=qn,
+        st=packet.st,
+        cn=cn,
+        pw=packet.pw,
+        mn=packet.mn,
+        flag=packet.version_bits | FLAG_WANTS_RESPONSE,
+        cp=(fields,),
+        crc=packet.crc,
+        lower_case=packet.crc_lower_case,
+    )
+
+
+def annotate_time_shift(packet: Packet, seconds: int) -> bytes:
+    """`packet` re-framed with `EcowatchTimeShift=seconds` as its first CP group (standard CRC).
+
+    Only the note and the CRC change; the logger's own fields (its DataTime, QN...) stay as sent.
+    """
+    head, marker, rest = packet.segment.partition("CP=&&")
+    return frame(f"{head}{marker}{TIME_SHIFT_FIELD}={seconds};{rest}")

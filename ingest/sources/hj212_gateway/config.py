@@ -18,6 +18,10 @@ Example:
     password_lockout: PT15M
     crc: hj212
     unknown_mn: ignore
+    correct_clocks: true
+    clock_tolerance: PT1M
+    clock_correction_interval: PT10M
+    shift_readings: true
     mqtt: {client_id: ecowatch-hj212-gateway-1, max_unacked: 1000}
 """
 
@@ -38,6 +42,11 @@ FRAME_OVERHEAD_BYTES = 12
 # link may reconnect before its old half-open connection reaches the idle timeout; 8 also covers
 # a few loggers behind one NAT router. Loggers behind a carrier-grade NAT need more.
 DEFAULT_MAX_CONNECTIONS_PER_PEER = 8
+# HJ 352-2019 wants a logger within 30 s of Beijing time and HJ 477-2009 lets its clock run
+# 0.5 per mille (43 s a day) off: twice the 30 s leaves room for a DTU that holds a packet a while,
+# so transit delay never passes for drift, and stays far below validation's 5-minute future skew,
+# so a logger is corrected long before its readings would be refused.
+DEFAULT_CLOCK_TOLERANCE = timedelta(minutes=1)
 
 UnknownMnPolicy = Literal["ignore", "refuse", "accept"]
 
@@ -130,20 +139,56 @@ class HJ212GatewayConfig(StrictModel):
         le=10000,
         description="Packets of one connection awaiting their durable handoff before it stops reading.",
     )
-    crc: CrcVariant = Field(
-        "hj212", description="`modbus` also accepts the Modbus CRC-16 that some loggers send."
+    crc: CrcVariant | tuple[CrcVariant, ...] = Field(
+        "hj212",
+        description="CRC variants accepted besides the standard's: `modbus` (the Modbus CRC-16 some "
+        "loggers send), `modbus_swapped` (the same, low byte first), or a list of both. Keep it "
+        "equal to the HJ 212 decoder's.",
     )
-    respond: bool = Field(True, description="Answer packets that ask for it (Flag bit A).")
+    respond: bool = Field(
+        True,
+        description="Answer packets that ask for it (Flag bit A). Off, the gateway sends nothing, "
+        "not even clock corrections.",
+    )
     unknown_mn: UnknownMnPolicy = Field(
         "ignore",
         description="Packets from an MN not in the registry: `ignore` (no answer), `refuse` "
         "(9011 QnRtn=2) or `accept` (answer as a station without a password).",
     )
-    answer_time_requests: bool = Field(
-        True, description="Answer a time request (CN 1011) with the platform's clock."
-    )
     timezone: TimeZoneName = Field(
-        DEFAULT_TIMEZONE, description="Zone of the time sent to stations without their own `timezone`."
+        DEFAULT_TIMEZONE,
+        description="Zone of the loggers' clocks (QN, DataTime, SystemTime) for stations without "
+        "their own `timezone`.",
+    )
+    correct_clocks: bool = Field(
+        True,
+        description="Set a logger's clock (CN 1012, SystemTime) when it asks (CN 1013, answered "
+        "9013) and when its packets show it off by more than `clock_tolerance`. Needs `respond`.",
+    )
+    clock_tolerance: timedelta = Field(
+        DEFAULT_CLOCK_TOLERANCE,
+        gt=timedelta(0),
+        description="How far a logger's clock (its QN, or the DataTime of real-time data) may be "
+        "from the platform's before it is corrected and its readings shifted. UNVERIFIED: the "
+        "standards give 30 s (HJ 352-2019); the default doubles it for transit delay.",
+    )
+    clock_correction_interval: timedelta = Field(
+        timedelta(minutes=10),
+        gt=timedelta(0),
+        description="At most one correction a logger did not ask for per MN in this time, so a "
+        "logger that ignores it, or a backlog of old packets, is not flooded with 1012.",
+    )
+    shift_readings: bool = Field(
+        True,
+        description="Shift the readings of a logger whose clock is off by more than the tolerance "
+        "by the error measured, marking them time-corrected: when it is ahead, and for real-time "
+        "data when it is behind (a late minute, hourly or daily packet may be a resent backlog).",
+    )
+    clock_query_interval: timedelta | None = Field(
+        None,
+        gt=timedelta(0),
+        description="Ask each logger for its time (CN 1011) at most this often, reading the answer "
+        "into the logs and metrics. Off by default: a logger's QN already shows its clock.",
     )
     mqtt: GatewayPublishConfig = GatewayPublishConfig()
 

@@ -15,7 +15,9 @@ valid packets in between do not reset the count), does not take an answer within
 (`write_timeout`), has a packet not made durable within `handoff_timeout` (`handoff_timeout`), the
 handoff raises on submit (`handoff_failed`), or the peer resets the connection
 (`connection_reset`). Whatever is left in the framer on close (a started packet, garbage) is
-handed off too. After the peer closes, answers still due are written first.
+handed off too. After the peer closes, answers still due are written first. A packet the gateway
+consumes (an answer to its own request) is not handed off; what it has to send (a clock correction)
+still waits its turn behind the answers before it.
 """
 
 from __future__ import annotations
@@ -147,6 +149,15 @@ class Connection:
         if not verdict.valid:
             self._junk += len(event.data)
         topic = verdict.topic
+        if verdict.consumed:
+            events.packet_consumed(self.peer, verdict.cn)
+            if verdict.answers:
+                done = self._loop.create_future()
+                done.set_result(None)
+                deadline = self._loop.time() + self._config.handoff_timeout.total_seconds()
+                await self._queue.put(_Pending(done, deadline, verdict.answers))
+            self._idle_deadline = self._loop.time() + self._config.idle_timeout.total_seconds()
+            return None
         if topic is None:
             events.packet_refused(verdict.outcome)
             return None
@@ -156,13 +167,14 @@ class Connection:
             self._loop.time() + self._config.handoff_timeout.total_seconds(),
             verdict.answers,
         )
+        payload = event.data if verdict.payload is None else verdict.payload
         await self._queue.put(pending)
         try:
-            self._handoff.submit(topic, event.data, self._on_durable_callback(pending.durable))
+            self._handoff.submit(topic, payload, self._on_durable_callback(pending.durable))
         except Exception:
             log.exception("hj212_handoff_submit_failed", peer=self.peer, topic=topic)
             return "handoff_failed"
-        events.packet_handed_off(self.peer, verdict.outcome, topic, len(event.data), verdict.cn)
+        events.packet_handed_off(self.peer, verdict.outcome, topic, len(payload), verdict.cn)
         if verdict.valid:  # from now, not from its arrival: waiting on a slow handoff is not idling
             self._idle_deadline = self._loop.time() + self._config.idle_timeout.total_seconds()
         return None
@@ -170,6 +182,8 @@ class Connection:
     def _report(self, verdict: Verdict) -> None:
         if verdict.error is not None:
             events.internal_error("hj212_gateway_packet", self.peer, verdict.error)
+        if verdict.clock is not None and verdict.mn is not None:
+            events.clock(verdict.mn, self.peer, verdict.clock)
         if verdict.lockout_started and verdict.mn is not None:
             lockout = self._admission.lockout
             events.password_lockout(

@@ -8,6 +8,9 @@ Connections open and close at info (a close other than by the peer or a stop at 
 Refusals are counted, and logged once per episode rather than each time: a connection past a
 limit (once until the peer, or the full gateway, closes a connection), a password lockout (once
 when it starts; never the password), the packets refused during a lockout (counted only).
+Loggers' clocks (`clock`): each correction sent (at warning when the clock drifted, info when the
+logger asked), each time a logger reports (1011) and each answer to the gateway's requests at info;
+every clock error measured is observed in a histogram, every time-shifted packet counted.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 from typing import Final
 
 import structlog
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from ingest import internal_errors
+from ingest.sources.hj212_gateway.clock import ClockNote
 
 log = structlog.get_logger("ingest.sources.hj212_gateway")
 
@@ -55,7 +59,34 @@ GARBAGE_BYTES: Final = Counter(
     "ecowatch_hj212_garbage_bytes_total", "Bytes outside any packet (handed off on hj212/_unframed)."
 )
 RESPONSES: Final = Counter(
-    "ecowatch_hj212_responses_total", "Packets sent to loggers, by command (9011, 9012, 9014, 1011).", ["cn"]
+    "ecowatch_hj212_responses_total",
+    "Packets sent to loggers, by command (answers 9011, 9012, 9013, 9014; requests 1012, 1011).",
+    ["cn"],
+)
+PACKETS_CONSUMED: Final = Counter(
+    "ecowatch_hj212_packets_consumed_total",
+    "Loggers' answers to the gateway's own requests (9011, 9012, 1011), read and not handed off.",
+    ["cn"],
+)
+CLOCK_CORRECTIONS: Final = Counter(
+    "ecowatch_hj212_clock_corrections_total",
+    "Loggers' clocks set (CN 1012), by trigger: request (the logger's 1013) or drift.",
+    ["trigger"],
+)
+CLOCK_ANSWERS: Final = Counter(
+    "ecowatch_hj212_clock_answers_total",
+    "Loggers' answers to the gateway's 1012 and 1011, by request, answer and result (ok: QnRtn or "
+    "ExeRtn 1; refused: any other code, which the log line gives).",
+    ["request", "answer", "result"],
+)
+CLOCK_ERROR: Final = Histogram(
+    "ecowatch_hj212_clock_error_seconds",
+    "How far loggers' clocks are from the platform's (absolute), as their packets and 1011 show.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 86400),
+)
+TIME_SHIFTED: Final = Counter(
+    "ecowatch_hj212_time_shifted_packets_total",
+    "Data uploads handed off with their times shifted by their logger's clock error.",
 )
 HANDOFF_PENDING: Final = Gauge(
     "ecowatch_hj212_handoff_pending", "Messages the MQTT handoff holds until the broker acknowledges them."
@@ -146,3 +177,34 @@ def handoff_pending(count: int) -> None:
 
 def handoff_failed() -> None:
     HANDOFF_FAILED.inc()
+
+
+def packet_consumed(peer: str, cn: str | None) -> None:
+    PACKETS_CONSUMED.labels(cn or "").inc()
+    log.debug("hj212_packet", peer=peer, outcome="consumed", cn=cn)
+
+
+def clock(mn: str, peer: str, note: ClockNote) -> None:
+    """What a packet told about its logger's clock, and what the gateway does about it."""
+    if note.error_s is not None:
+        CLOCK_ERROR.observe(abs(note.error_s))
+    error_s = None if note.error_s is None else round(note.error_s, 3)
+    if note.shift_s:
+        TIME_SHIFTED.inc()
+    if note.correction is not None:
+        CLOCK_CORRECTIONS.labels(note.correction).inc()
+        level = log.warning if note.correction == "drift" else log.info
+        level(
+            "hj212_clock_correction",
+            mn=mn,
+            peer=peer,
+            trigger=note.correction,
+            error_s=error_s,
+            shift_s=note.shift_s,
+        )
+    if note.logger_time is not None:
+        log.info("hj212_logger_clock", mn=mn, peer=peer, logger_time=note.logger_time, error_s=error_s)
+    if note.answer is not None:
+        request, answer, result = note.answer
+        CLOCK_ANSWERS.labels(request, answer, "ok" if result == "1" else "refused").inc()
+        log.info("hj212_clock_answer", mn=mn, peer=peer, request=request, answer=answer, result=result[:16])

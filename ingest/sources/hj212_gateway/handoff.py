@@ -2,8 +2,10 @@
 
 Every framed packet, good or bad, goes on `hj212/{MN}` so the daemon's decode -> validate path
 stores its readings or dead-letters it with its reason; a packet whose MN cannot be read (or is
-not 1-24 of `A-Z a-z 0-9 -`) goes on `hj212/_invalid`, and runs of unframeable bytes on
+not 1-24 of `A-Z a-z 0-9 - _`) goes on `hj212/_invalid`, and runs of unframeable bytes on
 `hj212/_unframed`. Both special levels fit the `hj212/{mn}` subscription and decode as malformed.
+The one exception: a logger's answers to the gateway's own requests (`clock`) stay in the gateway.
+A data upload from a logger whose clock is off is handed off with the clock's time-shift note.
 
 Two handoffs exist: `MqttHandoff` (ingest.sources.hj212_gateway.mqtt) publishes with QoS 1 and counts a
 message durable at its PUBACK; the daemon's in-process handoff appends to the raw write-ahead log
@@ -16,13 +18,13 @@ import re
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from config.registry import MN_PATTERN
+from ingest.decoders.hj212.packet import MN_SYNTAX
 
 TOPIC_PREFIX: Final = "hj212/"
 UNFRAMED_TOPIC: Final = TOPIC_PREFIX + "_unframed"
 INVALID_MN_TOPIC: Final = TOPIC_PREFIX + "_invalid"
 
-_MN = re.compile(MN_PATTERN)
+_MN = re.compile(MN_SYNTAX)
 # The MN field of a packet that did not parse: a header field, so after the start or a ';'.
 _MN_FIELD = re.compile(rb"(?:^|[;#0-9])MN=([^;&]{0,64});")
 

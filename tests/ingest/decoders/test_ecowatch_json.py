@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -104,3 +105,63 @@ def test_each_message_gets_its_own_time_when_times_repeat() -> None:
         RejectReason.MALFORMED,
     ]
     assert decoded[4:] == decoded[:4]
+
+
+def test_results_below_the_detection_limit_in_each_form() -> None:
+    """`"0.01L"`, an object's `"10L"` with its unit, and `below_dl: true` all give the limit, marked."""
+    payload = encode(
+        "cq-1",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        {
+            "nh3n": "0.01L",
+            "cd": {"value": "0.5L", "unit": "ug/L", "flag": "N"},
+            "tp": {"value": 0.01, "below_dl": True},
+            "codmn": {"value": 2.5, "below_dl": False},
+        },
+    )
+    decoded = DECODER.decode("t", payload)
+    assert decoded.rejections == []
+    assert [(r.parameter, r.value, r.unit, r.below_dl) for r in decoded.readings] == [
+        ("nh3n", 0.01, None, True),
+        ("cd", 0.5, "ug/L", True),
+        ("tp", 0.01, None, True),
+        ("codmn", 2.5, None, False),
+    ]
+
+
+def test_other_strings_and_contradictions_are_not_numbers() -> None:
+    """`"0.01"`, `"<0.01"`, `"ND"` and `"0.01L"` with `below_dl: false` are item rejections."""
+    readings: dict[str, float | str | dict[str, Any]] = {
+        "a": "0.01",
+        "b": "<0.01",
+        "c": "ND",
+        "d": {"value": "0.01L", "below_dl": False},
+        "e": "0.01l",
+        "f": {"value": 0.01, "below_dl": "yes"},
+    }
+    decoded = DECODER.decode("t", encode("cq-1", datetime(2026, 1, 1, tzinfo=UTC), readings))
+    assert decoded.readings == []
+    assert [r.parameter for r in decoded.rejections] == list(readings)
+    assert {r.reason for r in decoded.rejections} == {RejectReason.NOT_A_NUMBER}
+    assert "detection limit like '0.01L'" in decoded.rejections[0].detail
+    assert "yet below_dl is false" in decoded.rejections[3].detail
+
+
+def test_a_top_level_kind_applies_to_every_value_and_defaults_to_realtime() -> None:
+    """`"kind": "hourly"` marks each reading hourly; without it they are real-time."""
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    hourly = DECODER.decode("t", encode("cq-1", ts, {"ph": 7.5, "nh3n": "0.02L"}, kind="hourly"))
+    assert [(r.parameter, r.kind, r.below_dl) for r in hourly.readings] == [
+        ("ph", "hourly", False),
+        ("nh3n", "hourly", True),
+    ]
+    realtime = DECODER.decode("t", encode("cq-1", ts, {"ph": 7.5}))
+    assert realtime.readings[0].kind == "realtime"
+
+
+def test_an_unknown_kind_rejects_the_document() -> None:
+    """A kind outside realtime, minute, hourly, daily, lab makes the document malformed."""
+    with pytest.raises(RejectedPayload) as caught:
+        DECODER.decode("t", encode("cq-1", datetime(2026, 1, 1, tzinfo=UTC), {"ph": 7.5}, kind="weekly"))
+    assert caught.value.reason is RejectReason.MALFORMED
+    assert "kind" in caught.value.detail

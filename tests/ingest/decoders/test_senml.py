@@ -31,6 +31,21 @@ def test_encoder_round_trip() -> None:
     ]
 
 
+def test_encoder_round_trip_of_a_kind_and_a_below_detection_value() -> None:
+    """With a kind and a `"0.01L"` value, the pack names the kind in bn and decodes back to both."""
+    readings: dict[str, tuple[float | str, str | None]] = {"tp": ("0.01L", "mg/L"), "nh3n": (0.31, None)}
+    payload = encode_senml("cq-cj-cuntan", T0, readings, kind="daily")
+    pack = orjson.loads(payload)
+    assert pack[0]["bn"] == "cq-cj-cuntan/daily/"
+    assert pack[0]["vs"] == "0.01L"
+    decoded = DECODER.decode("t", payload)
+    assert decoded.rejections == []
+    assert decoded.readings == [
+        RawReading("tp", 0.01, T0, "cq-cj-cuntan", unit="mg/L", below_dl=True, kind="daily"),
+        RawReading("nh3n", 0.31, T0, "cq-cj-cuntan", kind="daily"),
+    ]
+
+
 def test_encoder_puts_base_fields_on_the_first_record_only() -> None:
     """The pack carries bn '<station_id>/' and an integral bt once, then one n/v(/u) record per reading."""
     pack = orjson.loads(encode_senml("st-1", T0, {"ph": (7.0, None), "do": (8.0, "mg/L")}))

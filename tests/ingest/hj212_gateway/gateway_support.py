@@ -17,6 +17,10 @@ from config.registry import Registry
 from ingest.decoders.hj212 import Packet, encode_data_packet, parse_packet
 from ingest.sources.hj212_gateway import HJ212Gateway, HJ212GatewayConfig
 from ingest.sources.hj212_gateway.handoff import Handoff
+from tests.helpers import wait_for
+
+# The old name, until tests/integration/test_hj212_gateway.py imports `tests.helpers.wait_for`.
+wait_until = wait_for
 
 DEADLINE_S = 10.0
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -33,10 +37,13 @@ def data_packet(
     cn: str = "2011",
     values: dict[str, tuple[float, str]] | None = None,
 ) -> bytes:
-    """An upload with a QN and DataTime unique per `index` (DATA_TIME + index seconds)."""
+    """An upload with a DataTime unique per `index` (DATA_TIME + index seconds) and a QN from a right clock.
+
+    QN, the logger's clock when it sends, is the wall clock now (to the second) and `index` as the
+    milliseconds: unique per index within a test, and within the gateway's clock tolerance.
+    """
     data_time = DATA_TIME + timedelta(seconds=index)
-    local = data_time.astimezone(_SHANGHAI)
-    qn = local.strftime("%Y%m%d%H%M%S") + f"{index % 1000:03d}"
+    qn = datetime.now(_SHANGHAI).strftime("%Y%m%d%H%M%S") + f"{index % 1000:03d}"
     return encode_data_packet(
         mn,
         pw,
@@ -52,14 +59,6 @@ def qn_of(packet: bytes) -> str:
     qn = parse_packet(packet).qn
     assert qn is not None
     return qn
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def metric(name: str, **labels: str) -> float:

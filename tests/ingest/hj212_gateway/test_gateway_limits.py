@@ -202,17 +202,17 @@ def test_only_whole_valid_packets_are_valid() -> None:
 
 
 def test_a_time_request_with_a_huge_polid_is_answered_without_echoing_it() -> None:
-    """A 1011 whose PolId would not fit an answer packet is answered without it, never an exception."""
+    """A 1013 whose PolId would not fit a packet gets 9013 and a 1012 without it, never an exception."""
     judge = admission(max_segment_length=9999)
     request = encode_packet(
-        qn="1", st="21", cn="1011", pw="s3cret", mn="MN-GUARDED", flag=5, cp=({"PolId": "w" * 9800},)
+        qn="1", st="21", cn="1013", pw="s3cret", mn="MN-GUARDED", flag=5, cp=({"PolId": "w" * 9800},)
     )
     verdict = judge.judge(Frame(request), "p", 0.0)
     assert (verdict.outcome, verdict.error) == ("ok", None)
-    reply = parse_packet(verdict.answers[1], max_segment_length=9999)
-    assert reply.cn == "1011"
-    assert reply.field("PolId") is None
-    assert reply.field("SystemTime") == "20261125083015"
+    notified, set_time = (parse_packet(answer, max_segment_length=9999) for answer in verdict.answers)
+    assert (notified.cn, set_time.cn) == ("9013", "1012")
+    assert set_time.field("PolId") is None
+    assert set_time.field("SystemTime") == "20261125083015"
 
 
 def test_a_bug_while_judging_costs_only_the_answer() -> None:
@@ -231,11 +231,11 @@ def test_a_bug_while_judging_costs_only_the_answer() -> None:
 
 
 def test_an_ancient_datatime_is_judged_like_any_other_packet() -> None:
-    """DataTime=10000101000000: the gateway does not read times, so the packet is handed off and answered 9014."""
+    """DataTime=10000101000000 in real-time data without a QN: handed off as sent (too far off to shift) and answered 9014; its clock is set."""
     segment = "QN=1;ST=21;CN=2011;PW=x;MN=MN-OPEN;Flag=5;CP=&&DataTime=10000101000000;w01001-Rtd=7.5&&"
     verdict = admission().judge(Frame(frame(segment)), "p", 0.0)
-    assert (verdict.outcome, verdict.topic) == ("ok", "hj212/MN-OPEN")
-    assert parse_packet(verdict.answers[0]).cn == "9014"
+    assert (verdict.outcome, verdict.topic, verdict.payload) == ("ok", "hj212/MN-OPEN", None)
+    assert [parse_packet(answer).cn for answer in verdict.answers] == ["9014", "1012"]
 
 
 # --- fuzzing: any bytes are judged, nothing raises, no bug is hit ---------------------------------
@@ -249,6 +249,8 @@ _PIECES = st.sampled_from(
         "PolId=",
         "DataTime=10000101000000",
         "CN=1011",
+        "CN=1013",
+        "SystemTime=20261125083015",
         "CN=2011",
         "Flag=5",
         "PW=s3cret",
@@ -278,7 +280,7 @@ def test_random_bytes_are_judged_without_error(data: bytes) -> None:
 
 
 @given(
-    st.sampled_from(["2011", "1011", "1062", "9014", "2061"]),
+    st.sampled_from(["2011", "1011", "1013", "1062", "9011", "9012", "9014", "2061"]),
     st.lists(st.one_of(_PIECES, st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E))), max_size=30),
     st.integers(0, 7),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
@@ -12,7 +12,6 @@ from ingest.sources.hj212_gateway.handoff import INVALID_MN_TOPIC, sniff_mn, top
 from ingest.sources.hj212_gateway.responses import Access, QnRtn, check_access, plan_answers
 from tests.helpers import station
 
-NOW = datetime(2026, 11, 25, 0, 30, 15, tzinfo=UTC)
 QN = "20261125083000123"
 REGISTRY = Registry(
     [
@@ -31,15 +30,11 @@ def packet(
     return parse_packet(raw)
 
 
-def answers(pkt: Packet, access: Access | None = None, **options: object) -> list[Packet]:
-    chosen = dict({"unknown_mn": "ignore", "answer_time_requests": True}, **options)
+def answers(pkt: Packet, access: Access | None = None, *, unknown_mn: str = "ignore") -> list[Packet]:
     built = plan_answers(
         pkt,
         access if access is not None else check_access(pkt, REGISTRY)[0],
-        unknown_mn=chosen["unknown_mn"],  # type: ignore[arg-type]
-        answer_time_requests=bool(chosen["answer_time_requests"]),
-        now=NOW,
-        timezone="Asia/Shanghai",
+        unknown_mn=unknown_mn,  # type: ignore[arg-type]
     )
     return [parse_packet(answer) for answer in built]
 
@@ -107,19 +102,20 @@ def test_an_unknown_mn_gets_what_the_policy_says() -> None:
     assert accepted.cn == "9014"
 
 
-def test_a_time_request_gets_ready_the_platform_time_and_success() -> None:
-    """CN 1011: 9011 QnRtn=1, a 1011 with SystemTime in the station zone and the PolId asked, 9012 ExeRtn=1."""
-    ready, reply, done = answers(packet("1011", PolId="w01018"))
-    assert (ready.cn, ready.qn, ready.field("QnRtn")) == ("9011", QN, "1")
-    assert (reply.cn, reply.qn, reply.mn, reply.wants_response) == ("1011", QN, "MN-GUARDED", False)
-    assert reply.field("SystemTime") == "20261125083015"  # 00:30:15 UTC in Beijing time
-    assert reply.field("PolId") == "w01018"
-    assert (done.cn, done.qn, done.field("ExeRtn")) == ("9012", QN, "1")
+def test_a_time_calibration_request_gets_a_notification_response() -> None:
+    """CN 1013 (the logger asks to have its clock set) gets 9013 with its QN; the clock sends the 1012."""
+    [answer] = answers(packet("1013", PolId="w01018"))
+    assert (answer.cn, answer.qn, answer.mn, answer.flag, answer.cp) == ("9013", QN, "MN-GUARDED", 4, ())
 
 
-def test_a_time_request_is_refused_when_time_answers_are_off() -> None:
-    """With `answer_time_requests: false`, 1011 is refused like any other request."""
-    [answer] = answers(packet("1011"), answer_time_requests=False)
+def test_a_loggers_time_upload_is_read_not_answered() -> None:
+    """CN 1011 with SystemTime is the logger's answer to the platform's 1011: never answered, even with bit A."""
+    assert answers(packet("1011", PolId="w01018", SystemTime="20261125083010")) == []
+
+
+def test_a_logger_asking_with_1011_is_refused() -> None:
+    """1011 is the platform's request: a logger sending it without SystemTime gets 9011 QnRtn=2 like other requests."""
+    [answer] = answers(packet("1011", PolId="w01018"))
     assert (answer.cn, answer.field("QnRtn")) == ("9011", "2")
 
 
@@ -147,16 +143,21 @@ def test_an_answer_carries_the_crc_variant_of_the_packet() -> None:
         crc="modbus",
     )
     pkt = parse_packet(raw, crc="modbus")
-    built = plan_answers(
-        pkt, Access.OK, unknown_mn="ignore", answer_time_requests=True, now=NOW, timezone="Asia/Shanghai"
-    )
+    built = plan_answers(pkt, Access.OK, unknown_mn="ignore")
     assert parse_packet(built[0], crc="modbus").crc == "modbus"
+
+
+def test_an_answer_carries_the_version_of_the_packet() -> None:
+    """A logger speaking a later version (Flag=9, as a field packet does) gets Flag=8, not the 2017 Flag=4."""
+    [answer] = answers(packet(flag=9))
+    assert (answer.cn, answer.flag) == ("9014", 8)
 
 
 def test_topics_name_valid_mns_and_park_the_rest() -> None:
     """A valid MN gives `hj212/{MN}`; none, an empty one, a long one or one with other characters `hj212/_invalid`."""
     assert topic_for("50010300000001") == "hj212/50010300000001"
     assert topic_for("A-b-9") == "hj212/A-b-9"
+    assert topic_for("NM100000_0005") == "hj212/NM100000_0005"  # a field MN with '_'
     for bad in (None, "", "x" * 25, "a/b", "a+b", "mn#", "站"):
         assert topic_for(bad) == INVALID_MN_TOPIC
 

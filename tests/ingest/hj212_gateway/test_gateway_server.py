@@ -13,15 +13,12 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-import ingest.sources.hj212_gateway
-import ingest.sources.hj212_gateway.config
-import ingest.sources.hj212_gateway.mqtt
 from config.loader import ConfigError
 from config.registry import Registry
 from ingest.app.gateway_cli import load_config, main
 from ingest.decoders.hj212 import encode_packet, frame
-from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig
-from tests.helpers import station
+from ingest.sources.hj212_gateway import HJ212Gateway, HJ212GatewayConfig
+from tests.helpers import station, wait_for
 from tests.ingest.hj212_gateway.gateway_support import (
     Logger,
     MemoryHandoff,
@@ -30,7 +27,6 @@ from tests.ingest.hj212_gateway.gateway_support import (
     metric,
     qn_of,
     running_gateway,
-    wait_until,
 )
 
 REGISTRY = Registry(
@@ -50,7 +46,7 @@ def test_an_upload_is_answered_with_9014_only_once_durably_handed_off() -> None:
     with running_gateway(handoff, REGISTRY) as gateway:
         logger = Logger(gateway.port)
         logger.send(packet)
-        wait_until(lambda: handoff.count() == 1, "the hand-off")
+        wait_for(lambda: handoff.count() == 1, "the hand-off")
         assert handoff.messages == [("hj212/MN-GUARDED", packet)]
         assert logger.nothing_sent_within(QUIET_S)
         handoff.release(0)
@@ -66,7 +62,7 @@ def test_answers_go_out_in_packet_order_whatever_order_they_become_durable() -> 
     with running_gateway(handoff, REGISTRY) as gateway:
         logger = Logger(gateway.port)
         logger.send(first + second)
-        wait_until(lambda: handoff.count() == 2, "both hand-offs")
+        wait_for(lambda: handoff.count() == 2, "both hand-offs")
         handoff.release(1)
         assert logger.nothing_sent_within(QUIET_S)
         handoff.release(0)
@@ -121,21 +117,31 @@ def test_nothing_is_answered_when_responses_are_off() -> None:
     with running_gateway(handoff, REGISTRY, respond=False) as gateway:
         logger = Logger(gateway.port)
         logger.send(data_packet("MN-OPEN", "x", 1))
-        wait_until(lambda: handoff.count() == 1, "the hand-off")
+        wait_for(lambda: handoff.count() == 1, "the hand-off")
         assert logger.nothing_sent_within(QUIET_S)
         logger.close()
 
 
-def test_a_time_request_is_answered_with_the_platform_clock() -> None:
-    """CN 1011 asking for an answer gets 9011, a 1011 with the injected clock's time in Beijing, and 9012."""
-    request = encode_packet(qn="20261125083000000", st="21", cn="1011", pw="s3cret", mn="MN-GUARDED", flag=5)
+def test_a_time_calibration_request_gets_9013_then_the_platform_clock() -> None:
+    """CN 1013 asking for an answer gets 9013 with its QN, then a 1012 setting SystemTime to the injected clock's time in Beijing."""
+    request = encode_packet(
+        qn="20261125083000000",
+        st="21",
+        cn="1013",
+        pw="s3cret",
+        mn="MN-GUARDED",
+        flag=5,
+        cp=({"PolId": "w01018"},),
+    )
     clock: Callable[[], datetime] = lambda: datetime(2026, 11, 25, 0, 30, 15, tzinfo=UTC)  # noqa: E731
     with running_gateway(MemoryHandoff(), REGISTRY, clock=clock) as gateway:
         logger = Logger(gateway.port)
         logger.send(request)
-        ready, reply, done = logger.read_packets(3)
-        assert [ready.cn, reply.cn, done.cn] == ["9011", "1011", "9012"]
-        assert reply.field("SystemTime") == "20261125083015"
+        notified, set_time = logger.read_packets(2)
+        assert (notified.cn, notified.qn, notified.flag) == ("9013", "20261125083000000", 4)
+        assert (set_time.cn, set_time.flag, set_time.st, set_time.pw) == ("1012", 5, "21", "s3cret")
+        assert (set_time.field("PolId"), set_time.field("SystemTime")) == ("w01018", "20261125083015")
+        assert set_time.qn == "20261125083015000"
         logger.close()
 
 
@@ -152,7 +158,7 @@ def test_garbage_is_handed_off_whole_and_a_garbage_sender_is_cut_off() -> None:
         assert logger.nothing_sent_within(QUIET_S)  # 256 bytes: under the limit, still open
         logger.send(noise)
         logger.wait_closed()
-        wait_until(lambda: closes("garbage") == before + 1, "the close to be counted")
+        wait_for(lambda: closes("garbage") == before + 1, "the close to be counted")
     unframed = b"".join(payload for topic, payload in handoff.messages if topic == "hj212/_unframed")
     assert unframed == b"hello\x00" + noise + noise
 
@@ -163,7 +169,7 @@ def test_a_silent_connection_is_closed_at_the_idle_timeout() -> None:
     with running_gateway(MemoryHandoff(), REGISTRY, idle_timeout=0.3) as gateway:
         logger = Logger(gateway.port)
         assert logger.wait_closed() < 5.0
-        wait_until(lambda: closes("idle_timeout") == before + 1, "the close to be counted")
+        wait_for(lambda: closes("idle_timeout") == before + 1, "the close to be counted")
 
 
 def test_a_slow_sender_is_cut_at_the_packet_timeout_without_delaying_others() -> None:
@@ -197,7 +203,7 @@ def test_a_slow_sender_is_cut_at_the_packet_timeout_without_delaying_others() ->
         assert time.monotonic() - started < 3.0
         stop.set()
         trickler.join()
-        wait_until(lambda: closes("packet_timeout") == before + 1, "the close to be counted")
+        wait_for(lambda: closes("packet_timeout") == before + 1, "the close to be counted")
         busy.close()
     parts = [p for _, p in handoff.messages if packet.startswith(p)]
     assert len(parts) == 1  # what arrived before the cut, handed off to be dead-lettered
@@ -212,7 +218,7 @@ def test_a_connection_gone_silent_mid_packet_is_closed_and_its_part_handed_off()
         logger = Logger(gateway.port)
         logger.send(packet[:80])
         assert logger.wait_closed() < 5.0
-        wait_until(lambda: handoff.count() == 1, "the hand-off")
+        wait_for(lambda: handoff.count() == 1, "the hand-off")
     assert handoff.messages == [("hj212/MN-GUARDED", packet[:80])]
 
 
@@ -223,7 +229,7 @@ def test_a_peer_that_shuts_its_side_still_gets_the_answers_due() -> None:
         logger = Logger(gateway.port)
         logger.send(data_packet("MN-OPEN", "x", 1))
         logger.sock.shutdown(socket.SHUT_WR)
-        wait_until(lambda: handoff.count() == 1, "the hand-off")
+        wait_for(lambda: handoff.count() == 1, "the hand-off")
         handoff.release(0)
         assert logger.read_packets(1)[0].cn == "9014"
         logger.wait_closed()
@@ -236,7 +242,7 @@ def test_a_packet_never_made_durable_closes_its_connection() -> None:
         logger = Logger(gateway.port)
         logger.send(data_packet("MN-OPEN", "x", 1))
         logger.wait_closed()
-        wait_until(lambda: closes("handoff_timeout") == before + 1, "the close to be counted")
+        wait_for(lambda: closes("handoff_timeout") == before + 1, "the close to be counted")
 
 
 def test_a_handoff_that_fails_closes_the_connection() -> None:
@@ -250,7 +256,7 @@ def test_a_handoff_that_fails_closes_the_connection() -> None:
         logger = Logger(gateway.port)
         logger.send(data_packet("MN-OPEN", "x", 1))
         logger.wait_closed()
-        wait_until(lambda: any(e.get("reason") == "handoff_failed" for e in logs), "the close to be logged")
+        wait_for(lambda: any(e.get("reason") == "handoff_failed" for e in logs), "the close to be logged")
     closed = next(e for e in logs if e["event"] == "hj212_connection_closed")
     assert closed["log_level"] == "warning"
     assert closed["packets"] == 1
@@ -261,7 +267,7 @@ def test_connections_past_the_limit_are_closed_at_once() -> None:
     before = metric("ecowatch_hj212_connections_total", outcome="refused")
     with running_gateway(MemoryHandoff(), REGISTRY, max_connections=2) as gateway:
         first, second = Logger(gateway.port), Logger(gateway.port)
-        wait_until(lambda: gateway.connections == 2, "two connections")
+        wait_for(lambda: gateway.connections == 2, "two connections")
         third = Logger(gateway.port)
         assert third.wait_closed() < 2.0
         assert metric("ecowatch_hj212_connections_total", outcome="refused") == before + 1
@@ -278,7 +284,7 @@ def test_connect_and_disconnect_are_logged_with_the_reason() -> None:
         logger.send(data_packet("MN-OPEN", "x", 1))
         logger.read_packets(1)
         logger.close()
-        wait_until(lambda: any(e["event"] == "hj212_connection_closed" for e in logs), "the close log")
+        wait_for(lambda: any(e["event"] == "hj212_connection_closed" for e in logs), "the close log")
     opened = next(e for e in logs if e["event"] == "hj212_connection_opened")
     closed = next(e for e in logs if e["event"] == "hj212_connection_closed")
     assert opened["peer"] == closed["peer"]
@@ -292,7 +298,7 @@ def test_stop_closes_every_connection_and_the_listener() -> None:
     gateway.start()
     port = gateway.port
     logger = Logger(port)
-    wait_until(lambda: gateway.connections == 1, "the connection")
+    wait_for(lambda: gateway.connections == 1, "the connection")
     gateway.stop()
     logger.wait_closed()
     with pytest.raises(ConnectionRefusedError):
@@ -307,21 +313,6 @@ def test_a_port_in_use_fails_start() -> None:
         config = HJ212GatewayConfig(port=taken.getsockname()[1])
         with pytest.raises(OSError, match="address already in use"):
             HJ212Gateway(config, MemoryHandoff(), REGISTRY).start()
-
-
-def test_the_docstring_examples_validate() -> None:
-    """The `Example:` blocks of the package, the config and the MQTT handoff are valid configuration."""
-
-    def example(module: object) -> object:
-        return yaml.safe_load((module.__doc__ or "").split("Example:\n", 1)[1])
-
-    package = example(ingest.sources.hj212_gateway)
-    assert isinstance(package, dict)
-    assert HJ212GatewayConfig.model_validate(package["hj212_gateway"]).host == "0.0.0.0"
-    section = HJ212GatewayConfig.model_validate(example(ingest.sources.hj212_gateway.config))
-    assert section.max_packet_bytes == 1036
-    assert section.mqtt.client_id == "ecowatch-hj212-gateway-1"
-    assert GatewayMqttConfig.model_validate(example(ingest.sources.hj212_gateway.mqtt)).max_unacked == 1000
 
 
 def test_the_gateway_section_is_read_beside_the_rest_of_the_configuration(tmp_path: Path) -> None:

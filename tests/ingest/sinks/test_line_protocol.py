@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest.model import DataFlag, Reading
-from ingest.sinks.line_protocol import encode
+from ingest.sinks.line_protocol import LineEncoder, encode
 
 T0 = 1_795_600_000_123_456_789
 TAGS = (("basin", "长江"), ("district", "渝中区"), ("river", "长江"), ("station_id", "cq-cj-cuntan"))
@@ -24,6 +24,7 @@ def reading(
     measurement: str = "water_quality",
     tags: tuple[tuple[str, str], ...] = TAGS,
     flag: DataFlag = DataFlag.NORMAL,
+    below_dl: bool = False,
 ) -> Reading:
     return Reading(
         station_id=dict(tags).get("station_id", "cq-cj-cuntan"),
@@ -34,6 +35,7 @@ def reading(
         time_ns=time_ns,
         flag=flag,
         tags=tags,
+        below_dl=below_dl,
     )
 
 
@@ -41,7 +43,7 @@ def reading(
 class Point:
     measurement: str
     tags: dict[str, str] = field(default_factory=dict)
-    fields: dict[str, float | str] = field(default_factory=dict)
+    fields: dict[str, float | int | str] = field(default_factory=dict)
     time_ns: int = 0
 
 
@@ -90,8 +92,11 @@ def parse(text: str) -> list[Point]:
         while True:
             key = scan.token(",= ", "=")
             scan.expect("=")
-            is_string = scan.line[scan.at] == '"'
-            point.fields[key] = scan.string() if is_string else float(scan.token("", ", "))
+            if scan.line[scan.at] == '"':
+                point.fields[key] = scan.string()
+            else:
+                number = scan.token("", ", ")
+                point.fields[key] = int(number[:-1]) if number.endswith("i") else float(number)
             if scan.line[scan.at] == " ":
                 break
             scan.expect(",")
@@ -271,3 +276,32 @@ def test_a_hundred_thousand_readings_make_one_line_per_point() -> None:
     text = encode(readings)
 
     assert text.count("\n") == 250 * 50
+
+
+def test_a_reading_below_the_detection_limit_adds_an_integer_dl_field() -> None:
+    """`nh3n_dl=1i` follows the flag of a below-DL reading only; measured readings write no `_dl`."""
+    text = encode([reading("nh3n", 0.025, below_dl=True), reading("tp", 0.2)])
+
+    assert text == (
+        "water_quality,basin=长江,district=渝中区,river=长江,station_id=cq-cj-cuntan "
+        f'nh3n=0.025,nh3n_flag="N",nh3n_dl=1i,tp=0.2,tp_flag="N" {T0}\n'
+    )
+    assert parse(text)[0].fields == {"nh3n": 0.025, "nh3n_flag": "N", "nh3n_dl": 1, "tp": 0.2, "tp_flag": "N"}
+
+
+def test_the_mark_follows_each_reading_through_the_field_cache() -> None:
+    """One encoder, the same parameter and flag measured then below DL then measured: each line is right."""
+    encoder = LineEncoder()
+    lines = [
+        encoder.encode([reading("nh3n", value, time_ns=T0 + i, below_dl=below)])
+        for i, (value, below) in enumerate(((0.3, False), (0.025, True), (0.31, False)))
+    ]
+    assert ["nh3n_dl" in line for line in lines] == [False, True, False]
+
+
+def test_the_data_kind_tag_makes_a_series_of_its_own() -> None:
+    """A real-time and an hourly value of the same time are two lines, the hourly one tagged."""
+    hourly_tags = tuple(sorted((*TAGS, ("data_kind", "hourly"))))
+    points = parse(encode([reading("nh3n", 0.3), reading("nh3n", 0.28, tags=hourly_tags)]))
+
+    assert [(p.tags.get("data_kind"), p.fields["nh3n"]) for p in points] == [(None, 0.3), ("hourly", 0.28)]
