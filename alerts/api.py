@@ -12,6 +12,11 @@
     GET    /api/v1/compliance        per district and basin (group_by=district|basin|river): share
                                      meeting target, of class I–III, worse than V; day=YYYY-MM-DD
                                      gives that day's stored daily assessment
+    GET    /api/v1/assessment        the 2011 method's report of a period (period=2026-11-05 | 2026-11 |
+                                     2026-Q3 | 2026 | ytd, default the last closed day; region=
+                                     district:NAME | basin:NAME | river:NAME): the JSON of `ecowatch
+                                     report` with `sources` (days stored, read, missing);
+                                     format=html|csv|xlsx gives the printed report instead
     GET    /api/v1/silences          silences with their status; all=1 includes expired ones
     POST   /api/v1/silences          {"matchers", "starts_at", "ends_at", "by", "reason"} → {"id"}
     DELETE /api/v1/silences?id=      expire a silence now (kept for the record)
@@ -19,17 +24,24 @@
 Bodies are validated with pydantic: anything else is a 400 naming the field. Times are ISO 8601
 in UTC. A station's "class now" uses its newest normal readings of the last day, like the
 default compliance_drop rule.
+
+Each GET handler reads its parameters and calls a view function of the same name
+(`alert_list`, `station_list`, `compliance_now`, `silence_list`); `snapshot()` gathers the
+parameterless answers of four of them for the dashboard's live stream, in exactly these shapes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypedDict, TypeVar, cast
 
+import structlog
 from pydantic import BaseModel, Field, ValidationError
 
-from alerts.assessment import GROUPINGS, rates
+from alerts.assessment import GROUPINGS, PeriodAssessments, rates
+from alerts.assessment_method.period import PeriodError
+from alerts.assessment_method.report import ScopeError
 from alerts.classify import Classification
 from alerts.engine import AlertEngine, NotActiveError
 from alerts.lifecycle import ACTIVE, AlertRecord, AlertState
@@ -38,7 +50,9 @@ from alerts.silences import Silence, SilenceRequest, silenced_by
 from config.registry import Station
 from config.times import from_ns, ns, to_ns
 from config.types import StrictModel
-from ingest.routes import BadRequest, Handler, NotFound, Request, int_param, str_param
+from ingest.routes import BadRequest, Handler, NotFound, RawBody, Request, int_param, str_param
+
+log = structlog.get_logger(__name__)
 
 # "Class now": newest normal values no older than a day, as the default compliance_drop rule.
 STATUS_MAX_AGE: Final = timedelta(days=1)
@@ -48,6 +62,8 @@ _STATES: Final = {
     **{state.value: frozenset({state}) for state in AlertState},
 }
 _GROUPS: Final = ("district", "basin", "river")
+# Alerts one answer lists when the request names no limit.
+DEFAULT_ALERT_LIMIT: Final = 500
 # (method, path) -> handler method.
 ROUTES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/v1/alerts"): "alerts",
@@ -55,6 +71,7 @@ ROUTES: Final[dict[tuple[str, str], str]] = {
     ("POST", "/api/v1/alerts/ack"): "ack",
     ("GET", "/api/v1/stations"): "stations",
     ("GET", "/api/v1/compliance"): "compliance",
+    ("GET", "/api/v1/assessment"): "assessment",
     ("GET", "/api/v1/silences"): "list_silences",
     ("POST", "/api/v1/silences"): "add_silence",
     ("DELETE", "/api/v1/silences"): "expire_silence",
@@ -69,10 +86,38 @@ class AckRequest(StrictModel):
     comment: str | None = Field(None, max_length=1024, description="Why, or what is being done.")
 
 
+class AlertSnapshot(TypedDict):
+    """The alert state at a glance: each part as its GET endpoint answers without parameters.
+
+    A part that could not be read is None and named in `problems`.
+    """
+
+    stations: list[dict[str, Any]] | None  # GET /api/v1/stations: "stations"
+    alerts: list[dict[str, Any]] | None  # GET /api/v1/alerts (the active ones): "alerts"
+    compliance: dict[str, Any] | None  # GET /api/v1/compliance without its "at"
+    silences: list[dict[str, Any]] | None  # GET /api/v1/silences (current ones): "silences"
+    problems: list[str]
+
+
+# format= of GET /api/v1/assessment other than json: content type and file extension.
+_REPORT_FORMATS: Final = {
+    "html": "text/html; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
 class AlertsAPI:
-    def __init__(self, engine: AlertEngine, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: AlertEngine,
+        clock: Callable[[], datetime],
+        *,
+        assessments: PeriodAssessments | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._assessments = assessments
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         handlers: dict[tuple[str, str], Handler] = {key: getattr(self, name) for key, name in ROUTES.items()}
@@ -85,12 +130,25 @@ class AlertsAPI:
         state = str_param(query, "state") or ("all" if alert_id else "active")
         if state not in _STATES:
             raise BadRequest(f"state must be one of {', '.join(sorted(_STATES))}")
-        limit = int_param(query, "limit", 500, 1, 10_000)
+        limit = int_param(query, "limit", DEFAULT_ALERT_LIMIT, 1, 10_000)
         filters = {
             key: value
             for key in ("rule", "station_id", "parameter", "district", "basin", "river", "severity")
             if (value := str_param(query, key, 128)) is not None
         }
+        body, count = self.alert_list(state, alert_id=alert_id, filters=filters, limit=limit)
+        return 200, {"alerts": body, "count": count}
+
+    def alert_list(
+        self,
+        state: str = "active",
+        *,
+        alert_id: str | None = None,
+        filters: Mapping[str, str] | None = None,
+        limit: int = DEFAULT_ALERT_LIMIT,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Alerts in `state` (a key of `_STATES`) with these labels, newest first; and how many matched."""
+        wanted = filters or {}
         now_ns = to_ns(self._clock())
         engine = self._engine
         with engine.lock:
@@ -99,11 +157,11 @@ class AlertsAPI:
                 for record in engine.alerts.values()
                 if record.state in _STATES[state]
                 and (alert_id is None or record.alert_id == alert_id)
-                and all(record.labels.get(k) == v for k, v in filters.items())
+                and all(record.labels.get(k) == v for k, v in wanted.items())
             ]
             chosen.sort(key=lambda r: (-(r.since_ns or 0), r.alert_id))
             body = [self._alert_json(record, now_ns) for record in chosen[:limit]]
-        return 200, {"alerts": body, "count": len(chosen)}
+        return body, len(chosen)
 
     def history(self, request: Request) -> tuple[int, Any]:
         query = request.query
@@ -136,19 +194,27 @@ class AlertsAPI:
         query = request.query
         wanted_id = str_param(query, "id")
         filters = {key: value for key in _GROUPS if (value := str_param(query, key, 128)) is not None}
+        out = self.station_list(wanted_id, filters)
+        if wanted_id is not None and not out:
+            raise NotFound(f"no station {wanted_id}")
+        return 200, {"stations": out}
+
+    def station_list(
+        self, station_id: str | None = None, filters: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Registry stations (one, or those in the given district, basin, river) with their class now."""
+        wanted = filters or {}
         now_ns = to_ns(self._clock())
         engine = self._engine
         out = []
         with engine.lock:
             for station in engine.registry.values():
-                if wanted_id is not None and station.id != wanted_id:
+                if station_id is not None and station.id != station_id:
                     continue
-                if any(getattr(station, key) != value for key, value in filters.items()):
+                if any(getattr(station, key) != value for key, value in wanted.items()):
                     continue
                 out.append(self._station_json(station, self._status(station, now_ns), now_ns))
-        if wanted_id is not None and not out:
-            raise NotFound(f"no station {wanted_id}")
-        return 200, {"stations": out}
+        return out
 
     def compliance(self, request: Request) -> tuple[int, Any]:
         query = request.query
@@ -167,29 +233,65 @@ class AlertsAPI:
             if stored is None:
                 raise NotFound(f"no assessment of {day}")
             return 200, stored
+        return 200, self.compliance_now(cast(GroupBy, group_by) if group_by is not None else None)
+
+    def compliance_now(self, group_by: GroupBy | None = None) -> dict[str, Any]:
+        """The compliance rates of the water stations now, by one grouping or by each."""
         now = self._clock()
         now_ns = to_ns(now)
+        engine = self._engine
         with engine.lock:
             points: list[tuple[Station, Classification | None]] = []
             for station in engine.registry.values():
                 if "water" in station.kinds:
                     status = self._status(station, now_ns)
                     points.append((station, None if status is None else status.classification))
-        groupings = (cast(GroupBy, group_by),) if group_by is not None else GROUPINGS
-        return 200, {
+        groupings = (group_by,) if group_by is not None else GROUPINGS
+        return {
             "at": now.isoformat(),
             "standard": engine.standard.name,
             **{g: rates(points, g) for g in groupings},
         }
 
+    # --- the assessment method's periods ----------------------------------------------------------
+    def assessment(self, request: Request) -> tuple[int, Any]:
+        assessments = self._assessments
+        if assessments is None:
+            raise NotFound("no assessment in this daemon")
+        query = request.query
+        now = self._clock()
+        text = str_param(query, "period", 32) or (assessments.today(now) - timedelta(days=1)).isoformat()
+        region = str_param(query, "region", 200)
+        fmt = str_param(query, "format", 8) or "json"
+        if fmt != "json" and fmt not in _REPORT_FORMATS:
+            raise BadRequest(f"format must be json, {', '.join(_REPORT_FORMATS)}")
+        try:
+            period, scope = assessments.parse(text, region, now)
+        except (PeriodError, ScopeError) as exc:
+            raise BadRequest(str(exc)) from None
+        except LookupError as exc:
+            raise NotFound(str(exc.args[0])) from None
+        answer = assessments.report(period, scope, now)
+        if fmt == "json":
+            return 200, answer.to_json()
+        from alerts.assessment_method.report_cli import render
+
+        name = f"ecowatch-{period.label.replace('/', '_')}.{fmt}"
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return 200, RawBody(_REPORT_FORMATS[fmt], render(answer.report, fmt), disposition)
+
     # --- silences --------------------------------------------------------------------------------
     def list_silences(self, request: Request) -> tuple[int, Any]:
         show_all = str_param(request.query, "all") in ("1", "true", "yes")
+        return 200, {"silences": self.silence_list(include_expired=show_all)}
+
+    def silence_list(self, *, include_expired: bool = False) -> list[dict[str, Any]]:
+        """The silences with their status: those not yet ended, or all kept for the record."""
         now_ns = to_ns(self._clock())
         with self._engine.lock:
             silences = list(self._engine.silences)
-        chosen = [s for s in silences if show_all or s.ends_ns > now_ns]
-        return 200, {"silences": [s.to_json(now_ns) for s in chosen]}
+        chosen = [s for s in silences if include_expired or s.ends_ns > now_ns]
+        return [s.to_json(now_ns) for s in chosen]
 
     def add_silence(self, request: Request) -> tuple[int, Any]:
         body = _validate(SilenceRequest, request.body)
@@ -209,6 +311,29 @@ class AlertsAPI:
         except KeyError:
             raise NotFound(f"no silence {silence_id}") from None
         return 200, {"silence": silence.to_json(to_ns(self._clock()))}
+
+    # --- the dashboard's view ----------------------------------------------------------------------
+    def snapshot(self) -> AlertSnapshot:
+        """Stations, active alerts, compliance now and current silences, as their GET endpoints answer.
+
+        Each part is read on its own: one that raises is left out (None) and named in `problems`.
+        """
+        parts: dict[str, Callable[[], Any]] = {
+            "stations": self.station_list,
+            "alerts": lambda: self.alert_list()[0],
+            # "at" changes every call; the snapshot is compared with the last one sent.
+            "compliance": lambda: {k: v for k, v in self.compliance_now().items() if k != "at"},
+            "silences": self.silence_list,
+        }
+        out: dict[str, Any] = {"problems": []}
+        for name, read in parts.items():
+            try:
+                out[name] = read()
+            except Exception:
+                log.exception("alert_snapshot_failed", part=name)
+                out[name] = None
+                out["problems"].append(f"{name} could not be read")
+        return cast(AlertSnapshot, out)
 
     # --- rendering -------------------------------------------------------------------------------
     def _status(self, station: Station, now_ns: int) -> PointStatus | None:

@@ -2,10 +2,12 @@
 
 Jobs, all with `coalesce=True`, `max_instances=1` and `misfire_grace_time` from the config:
 - `tick` every `tick_interval` (10 s), first run at start: silent stations, pending → firing and
-  recovery by time, regional roll-ups, reminders (`AlertService.tick`).
+  recovery by time, regional roll-ups, reminders (`AlertEngine.tick`).
 - `daily_assessment` at `daily_assessment_at` in `timezone` (08:00 Asia/Shanghai), and once at
-  start: assesses every due day not yet assessed (`AlertService.assess`).
-- `housekeeping` every `housekeeping_interval`: prunes old history, samples, silences.
+  start: assesses every due day not yet assessed by the 2011 method and stores its summary and
+  daily values (`alerts.assessment.DailyAssessment.run`).
+- `housekeeping` every `housekeeping_interval`: prunes old history, samples, silences
+  (`AlertEngine.housekeep`).
 
 Missed runs. While the process runs, a job delayed past its slot (a suspended machine, a tick
 still busy) runs once when it can if it is within `misfire_grace_time` late — missed runs are
@@ -13,7 +15,8 @@ coalesced into that one, since a tick or a prune catches up by itself — and is
 next slot otherwise. APScheduler keeps its jobs in memory, so runs missed while the process was
 down are unknown to it: the tick and the assessment therefore run right at start, and the
 assessment finds its missed days in the database (the `assessments` table) and makes up each
-one still in the sample retention (`catch_up_days` at most), one run for all of them.
+of the last `catch_up_days` that has results (in the readings store, or in the engine's samples
+while they are kept), one run for all of them.
 """
 
 from __future__ import annotations

@@ -7,9 +7,14 @@ log from the service's own durable offset and calls `write(readings)` in log ord
 the offset after `write` returns. A database failure raises `SinkError(retryable=True)`, so the
 loop retries the same batch; a batch already evaluated (a crash between our commit and the
 loop's) is recognised reading by reading and notifies nothing twice. `start()` starts the
-scheduler (`alerts.scheduler`), `routes()` gives the HTTP handlers (`alerts.api`), `close()`
-stops both and closes the database. `clock` is injectable: tests drive `write` and `tick` with a
-fake one and never start the scheduler.
+scheduler (`alerts.scheduler`), which runs the engine's `tick` and `housekeep` and the daily
+assessment (`alerts.assessment.DailyAssessment`) on the service's clock; `routes()` gives the
+HTTP handlers (`alerts.api`, the assessment's periods included) and `snapshot()` the alert state
+the dashboard shows, in the same shapes; `close()` stops the scheduler and closes the database
+and the results reader. The daemon gives the assessment its rules file and a reader of the
+readings store (`results`, ingest.app.assessment_source); without one, the daily assessment
+reads the engine's samples and periods come from the stored days alone. `clock` is injectable:
+tests drive `write` and `tick` with a fake one and never start the scheduler.
 
 Example:
     alerts:
@@ -21,22 +26,22 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo
 
 import structlog
 
-from alerts.api import AlertsAPI
-from alerts.assessment import assess_day, day_bounds
+from alerts.api import AlertsAPI, AlertSnapshot
+from alerts.assessment import DailyAssessment, PeriodAssessments
+from alerts.assessment_method.rules import DEFAULT_RULES_FILE, load_rules
+from alerts.assessment_method.source import ResultsSource
 from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine
 from alerts.scheduler import AlertScheduler
 from alerts.store import AlertStore
 from config.registry import Registry
-from config.times import ns, to_ns
-from ingest.errors import SinkError
+from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 from ingest.routes import Handler
 
@@ -57,21 +62,37 @@ class AlertService:
         db_path: Path,
         *,
         clock: Callable[[], datetime] = utc_now,
+        assessment_rules: Path | None = None,
+        results: ResultsSource | None = None,
+        keep_days: int = 800,
     ) -> None:
         self.config = config
         self._clock = clock
+        self._results = results
         self.store = AlertStore(db_path)
         try:
             self.engine = AlertEngine(config, registry, self.store, started=clock())
+            rules = load_rules(assessment_rules or DEFAULT_RULES_FILE, self.engine.standard)
         except BaseException:
             self.store.close()
             raise
-        self.api = AlertsAPI(self.engine, clock)
+        self.periods = PeriodAssessments(db_path, registry, self.engine.standard, rules, source=results)
+        self.daily = DailyAssessment(
+            self.engine,
+            registry,
+            config.scheduler,
+            rules,
+            source=results,
+            keep_days=keep_days,
+            on_stored=self.periods.stored,
+        )
+        self.api = AlertsAPI(self.engine, clock, assessments=self.periods)
+        engine = self.engine
         self.scheduler = AlertScheduler(
             config.scheduler,
-            tick=lambda: self.tick(self._clock()),
-            assess=lambda: self.assess(self._clock()),
-            housekeep=lambda: self.housekeep(self._clock()),
+            tick=lambda: engine.tick(self._clock()),
+            assess=lambda: self.daily.run(self._clock()),
+            housekeep=lambda: engine.housekeep(self._clock()),
         )
 
     # --- the sink side ---------------------------------------------------------------------------
@@ -81,13 +102,15 @@ class AlertService:
             self.engine.ingest(readings, self._clock())
 
     def check(self) -> None:
-        with _retryable("check"), self.engine.lock:
-            self.store.check()
+        with _retryable("check"):
+            self.engine.check()
 
     def close(self) -> None:
         self.stop()
         with self.engine.lock:
             self.store.close()
+        if self._results is not None:
+            self._results.close()
 
     # --- the time-driven side --------------------------------------------------------------------
     def start(self) -> None:
@@ -100,61 +123,20 @@ class AlertService:
         self.engine.tick(now)
 
     def assess(self, now: datetime) -> list[str]:
-        """Assess each due local day not yet assessed (up to `catch_up_days` back); the days done.
-
-        Day D is due once D + 1 at `daily_assessment_at` has passed. Days with no samples at
-        all (the daemon was down, or before it first ran) are left unassessed.
-        """
-        settings = self.config.scheduler
-        zone = ZoneInfo(settings.timezone)
-        local = now.astimezone(zone)
-        newest = local.date() - timedelta(days=1 if local.time() >= settings.daily_assessment_at else 2)
-        candidates = [newest - timedelta(days=back) for back in range(settings.catch_up_days, -1, -1)]
-        now_ns = to_ns(now)
-        engine = self.engine
-        done: list[str] = []
-        with engine.transaction():
-            assessed = engine.store.assessed_days()
-            for day in candidates:
-                if day.isoformat() in assessed:
-                    continue
-                start_ns, end_ns = day_bounds(day, zone)
-                samples = list(engine.store.samples_between(start_ns, end_ns))
-                if not samples:
-                    continue
-                summary = assess_day(engine.standard, engine.registry, samples, day)
-                engine.store.save_assessment(day.isoformat(), now_ns, summary)
-                engine.store.add_note(
-                    f"assessment:{day.isoformat()}",
-                    "daily_assessment",
-                    end_ns,
-                    now_ns,
-                    {"rates": summary["rates"]},
-                )
-                done.append(day.isoformat())
-        if done:
-            log.info("daily_assessment_done", days=done)
-        return done
+        """The daily assessment of each due day not yet assessed (`DailyAssessment.run`); the days done."""
+        return self.daily.run(now)
 
     def housekeep(self, now: datetime) -> dict[str, int]:
-        """Prune history, assessments and silences past the retention, and samples past the windows."""
-        now_ns = to_ns(now)
-        engine = self.engine
-        with engine.transaction():
-            samples_before = {
-                sid: w.watermark_ns - engine.stored_ns
-                for sid, w in engine.windows.items()
-                if w.watermark_ns is not None
-            }
-            cutoff = now_ns - ns(self.config.history_retention)
-            counts = engine.store.prune(history_before_ns=cutoff, samples_before_ns=samples_before)
-            engine.silences = [s for s in engine.silences if s.ends_ns >= cutoff]
-        log.info("alert_housekeeping_done", **counts)
-        return counts
+        """Prune what is past its retention (`AlertEngine.housekeep`); the rows deleted, by table."""
+        return self.engine.housekeep(now)
 
     # --- the operator side -----------------------------------------------------------------------
     def routes(self) -> dict[tuple[str, str], Handler]:
         return self.api.routes()
+
+    def snapshot(self) -> AlertSnapshot:
+        """The alert state at a glance, for the dashboard's live stream (`AlertsAPI.snapshot`)."""
+        return self.api.snapshot()
 
     def stats(self) -> dict[str, Any]:
         with self.engine.lock:
@@ -171,4 +153,4 @@ def _retryable(operation: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         # The readings wait in the log; the delivery loop retries the batch with backoff.
-        raise SinkError("alert_db", f"{operation}: {exc}", retryable=True) from exc
+        raise SinkError(SinkReason.ALERT_DB, f"{operation}: {exc}", retryable=True) from exc

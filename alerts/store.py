@@ -1,16 +1,33 @@
 """The alert database: alert state, history, windows, silences, assessments and the event outbox.
 
-One SQLite file (e.g. `data_dir/alerts.db`) in WAL journal mode with `synchronous=FULL`: once a
-transaction commits, it survives a power cut. The engine makes every change of one `write` or
-`tick` in one transaction — the alert rows, their history, the samples and latest values with
-the watermarks they imply, and the `notification_events` rows (the contract with the notifier
-side, DDL in `alerts.events`) — so a crash either keeps all of it or none, and a replay of the
-readings log finds its readings already held and notifies nothing twice.
+One SQLite file (e.g. `data_dir/alerts.db`), opened through `config.sqlite.open_database` (WAL
+journal mode, `synchronous=FULL`: once a transaction commits, it survives a power cut). The
+engine makes every change of one `write` or `tick` in one transaction — the alert rows, their
+history, the samples and latest values with the watermarks they imply, and the
+`notification_events` rows (the contract with the notifier side, DDL in `alerts.events`) — so a
+crash either keeps all of it or none, and a replay of the readings log finds its readings
+already held and notifies nothing twice.
 
 Tables: `alerts` (one row per identity, the record as JSON), `history` (every transition with
 the values and readings behind it), `latest` and `samples` (the windows; samples pruned to the
-retention the rules need), `silences`, `assessments` (one per local day), `notification_events`.
-One connection, used under the engine's lock; the notifier side opens its own.
+retention the rules need), `silences`, `assessments` (one per local day), `daily_values` (the
+assessment method's daily value of each station and item per local day, from which the
+assessment API makes months, quarters and years; since schema 2), `notification_events`.
+One connection, used under the engine's lock; the notifier side opens its own, and the
+assessment API reads `daily_values` on connections of its own (`read_daily_values`).
+
+Who owns what in alerts.db (one file, two writers, one schema version):
+- This module owns the file: `SCHEMA` is its schema, and every connection to it, the outbox's
+  too, opens with it (`open_database(path, SCHEMA, ...)`), so whichever side opens first creates
+  the file, its pragmas and the tables above, and `PRAGMA user_version` (`SCHEMA_VERSION`) is
+  checked in one place: a file newer than this code is refused, by the engine and the outbox alike.
+- `notification_events` is the contract between the two sides: created here (its DDL is in
+  `alerts.events`), written by the engine, read by the outbox.
+- The outbox owns its own tables (deliveries, outbox_watermark, outbox_messages, receiver_state,
+  firing_alerts, rate_slots, rate_pauses): `alerts.outbox.schema.create` makes them and adds the
+  columns newer than their first release by looking (`PRAGMA table_info`), which predates the
+  version. A change to any table of the file that an older ecowatch could not read raises
+  `SCHEMA_VERSION`, with its step in `SCHEMA.upgrade`.
 """
 
 from __future__ import annotations
@@ -23,16 +40,31 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
+import structlog
 
 from alerts.events import EVENTS_TABLE_DDL, AlertEvent
 from alerts.lifecycle import AlertRecord, AlertState
 from alerts.silences import Matcher, Silence
 from alerts.windows import Sample
-from config.files import create_private_file
-from config.sqlite import immediate_transaction
+from config.sqlite import Schema, immediate_transaction, open_database
 from ingest.model import DataFlag
 
-SCHEMA_VERSION: Final = 1
+log = structlog.get_logger(__name__)
+
+# 2: daily_values (the assessment method's daily values).
+SCHEMA_VERSION: Final = 2
+_DAILY_VALUES_DDL: Final = """
+CREATE TABLE IF NOT EXISTS daily_values (
+    day        TEXT NOT NULL,     -- local date, ISO
+    station_id TEXT NOT NULL,
+    item       TEXT NOT NULL,
+    mean       REAL,              -- mean of the valid results; NULL when only over-range (T) ones counted
+    dl         REAL NOT NULL,     -- largest detection limit of its below-DL results; 0 when none
+    t_max      REAL,              -- largest over-range (T) result; NULL when none
+    results    INTEGER NOT NULL,  -- results counted
+    PRIMARY KEY (day, station_id, item)
+) WITHOUT ROWID;
+"""
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -90,6 +122,7 @@ CREATE TABLE IF NOT EXISTS assessments (
     summary     TEXT NOT NULL
 );
 """
+    + _DAILY_VALUES_DDL
     + EVENTS_TABLE_DDL
     + ";"
 )
@@ -103,26 +136,25 @@ _UPSERT_LATEST: Final = (
     " time_ns = excluded.time_ns, value = excluded.value, flag = excluded.flag,"
     " normal_time_ns = excluded.normal_time_ns, normal_value = excluded.normal_value"
 )
+DailyValueRow = tuple[str, str, float | None, float, float | None, int]  # station, item, mean, dl, t_max, n
+
+
+def _upgrade(connection: sqlite3.Connection, path: Path, version: int) -> None:
+    """From 1: the daily_values table, empty (the daily assessment fills it from the next day on)."""
+    if version < 2:
+        connection.executescript(_DAILY_VALUES_DDL)
+        log.info("alert_database_upgraded", path=str(path), from_version=version, to_version=2)
+
+
+SCHEMA: Final = Schema(name="alert database", version=SCHEMA_VERSION, ddl=_SCHEMA, upgrade=_upgrade)
 # Wait this long for the notifier side's lock (it reads and prunes the events table) before failing.
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 
 
 class AlertStore:
     def __init__(self, path: Path) -> None:
-        create_private_file(path)
         self.path = path
-        self._db = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{path}: schema version {version} is newer than this ecowatch ({SCHEMA_VERSION})"
-            )
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db = open_database(path, SCHEMA, busy_timeout=BUSY_TIMEOUT_SECONDS)
 
     def transaction(self) -> AbstractContextManager[None]:
         """One atomic, durable unit: everything inside commits together or not at all."""
@@ -331,6 +363,19 @@ class AlertStore:
         row = self._db.execute("SELECT summary FROM assessments WHERE day = ?", (day,)).fetchone()
         return None if row is None else dict(orjson.loads(row[0]))
 
+    def save_daily_values(self, day: str, rows: Iterable[DailyValueRow]) -> None:
+        """The day's daily values, replacing any stored for it."""
+        self._db.execute("DELETE FROM daily_values WHERE day = ?", (day,))
+        self._db.executemany(
+            "INSERT INTO daily_values (day, station_id, item, mean, dl, t_max, results)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((day, *row) for row in rows),
+        )
+
+    def prune_daily_values(self, before_day: str) -> int:
+        """Delete the daily values of days before `before_day`; how many rows went."""
+        return self._db.execute("DELETE FROM daily_values WHERE day < ?", (before_day,)).rowcount
+
     def prune(self, *, history_before_ns: int, samples_before_ns: dict[str, int]) -> dict[str, int]:
         """Delete history, assessments and silences older than the cut-off, and old samples."""
         counts = {
@@ -351,6 +396,26 @@ class AlertStore:
             ).rowcount
         counts["samples"] = samples
         return counts
+
+
+def read_daily_values(path: Path, first_day: str, end_day: str) -> Iterator[tuple[str, DailyValueRow]]:
+    """(day, row) of the days [first_day, end_day), day by day, on a read-only connection of its own.
+
+    For the assessment API: it reads while the engine writes (WAL), without the engine's lock.
+    Nothing when the file does not exist yet.
+    """
+    if not path.exists():
+        return
+    connection = open_database(path, SCHEMA, busy_timeout=BUSY_TIMEOUT_SECONDS, read_only=True)
+    try:
+        for day, *row in connection.execute(
+            "SELECT day, station_id, item, mean, dl, t_max, results FROM daily_values"
+            " WHERE day >= ? AND day < ? ORDER BY day",
+            (first_day, end_day),
+        ):
+            yield day, (row[0], row[1], row[2], row[3], row[4], row[5])
+    finally:
+        connection.close()
 
 
 def _record_from_json(data: dict[str, Any]) -> AlertRecord:

@@ -71,7 +71,7 @@ class Period:
         out: list[tuple[date, date]] = []
         cursor = self.start
         while cursor < self.end:
-            following = _next_month(cursor)
+            following = next_month(cursor)
             out.append((cursor, min(following, self.end)))
             cursor = following
         return out
@@ -113,7 +113,7 @@ def parse_period(text: str, today: date | None = None) -> Period:
         if not 1 <= month <= 12:
             raise PeriodError(f"{text!r}: month must be 01..12")
         start = date(year, month, 1)
-        return Period("month", start, _next_month(start))
+        return Period("month", start, next_month(start))
     if match := _QUARTER.match(text):
         start = date(int(match[1]), 3 * int(match[2]) - 2, 1)
         return Period("quarter", start, _add_months(start, 3))
@@ -123,7 +123,8 @@ def parse_period(text: str, today: date | None = None) -> Period:
     raise PeriodError(f"{text!r} is not a period: use 2026-11, 2026-Q3, 2026, ytd or 2026-11-05")
 
 
-def _next_month(day: date) -> date:
+def next_month(day: date) -> date:
+    """The first day of the month after `day`'s."""
     return _add_months(day.replace(day=1), 1)
 
 

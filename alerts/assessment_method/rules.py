@@ -15,7 +15,7 @@ Example:
     default_timezone: Asia/Shanghai
     validity: {min_results_per_day: 4, min_days_per_month: 20}
     required_items: {river: [ph, do, codmn, nh3n, tp], lake: [ph, do, codmn, nh3n, tp, tn]}
-    decimals: {ph: 2, do: 2, codmn: 2, nh3n: 3, tp: 3, tn: 2}
+    decimals: {ph: 2, do: 2, codmn: 2, nh3n: 3, tp: 3, tn: 2, chla: 1, sd: 2}
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alerts.assessment_method.source import OpenedStore
 
 CONFIG_HELP = "YAML configuration file (default: $ECOWATCH_CONFIG, else built-in defaults)."
 
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     deadletter_cli.add_parser(sub, _add_config)
     decode_cli.add_parser(sub, _add_config)
     classify_cli.add_parser(sub)
-    report_cli.add_parser(sub)
+    report_cli.add_parser(sub, _add_config)
     hj212_gateway_cli.add_parser(sub)
 
     from alerts import cli as alerts_cli
@@ -134,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "report":
         from alerts.assessment_method import report_cli
 
-        return report_cli.run(args)
+        return report_cli.run(args, _open_report_store)
     if command == "alerts":
         status: int = args.func(args)
         return status
@@ -154,6 +158,30 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     except ConfigError as exc:
         print(f"ecowatch: {exc}", file=sys.stderr)
         return None
+
+
+def _open_report_store(args: argparse.Namespace) -> OpenedStore:
+    """`ecowatch report` without `--readings`: the configured registry, store and rules."""
+    import yaml
+
+    from alerts.assessment_method.report_cli import StoreConfigError
+    from alerts.assessment_method.source import OpenedStore
+    from config.loader import ConfigError
+    from config.registry import Registry
+    from ingest.app.assessment_source import assessment_config, make_source
+    from ingest.app.settings import load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        raise StoreConfigError(str(exc)) from None
+    registry_file = args.registry or settings.registry
+    try:
+        registry = Registry.load(registry_file)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # pydantic's ValidationError is a ValueError
+        raise StoreConfigError(f"cannot load registry {registry_file}: {exc}") from exc
+    config = assessment_config(settings)
+    return OpenedStore(registry, make_source(config, settings.effective_sinks()), config.rules)
 
 
 def _run(args: argparse.Namespace) -> int:

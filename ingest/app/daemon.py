@@ -20,12 +20,14 @@ from typing import Any, cast
 
 import structlog
 
+from alerts.assessment_method.report_cli import StoreConfigError
 from alerts.outbox import NotificationDispatcher
 from alerts.service import AlertService
 from config.files import make_private_dir, set_group_readable
 from config.parameters import default_catalogue
 from config.registry import Registry
 from ingest import telemetry
+from ingest.app.assessment_source import assessment_config, make_source
 from ingest.app.dashboard import PUBLIC_PATHS, Dashboard
 from ingest.app.http import HTTPService
 from ingest.app.query import make_query
@@ -136,7 +138,20 @@ class Daemon:
         # The alert engine consumes the readings log like a sink, with its own durable offset, so a
         # replay after a crash re-evaluates nothing it has already seen (it skips known readings).
         # It yields to the ingest path during a burst (see ingest.delivery) and catches up after.
-        self.alerts = AlertService(settings.alerts, self.registry, data_dir / "alerts.db")
+        # The assessment reads periods the alert database lacks from the readings store.
+        assessment = assessment_config(settings)
+        try:
+            results = make_source(assessment, settings.effective_sinks())
+        except StoreConfigError as exc:
+            raise ValueError(str(exc)) from None
+        self.alerts = AlertService(
+            settings.alerts,
+            self.registry,
+            data_dir / "alerts.db",
+            assessment_rules=assessment.rules,
+            results=results,
+            keep_days=assessment.keep_days,
+        )
         self.alert_runner = SinkRunner(
             self.alerts,
             SinkConfigBase(name=ALERTS_CONSUMER, batch_size=2000, flush_interval=timedelta(milliseconds=200)),
@@ -159,13 +174,12 @@ class Daemon:
             config=settings.http,
         )
         self.dispatcher = NotificationDispatcher(settings.notify, data_dir / "alerts.db")
-        alert_routes = self.alerts.routes()
-        self.http.add_routes(alert_routes)
+        self.http.add_routes(self.alerts.routes())
         self.http.add_routes(self.dispatcher.routes())
         self.dashboard: Dashboard | None = None
         if settings.dashboard.enabled:
             query = make_query(settings.effective_sinks(), settings.dashboard.sink)
-            self.dashboard = Dashboard(settings.dashboard, self.registry, query, alert_routes)
+            self.dashboard = Dashboard(settings.dashboard, self.registry, query, self.alerts.snapshot)
             self.http.add_routes(self.dashboard.routes())
         self._stopped = threading.Event()
         # Results of the last sink health checks (for /readyz): sink name -> problem or None.

@@ -34,6 +34,7 @@ from alerts.notify_config import NotifyConfig
 from config import DATA_DIR
 from config.loader import ConfigError, describe, read_yaml
 from config.types import StrictModel
+from ingest.app.assessment_source import AssessmentConfig
 from ingest.app.dashboard.config import DashboardConfig
 from ingest.app.http_config import HTTPConfig
 from ingest.deadletter import DeadLetterConfig
@@ -97,6 +98,10 @@ class Settings(BaseSettings):
         NotifyConfig(), description="Alert receivers, routes, retries and rate limits."
     )
     dashboard: DashboardConfig = Field(DashboardConfig(), description="The operator dashboard served at /.")
+    assessment: AssessmentConfig = Field(
+        AssessmentConfig(),
+        description="The 2011 assessment method: its rules, and the store periods are read from.",
+    )
     hj212_gateway: HJ212GatewayConfig | None = Field(
         None,
         description="When given, `ecowatch run` also accepts HJ 212 data loggers over TCP and logs their "
@@ -126,6 +131,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "http.max_connections must exceed dashboard.max_streams (each open dashboard holds one)"
             )
+        if self.assessment.sink is not None and self.assessment.sink not in {
+            s.name for s in self.effective_sinks()
+        }:
+            raise ValueError(f"assessment.sink {self.assessment.sink!r} names no configured sink")
         sink = self.dashboard.sink
         if sink is not None and sink not in {s.name for s in self.effective_sinks()}:
             raise ValueError(f"dashboard.sink {sink!r} names no configured sink")

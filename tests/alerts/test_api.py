@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from alerts.api import ROUTES
 from alerts.service import AlertService
@@ -222,3 +223,27 @@ def test_silences_crud(client: Client, clock: FakeClock) -> None:
         {**body, "ends_at": "soon"},
     ):
         assert client.call("POST", "/api/v1/silences", bad)[0] == 400, bad
+
+
+def test_snapshot_holds_the_get_answers_and_a_failing_part_alone_is_left_out(
+    client: Client, service: AlertService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """snapshot() gives what GET stations, alerts, compliance (less `at`) and silences answer; a part that raises is None."""
+    snapshot = json.loads(json.dumps(service.snapshot()))
+    compliance = client.get("/api/v1/compliance")
+    assert snapshot == {
+        "problems": [],
+        "stations": client.get("/api/v1/stations")["stations"],
+        "alerts": client.get("/api/v1/alerts")["alerts"],
+        "compliance": {k: v for k, v in compliance.items() if k != "at"},
+        "silences": client.get("/api/v1/silences")["silences"],
+    }
+
+    def broken(group_by: object = None) -> dict[str, Any]:
+        raise RuntimeError("the compliance view broke")
+
+    monkeypatch.setattr(service.api, "compliance_now", broken)
+    with capture_logs() as logs:
+        partial = json.loads(json.dumps(service.snapshot()))
+    assert partial == {**snapshot, "compliance": None, "problems": ["compliance could not be read"]}
+    assert [(e["event"], e["part"]) for e in logs] == [("alert_snapshot_failed", "compliance")]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from alerts.assessment_method.rules import DEFAULT_RULES_FILE
 from alerts.classify_cli import add_parser, run
 from config.standards import DEFAULT_STANDARD_FILE
 
@@ -26,23 +27,54 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str,
     return code, (json.loads(out) if out else None), err
 
 
+# The items the assessment method requires of a river (config/standards/assessment.yaml), clean.
+RIVER: tuple[str, ...] = ("ph=7.5", "tp=0.08")
+LAKE: tuple[str, ...] = ("ph=7.5", "do=8", "codmn=3", "nh3n=0.3")
+
+
 def test_worked_example_prints_class_primary_and_compliance(capsys: pytest.CaptureFixture[str]) -> None:
-    """River, target III, DO 4.2, NH3-N 1.8, CODMn 5: class V, primary nh3n, not compliant."""
-    code, data, err = _run(capsys, "--target", "III", "do=4.2", "nh3n=1.8", "codmn=5")
+    """River, target III, DO 4.2, NH3-N 1.8, CODMn 5 (pH, TP clean): class V, primary nh3n, not compliant."""
+    code, data, err = _run(capsys, "--target", "III", "do=4.2", "nh3n=1.8", "codmn=5", *RIVER)
     assert code == 0
     assert err == ""
     assert data is not None
-    assert data["class"] == "V"
-    assert data["parameters"] == {"do": "IV", "codmn": "III", "nh3n": "V"}
+    assert (data["class"], data["assessable"], data["missing"]) == ("V", True, [])
+    assert data["parameters"] == {"ph": "I", "do": "IV", "codmn": "III", "nh3n": "V", "tp": "II"}
     assert data["primary_pollutants"] == ["nh3n"]
     assert data["compliant"] is False
     assert data["exceedance"] == {"nh3n": 0.8}
     assert data["water_body"] == "river"
+    assert "class_of_given" not in data
+
+
+def test_a_sample_without_required_items_is_not_assessable(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--target II ph=7.5` is not "class I, meets target": no class, compliance unknown, and why."""
+    code, data, err = _run(capsys, "--target", "II", "ph=7.5")
+    assert code == 0
+    assert data is not None
+    assert (data["class"], data["compliant"], data["assessable"]) == (None, None, False)
+    assert data["missing"] == ["do", "codmn", "nh3n", "tp"]
+    assert data["class_of_given"] == "I"
+    assert err == (
+        "ecowatch classify: 不可评价 / not assessable: missing required items "
+        "溶解氧 (do)、高锰酸盐指数 (codmn)、氨氮 (nh3n)、总磷 (tp)\n"
+    )
+
+
+def test_given_values_that_already_miss_the_target_stay_non_compliant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Missing items can only make a section worse: NH3-N 1.8 misses target III whatever else comes."""
+    code, data, err = _run(capsys, "--target", "III", "nh3n=1.8")
+    assert code == 0
+    assert data is not None
+    assert (data["class"], data["class_of_given"], data["compliant"]) == (None, "V", False)
+    assert "not assessable" in err
 
 
 def test_without_target_compliance_is_null(capsys: pytest.CaptureFixture[str]) -> None:
     """Without --target the output has compliant null and ranks against class III."""
-    code, data, _ = _run(capsys, "codmn=8")
+    code, data, _ = _run(capsys, "codmn=8", "do=8", "nh3n=0.3", *RIVER)
     assert code == 0
     assert data is not None
     assert data["compliant"] is None
@@ -51,20 +83,24 @@ def test_without_target_compliance_is_null(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_water_body_selects_lake_limits(capsys: pytest.CaptureFixture[str]) -> None:
-    """--water-body lake classifies TP by the lake limits and reports TN separately."""
-    code, data, _ = _run(capsys, "--water-body", "lake", "tp=0.06", "tn=1.2")
+    """--water-body lake classifies TP by the lake limits, reports TN separately and requires it."""
+    code, data, _ = _run(capsys, "--water-body", "lake", "tp=0.06", "tn=1.2", *LAKE)
     assert code == 0
     assert data is not None
     assert data["class"] == "IV"
     assert data["separately_assessed"] == {"tn": "IV"}
-    _, river, _ = _run(capsys, "tp=0.06", "tn=1.2")
+    _, river, _ = _run(capsys, "tp=0.06", "tn=1.2", *LAKE)
     assert river is not None
     assert river["class"] == "II"
+    _, without_tn, err = _run(capsys, "--water-body", "reservoir", "tp=0.06", *LAKE)
+    assert without_tn is not None
+    assert (without_tn["class"], without_tn["missing"]) == (None, ["tn"])
+    assert "总氮 (tn)" in err
 
 
 def test_output_is_one_line_of_unescaped_json(capsys: pytest.CaptureFixture[str]) -> None:
     """The output is one JSON line with 劣V written as is, not as \\u escapes."""
-    assert run(_parse("ph=9.5")) == 0
+    assert run(_parse("ph=9.5", "do=8", "codmn=3", "nh3n=0.3", "tp=0.08")) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     assert '"class": "劣V"' in out
@@ -109,11 +145,26 @@ def test_standard_file_option_uses_that_file(tmp_path: Path, capsys: pytest.Capt
     raw["items"]["nh3n"]["limits"] = [0.1, 0.2, 0.3, 0.4, 0.5]
     path = tmp_path / "strict.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    code, data, _ = _run(capsys, "--standard", str(path), "nh3n=0.45")
+    code, data, _ = _run(capsys, "--standard", str(path), "nh3n=0.45", "do=8", "codmn=3", *RIVER)
     assert code == 0
     assert data is not None
     assert data["standard"] == "strict local"
     assert data["class"] == "V"
+
+
+def test_rules_file_option_names_the_required_items(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rules FILE: a scheme that requires NH3-N alone classes a sample of NH3-N."""
+    raw = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
+    raw["required_items"] = {"river": ["nh3n"], "lake": ["nh3n"]}
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    code, data, err = _run(capsys, "--rules", str(path), "nh3n=0.45")
+    assert (code, err) == (0, "")
+    assert data is not None
+    assert (data["class"], data["assessable"]) == ("II", True)
+    assert _run(capsys, "--rules", str(tmp_path / "none.yaml"), "nh3n=0.45")[0] == 2
 
 
 @pytest.mark.parametrize("content", [None, "items: {nh3n: {kind: max, limits: [1, 2]}}\n"])

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from alerts.service import AlertService
-from tests.alerts.engine_support import T0, FakeClock, make_service, one_station_registry, rules_config, water
+from tests.alerts.engine_support import (
+    T0,
+    FakeClock,
+    make_service,
+    one_station_registry,
+    report,
+    rules_config,
+    water,
+)
+from tests.helpers import wait_for
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 RULE = {"name": "compliance_drop", "kind": "compliance_drop"}
@@ -31,10 +39,14 @@ def test_scheduler_runs_the_tick_at_start_and_plans_the_daily_assessment(tmp_pat
     service = _service(tmp_path, clock, tick_interval="PT1S", misfire_grace_time="PT30S")
     service.start()
     try:
-        deadline = time.monotonic() + 5
-        while service.scheduler.runs["tick"] < 1 or service.scheduler.runs["daily_assessment"] < 1:
-            assert time.monotonic() < deadline, service.scheduler.runs
-            time.sleep(0.01)
+        runs = service.scheduler.runs
+        wait_for(
+            lambda: runs["tick"] >= 1 and runs["daily_assessment"] >= 1,
+            "a tick and the assessment catch-up",
+            5,
+            detail=lambda: dict(runs),
+            interval=0.01,
+        )
         next_runs = service.scheduler.next_runs()
         assessment = next_runs["daily_assessment"]
         assert assessment is not None
@@ -51,11 +63,11 @@ def test_scheduler_runs_the_tick_at_start_and_plans_the_daily_assessment(tmp_pat
 
 
 def test_daily_assessment_of_the_previous_local_day(tmp_path: Path) -> None:
-    """At 08:00 local the previous day is classified by its daily means, stored once and recorded."""
+    """At 08:00 local the previous day is judged by the 2011 method, stored once and recorded."""
     clock = FakeClock()
     service = _service(tmp_path, clock)
-    for hour, nh3n in ((1, 0.4), (9, 0.8), (17, 0.6)):  # local day 2026-07-01: mean 0.6, class III
-        service.write(water(_local(1, hour), nh3n=nh3n))
+    for hour, nh3n in ((1, 0.4), (5, 0.8), (9, 0.6), (13, 0.4), (17, 0.8), (21, 0.6)):  # 2026-07-01: 0.6, III
+        service.write(report(_local(1, hour), {"nh3n": nh3n, "tp": 0.08}))
     service.write(water(_local(2, 1), nh3n=5.0))  # the next day: not part of it
     assert service.assess(_local(2, 7, 59)) == []
     assert service.assess(_local(2, 8, 0)) == ["2026-07-01"]
@@ -63,7 +75,7 @@ def test_daily_assessment_of_the_previous_local_day(tmp_path: Path) -> None:
     summary = service.store.assessment("2026-07-01")
     assert summary is not None
     st = summary["stations"]["st-1"]
-    assert (st["class"], st["target"], st["compliant"], st["samples"]) == ("III", "II", False, 12)
+    assert (st["class"], st["target"], st["compliant"], st["samples"]) == ("III", "II", False, 30)
     assert st["means"]["nh3n"] == 0.6
     [district] = summary["rates"]["district"]
     assert (district["district"], district["share_meeting_target"]) == ("Yuzhong", 0.0)

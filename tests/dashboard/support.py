@@ -211,7 +211,7 @@ def serve_stack(
         config or DashboardConfig(stream_interval=timedelta(milliseconds=100)),
         registry,
         SQLiteQuery(tmp_path / "readings.db"),
-        alerts.routes() if with_alerts else None,
+        alerts.snapshot if with_alerts else None,
         clock=clock,
     )
     routes = {**(alerts.routes() if with_alerts else {}), **dashboard.routes()}

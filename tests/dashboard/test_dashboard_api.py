@@ -26,14 +26,16 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     ("path", "file", "content_type"),
     [
         ("/", "index.html", "text/html; charset=utf-8"),
+        ("/static/i18n.js", "i18n.js", "text/javascript; charset=utf-8"),
         ("/static/app.js", "app.js", "text/javascript; charset=utf-8"),
+        ("/static/assessment.js", "assessment.js", "text/javascript; charset=utf-8"),
         ("/static/style.css", "style.css", "text/css; charset=utf-8"),
     ],
 )
 def test_page_and_assets_are_served_without_token_with_strict_headers(
     stack: Stack, path: str, file: str, content_type: str
 ) -> None:
-    """The page and its two files are public, byte-exact, with CSP, no framing and nosniff."""
+    """The page and its files are public, byte-exact, with CSP, no framing and nosniff."""
     response = stack.request("GET", path, token=None)
     assert response.status == 200
     assert response.body == (STATIC_DIR / file).read_bytes()
@@ -46,10 +48,12 @@ def test_page_and_assets_are_served_without_token_with_strict_headers(
 
 
 def test_page_loads_nothing_from_elsewhere_and_has_no_inline_code() -> None:
-    """index.html references only its own two files: no CDN, no inline script or style."""
+    """index.html references only its own files: no CDN, no inline script or style."""
     html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    assert '<script src="/static/app.js" defer></script>' in html
-    assert html.count("<script") == 1
+    scripts = ("i18n.js", "app.js", "assessment.js")  # in this order: each uses the one before
+    assert [f'<script src="/static/{name}" defer></script>' in html for name in scripts] == [True] * 3
+    assert html.index("i18n.js") < html.index("app.js") < html.index("assessment.js")
+    assert html.count("<script") == len(scripts)
     assert "<style" not in html
     assert " style=" not in html
     assert " on" + "click=" not in html
@@ -58,10 +62,12 @@ def test_page_loads_nothing_from_elsewhere_and_has_no_inline_code() -> None:
 
 
 def test_script_never_writes_markup() -> None:
-    """app.js builds DOM nodes only: no innerHTML, outerHTML, insertAdjacentHTML, document.write, eval."""
-    script = (STATIC_DIR / "app.js").read_text(encoding="utf-8")
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert sink not in script
+    """The scripts build DOM nodes only: no innerHTML, outerHTML, insertAdjacentHTML, document.write, eval."""
+    sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function")
+    for name in ("i18n.js", "app.js", "assessment.js"):
+        script = (STATIC_DIR / name).read_text(encoding="utf-8")
+        for sink in sinks:
+            assert sink not in script, (name, sink)
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,7 @@ def demo(tmp_path: Path, mosquitto: MosquittoServer) -> Iterator[Demo]:
         DashboardConfig(stream_interval=timedelta(milliseconds=500)),
         daemon.registry,
         make_query(settings.effective_sinks()),
-        alerts.routes(),
+        alerts.snapshot,
     )
     daemon.http.add_routes(alerts.routes())
     daemon.http.add_routes(dashboard.routes())
@@ -249,7 +249,7 @@ def test_demo_scenario_in_chromium(demo: Demo, browser: BrowserContext) -> None:
     assert spill_alert(demo) is None
 
     page = browser.new_page()
-    page.goto(demo.base + "/")
+    page.goto(demo.base + "/?lang=en")  # the English texts asserted below (Chinese by default)
     expect(page.locator("#live")).to_have_text("live", timeout=DEADLINE_S * 1000)
     expect(page.locator("#stations tbody tr")).to_have_count(32)
     shown = wait_for_same_classes(page, demo)
@@ -295,7 +295,7 @@ def test_token_prompt_and_hostile_names(
     """With a token the page asks once and then works; markup in station names shows as text."""
     with serve_stack(tmp_path, monkeypatch) as stack:
         page = browser.new_page()
-        page.goto(f"http://127.0.0.1:{stack.port}/")
+        page.goto(f"http://127.0.0.1:{stack.port}/?lang=en")
         dialog = page.locator("#token-dialog")
         expect(dialog).to_be_visible()
         page.fill("#token-input", "not-the-token")

@@ -1,16 +1,24 @@
-"""The operator dashboard, served by the daemon's HTTP server: one page, three files, four endpoints.
+"""The operator dashboard, served by the daemon's HTTP server: one page, five files, four endpoints.
 
     GET /                   the page (static/index.html)
-    GET /static/app.js      its script, GET /static/style.css its styles (a fixed whitelist)
+    GET /static/i18n.js     its texts in Chinese and English, then app.js (the live view) and
+                            assessment.js (the assessment view); GET /static/style.css its styles
+                            (a fixed whitelist, `assets`)
     GET /api/v1/registry    stations with coordinates, the parameter catalogue (`charts`)
     GET /api/v1/readings    one station's series of one parameter with its class limits (`charts`)
     GET /api/v1/stream      live snapshots as server-sent events (`stream`)
 
-The page shows a schematic map of the stations (an SVG scatter of longitude and latitude, rivers
-drawn through their stations) coloured by current class, a station table, the compliance rates
-per district and basin, the active alerts with Acknowledge and Silence actions (POSTs to the
-alert API), and a trend chart of one station and parameter with the class limits drawn. It is
-hand-written HTML, CSS and JavaScript with no build step and nothing fetched from elsewhere.
+Two views. Live (#live, the default): a schematic map of the stations (an SVG scatter of
+longitude and latitude, rivers drawn through their stations) coloured by current class, a station
+table, the compliance rates per district and basin, the active alerts with Acknowledge and
+Silence actions (POSTs to the alert API), and a trend chart of one station and parameter with the
+class limits drawn. Assessment (#assessment): a period picker (day, month, quarter, year, year to
+date) and a scope (district, basin, river), then what GET /api/v1/assessment (alerts.api) answers:
+the overall figures, the section table as a bureau's monthly bulletin lays it out, and the
+regional shares, grades and ranking; Export downloads the printed report (HTML, XLSX, CSV).
+Every text is Chinese by default and English on request (`?lang=en`, or the button; the choice
+is kept in localStorage). Hand-written HTML, CSS and JavaScript, no build step, nothing fetched
+from elsewhere.
 
 GB 3838 class colours (the convention of Chinese water-quality maps, tuned for contrast):
 I #1e50c8 deep blue · II #35a3e8 light blue · III #2ea44f green · IV #f2c200 yellow ·
@@ -39,6 +47,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from alerts.api import AlertSnapshot
 from config.parameters import Parameter, default_catalogue
 from config.registry import Registry
 from config.standards import Standard, default_standard
@@ -60,12 +69,18 @@ def utc_now() -> datetime:
 
 
 class Dashboard:
+    """The page, its files and its endpoints.
+
+    `alert_state` is the one way the dashboard reads the alert engine (the alert service's
+    `snapshot`): it feeds the live stream. None runs the dashboard without the alert engine.
+    """
+
     def __init__(
         self,
         config: DashboardConfig,
         registry: Registry,
         query: ReadingsQuery,
-        alert_routes: Mapping[tuple[str, str], Handler] | None = None,
+        alert_state: Callable[[], AlertSnapshot] | None = None,
         *,
         standard: Standard | None = None,
         catalogue: Mapping[str, Parameter] | None = None,
@@ -83,7 +98,7 @@ class Dashboard:
             clock=clock,
         )
         interval = config.stream_interval.total_seconds()
-        self.feed = LiveFeed(registry, alert_routes or {}, clock, max_age=interval / 2)
+        self.feed = LiveFeed(registry, alert_state, clock, max_age=interval / 2)
         self.streams = StreamHub(self.feed, interval, config.max_streams)
 
     def routes(self) -> dict[tuple[str, str], Handler]:

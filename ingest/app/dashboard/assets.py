@@ -18,7 +18,9 @@ STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 # route -> (file in static/, content type)
 ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/i18n.js": ("i18n.js", "text/javascript; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/assessment.js": ("assessment.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 CONTENT_SECURITY_POLICY: Final = (

@@ -8,9 +8,16 @@
 // Auth: when the daemon answers 401, the page asks for the API token once, keeps it in
 // sessionStorage and sends it as `Authorization: Bearer`. EventSource cannot send that header,
 // so the live stream is read with fetch() and its text/event-stream body parsed here.
+//
+// Language: every text comes from i18n.js (`t`): Chinese by default, English on request; the
+// views draw themselves again on `ecowatch:lang`. Views: the live one here, the assessment in
+// assessment.js (which uses the helpers this file exports as `window.ecowatchDash`); the
+// address's #live / #assessment picks one.
 'use strict';
 
 (() => {
+  const i18n = window.ecowatchI18n;
+  const { t } = i18n;
   const CLASSES = ['I', 'II', 'III', 'IV', 'V', '劣V'];
   // CSS class of each GB 3838 class; the colours live in style.css (palette documented there).
   const CLASS_KEY = { I: 'c1', II: 'c2', III: 'c3', IV: 'c4', V: 'c5', '劣V': 'c6' };
@@ -30,7 +37,11 @@
     chart: { station: null, parameter: null, hours: 72, lastReading: null, loadedAt: 0, data: null },
     tokenPrompt: null,
     alertsById: new Map(),
+    liveMode: 'connecting',
+    registryReady: null, // resolves with the registry once loaded (assessment.js waits on it)
   };
+  let registryLoaded = null;
+  state.registryReady = new Promise((resolve) => { registryLoaded = resolve; });
 
   // --- DOM helpers ----------------------------------------------------------------------------
   const $ = (id) => document.getElementById(id);
@@ -71,12 +82,17 @@
     return el('span', { class: `badge ${key}` }, waterClass || '—');
   }
 
-  const timeFormat = new Intl.DateTimeFormat(undefined, {
-    month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false,
-  });
-  const clockFormat = new Intl.DateTimeFormat(undefined, {
-    hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
-  });
+  let timeFormat = null;
+  let clockFormat = null;
+  function makeFormats() {
+    timeFormat = new Intl.DateTimeFormat(i18n.locale(), {
+      month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false,
+    });
+    clockFormat = new Intl.DateTimeFormat(i18n.locale(), {
+      hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
+    });
+  }
+  makeFormats();
 
   function formatTime(value) {
     if (!value) return '—';
@@ -87,10 +103,10 @@
   function age(value) {
     if (!value) return '';
     const seconds = Math.max(0, (Date.now() - new Date(value).getTime()) / 1000);
-    if (seconds < 90) return `${Math.round(seconds)} s ago`;
-    if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
-    if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
-    return `${Math.round(seconds / 86400)} d ago`;
+    if (seconds < 90) return t('age.s', { n: Math.round(seconds) });
+    if (seconds < 5400) return t('age.min', { n: Math.round(seconds / 60) });
+    if (seconds < 172800) return t('age.h', { n: Math.round(seconds / 3600) });
+    return t('age.d', { n: Math.round(seconds / 86400) });
   }
 
   function percent(share) {
@@ -105,7 +121,7 @@
   function parameterLabel(code) {
     const p = state.parameters.get(code);
     if (!p) return code;
-    return p.name_zh ? `${p.name_zh} ${code}` : `${p.name} (${code})`;
+    return p.name_zh && i18n.lang === 'zh' ? `${p.name_zh} ${code}` : `${p.name} (${code})`;
   }
 
   let noticeTimer = null;
@@ -164,7 +180,7 @@
     const response = await fetch(path, init);
     if (response.status === 401) {
       if (token) sessionStorage.removeItem(TOKEN_KEY);
-      await askToken(token ? 'That token was refused.' : '');
+      await askToken(token ? t('token.refused') : '');
       return api(path, options);
     }
     return response;
@@ -180,8 +196,9 @@
   // --- live stream ----------------------------------------------------------------------------
   function setLive(mode) {
     const live = $('live');
+    state.liveMode = mode;
     live.className = `live ${mode}`;
-    live.textContent = { live: 'live', connecting: 'connecting…', offline: 'reconnecting…' }[mode];
+    live.textContent = t(`live.${mode}`);
   }
 
   async function readEvents(body, onEvent, watchdog) {
@@ -249,7 +266,7 @@
   function applySnapshot(snapshot) {
     state.snapshot = snapshot;
     state.alertsById = new Map((snapshot.alerts || []).map((a) => [a.alert_id, a]));
-    $('updated').textContent = `updated ${clockFormat.format(new Date(snapshot.at))}`;
+    $('updated').textContent = t('updated', { time: clockFormat.format(new Date(snapshot.at)) });
     renderMap();
     renderStations();
     renderAlerts();
@@ -351,10 +368,14 @@
       const group = svg('g', {
         class: classes.join(' '), transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`,
         tabindex: 0, role: 'button', 'data-station': station.id,
-        'aria-label': `${station.name}: class ${waterClass || 'unknown'}, target ${station.target_class}`,
+        'aria-label': t('map.point', {
+          name: station.name,
+          class: waterClass ? t('map.class', { class: waterClass }) : t('map.unknown'),
+          target: station.target_class,
+        }),
       });
-      const title = `${station.name} · ${station.district}\nclass ${waterClass || '—'} / target ${station.target_class}`
-        + (missed ? ' · misses target' : '') + (alerting ? ` · ${now.active_alerts.length} alert(s)` : '');
+      const title = `${station.name} · ${station.district}\n${t('map.title.line', { class: waterClass || '—', target: station.target_class })}`
+        + (missed ? t('map.misses') : '') + (alerting ? t('map.alerts', { count: now.active_alerts.length }) : '');
       group.append(svg('title', {}, title));
       if (missed) group.append(svg('circle', { r: 12, class: 'ring' }));
       group.append(svg('circle', { r: 7, class: 'dot' }));
@@ -367,18 +388,18 @@
     }
     map.append(layer);
     $('map-summary').textContent = state.snapshot
-      ? `${classified} classified · ${missing} missing target`
-      : 'waiting for data…';
+      ? t('map.summary', { classified, missing })
+      : t('map.waiting');
   }
 
   function renderLegend() {
     const legend = $('legend');
     clear(legend);
     for (const c of CLASSES) {
-      legend.append(el('li', {}, el('span', { class: `swatch ${CLASS_KEY[c]}` }), `${c}类`));
+      legend.append(el('li', {}, el('span', { class: `swatch ${CLASS_KEY[c]}` }), t('legend.class', { class: c })));
     }
-    legend.append(el('li', {}, el('span', { class: 'swatch c0' }), 'no data'));
-    legend.append(el('li', {}, el('span', { class: 'swatch missed-key' }), 'misses target'));
+    legend.append(el('li', {}, el('span', { class: 'swatch c0' }), t('legend.nodata')));
+    legend.append(el('li', {}, el('span', { class: 'swatch missed-key' }), t('legend.missed')));
   }
 
   // --- station table --------------------------------------------------------------------------
@@ -389,9 +410,9 @@
     for (const s of (state.snapshot && state.snapshot.stations) || []) {
       const haystack = `${s.name} ${s.river} ${s.district} ${s.id}`.toLowerCase();
       if (filter && !haystack.includes(filter)) continue;
-      const compliant = s.compliant === true ? el('span', { class: 'ok' }, '✓ yes')
-        : s.compliant === false ? el('span', { class: 'bad' }, '✗ no') : el('span', { class: 'muted' }, '—');
-      const pollutants = (s.primary_pollutants || []).map(parameterLabel).join(', ') || '—';
+      const compliant = s.compliant === true ? el('span', { class: 'ok' }, t('yes'))
+        : s.compliant === false ? el('span', { class: 'bad' }, t('no')) : el('span', { class: 'muted' }, '—');
+      const pollutants = (s.primary_pollutants || []).map(parameterLabel).join(t('as.list.sep')) || '—';
       const row = el('tr', {
         class: s.id === state.chart.station ? 'selected' : null, 'data-station': s.id, tabindex: 0,
       },
@@ -416,7 +437,7 @@
     if (station) return [station.name, `${station.district} · ${station.river}`];
     const labels = alert.labels || {};
     for (const key of ['district', 'basin', 'river']) {
-      if (labels[key]) return [labels[key], key];
+      if (labels[key]) return [labels[key], t(`as.group.${key}`)];
     }
     return [alert.station_id || '—', ''];
   }
@@ -428,7 +449,7 @@
     const alerts = snapshot.alerts || [];
     $('alert-count').textContent = String(alerts.length);
     $('alert-count').className = alerts.length ? 'count hot' : 'count';
-    $('alerts-state').textContent = snapshot.alerts_enabled === false ? 'alert engine not enabled' : '';
+    $('alerts-state').textContent = snapshot.alerts_enabled === false ? t('alerts.disabled') : '';
     $('no-alerts').hidden = alerts.length > 0;
     const rank = { critical: 0, warning: 1, info: 2 };
     const sorted = [...alerts].sort((a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3)
@@ -438,24 +459,24 @@
       const what = alert.parameter ? `${alert.rule} · ${parameterLabel(alert.parameter)}` : alert.rule;
       const status = el('td', { class: 'since', title: alert.starts_at || '' },
         el('span', { class: 'name' }, formatTime(alert.fired_at || alert.starts_at)),
-        el('span', { class: `state ${alert.state}` }, alert.state));
+        el('span', { class: `state ${alert.state}` }, t(`state.${alert.state}`)));
       if (alert.acknowledged) {
         status.append(el('span', { class: 'acked', title: alert.acknowledged.comment || '' },
-          `acked by ${alert.acknowledged.by}`));
+          t('alerts.acked', { by: alert.acknowledged.by })));
       }
-      if (alert.silenced) status.append(el('span', { class: 'silenced' }, 'silenced'));
+      if (alert.silenced) status.append(el('span', { class: 'silenced' }, t('alerts.silenced')));
       const ack = el('button', { type: 'button', class: 'small', 'data-action': 'ack', disabled: Boolean(alert.acknowledged) },
-        alert.acknowledged ? 'Acknowledged' : 'Acknowledge');
+        alert.acknowledged ? t('alerts.acknowledged') : t('alerts.ack'));
       ack.addEventListener('click', () => openAck(alert.alert_id));
       const silence = el('button', { type: 'button', class: 'small ghost', 'data-action': 'silence', disabled: Boolean(alert.silenced) },
-        'Silence');
+        t('alerts.silence'));
       silence.addEventListener('click', () => openSilence(alert.alert_id));
       const row = el('tr', {
         'data-alert': alert.alert_id, 'data-station': alert.station_id || null, class: `sev-${alert.severity || 'info'}`,
       },
       el('td', {}, el('span', { class: 'name' }, scope), el('span', { class: 'id' }, detail)),
       el('td', {},
-        el('span', { class: 'name' }, el('span', { class: `sev ${alert.severity || 'info'}` }, alert.severity || 'info'), ' ', what),
+        el('span', { class: 'name' }, el('span', { class: `sev ${alert.severity || 'info'}` }, t(`severity.${alert.severity || 'info'}`)), ' ', what),
         el('span', { class: 'summary' }, alert.summary || '')),
       status,
       el('td', { class: 'actions' }, ack, silence));
@@ -495,7 +516,7 @@
   async function submitAck(event) {
     event.preventDefault();
     const by = $('ack-by').value.trim();
-    if (!by) return showError($('ack-error'), 'Say who acknowledges.');
+    if (!by) return showError($('ack-error'), t('ack.who'));
     const comment = $('ack-comment').value.trim();
     try {
       const answer = await apiJson('/api/v1/alerts/ack', {
@@ -506,9 +527,9 @@
       const current = state.alertsById.get(ackTarget);
       if (current && answer.alert) Object.assign(current, answer.alert);
       renderAlerts();
-      notify('Alert acknowledged.');
+      notify(t('ack.done'));
     } catch (error) {
-      showError($('ack-error'), `Not acknowledged: ${error.message}`);
+      showError($('ack-error'), t('ack.failed', { error: error.message }));
     }
     return undefined;
   }
@@ -540,7 +561,7 @@
     event.preventDefault();
     const by = $('silence-by').value.trim();
     const reason = $('silence-reason').value.trim();
-    if (!by || !reason) return showError($('silence-error'), 'Reason and author are both required.');
+    if (!by || !reason) return showError($('silence-error'), t('silence.required'));
     const hours = Number($('silence-duration').value);
     try {
       await apiJson('/api/v1/silences', {
@@ -556,9 +577,9 @@
       $('silence-dialog').close();
       silenceTarget.silenced = true;
       renderAlerts();
-      notify(`Notifications silenced for ${hours} h.`);
+      notify(t('silence.done', { hours }));
     } catch (error) {
-      showError($('silence-error'), `Not silenced: ${error.message}`);
+      showError($('silence-error'), t('silence.failed', { error: error.message }));
     }
     return undefined;
   }
@@ -654,7 +675,7 @@
       drawChart(data);
     } catch (error) {
       if (request !== chartRequest) return;
-      $('chart-note').textContent = `No chart: ${error.message}`;
+      $('chart-note').textContent = t('chart.none', { error: error.message });
       clear($('chart'));
     }
   }
@@ -741,11 +762,11 @@
       const y = sy(line.value);
       limitLayer.append(svg('line', { x1: m.l, x2: W - m.r, y1: y, y2: y, class: `limit ${line.key}${line.target ? ' target' : ''}` }));
       limitLayer.append(svg('text', { x: W - m.r + 6, y: y + 4, class: `limit-label ${line.key}${line.target ? ' target' : ''}` },
-        line.target ? `${line.label} target` : line.label));
+        line.target ? t('chart.target', { label: line.label }) : line.label));
     }
     chart.append(limitLayer);
     if (!points.length) {
-      chart.append(svg('text', { x: (W - m.r + m.l) / 2, y: H / 2, class: 'empty', 'text-anchor': 'middle' }, 'No readings in this period.'));
+      chart.append(svg('text', { x: (W - m.r + m.l) / 2, y: H / 2, class: 'empty', 'text-anchor': 'middle' }, t('chart.empty')));
     } else {
       // Break the line where readings stop for longer than five typical intervals.
       const gaps = points.slice(1).map((p, i) => p[0] - points[i][0]).sort((a, b) => a - b);
@@ -759,7 +780,7 @@
       const marks = svg('g', { class: 'flagged' });
       for (const p of points) {
         if (p[2] !== 'N') {
-          marks.append(svg('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 3.5 }, svg('title', {}, `flag ${p[2]} · ${formatTime(p[0])} · ${formatValue(p[1])}`)));
+          marks.append(svg('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 3.5 }, svg('title', {}, `${t('chart.flag', { flag: p[2] })} · ${formatTime(p[0])} · ${formatValue(p[1])}`)));
         }
       }
       chart.append(marks);
@@ -768,10 +789,16 @@
     chart.append(svg('rect', { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: 'frame' }));
     const p = data.parameter;
     const flagged = points.filter((q) => q[2] !== 'N').length;
-    const body = { river: 'river', lake: 'lake', reservoir: 'reservoir' }[data.station.water_body];
-    $('chart-note').textContent = `${data.station.name} · ${parameterLabel(p.code)}${p.unit && p.unit !== '1' ? ` in ${p.unit}` : ''}`
-      + ` · ${points.length} points${flagged ? `, ${flagged} flagged` : ''}`
-      + (data.limits ? ` · GB 3838 class limits for a ${body}, target ${data.station.target_class}` : ' · not classified by GB 3838');
+    $('chart-note').textContent = t('chart.note', {
+      name: data.station.name,
+      parameter: parameterLabel(p.code),
+      unit: p.unit && p.unit !== '1' ? t('chart.unit', { unit: p.unit }) : '',
+      points: points.length,
+      flagged: flagged ? t('chart.flagged', { count: flagged }) : '',
+      limits: data.limits
+        ? t('chart.limits', { body: t(`body.${data.station.water_body}`), target: data.station.target_class })
+        : t('chart.unclassified'),
+    });
   }
 
   function addHover(chart, points, sx, sy, m, W, H, unit) {
@@ -791,7 +818,7 @@
       setAttrs(vline, { x1: px, x2: px });
       setAttrs(dot, { cx: px, cy: sy(best[1]) });
       setAttrs(label, { x: px > W / 2 ? px - 8 : px + 8, 'text-anchor': px > W / 2 ? 'end' : 'start' });
-      label.textContent = `${formatTime(best[0])} · ${formatValue(best[1])}${unit && unit !== '1' ? ` ${unit}` : ''}${best[2] !== 'N' ? ` (flag ${best[2]})` : ''}`;
+      label.textContent = `${formatTime(best[0])} · ${formatValue(best[1])}${unit && unit !== '1' ? ` ${unit}` : ''}${best[2] !== 'N' ? ` (${t('chart.flag', { flag: best[2] })})` : ''}`;
       cursor.setAttribute('visibility', 'visible');
     });
     overlay.addEventListener('mouseleave', () => cursor.setAttribute('visibility', 'hidden'));
@@ -819,6 +846,9 @@
     const name = $('operator');
     name.value = localStorage.getItem(OPERATOR_KEY) || '';
     name.addEventListener('change', () => localStorage.setItem(OPERATOR_KEY, name.value.trim()));
+    $('lang').addEventListener('click', () => i18n.set(i18n.lang === 'zh' ? 'en' : 'zh'));
+    document.addEventListener('ecowatch:lang', relabel);
+    window.addEventListener('hashchange', showView);
     const signout = $('signout');
     signout.hidden = !sessionStorage.getItem(TOKEN_KEY);
     signout.addEventListener('click', () => {
@@ -827,22 +857,64 @@
     });
   }
 
+  // --- views and language ----------------------------------------------------------------------
+  function showView() {
+    const view = window.location.hash === '#assessment' ? 'assessment' : 'live';
+    $('view-live').hidden = view !== 'live';
+    $('view-assessment').hidden = view !== 'assessment';
+    for (const tab of document.querySelectorAll('.tabs .tab')) {
+      const active = tab.getAttribute('data-view') === view;
+      tab.classList.toggle('active', active);
+      if (active) tab.setAttribute('aria-current', 'page');
+      else tab.removeAttribute('aria-current');
+    }
+    document.dispatchEvent(new CustomEvent('ecowatch:view', { detail: view }));
+  }
+
+  function relabel() {
+    makeFormats();
+    setLive(state.liveMode);
+    renderLegend();
+    if (state.registry) {
+      renderMap();
+      fillStationOptions();
+      if (state.chart.station) fillParameters(state.stations.get(state.chart.station));
+    }
+    if (state.snapshot) applySnapshot(state.snapshot);
+    if (state.chart.data) drawChart(state.chart.data);
+  }
+
+  function fillStationOptions() {
+    const select = $('chart-station');
+    const chosenStation = select.value;
+    clear(select);
+    for (const s of state.registry.stations) select.append(el('option', { value: s.id }, `${s.name} (${s.district})`));
+    if (chosenStation) select.value = chosenStation;
+  }
+
+  window.ecowatchDash = {
+    $, el, svg, clear, api, apiJson, ApiError, classBadge, notify, percent, parameterLabel, state, CLASS_KEY,
+  };
+
   async function start() {
+    i18n.apply();
     bindControls();
+    showView();
+    setLive('connecting');
     renderLegend();
     for (;;) {
       try {
         state.registry = await apiJson('/api/v1/registry');
         break;
       } catch (error) {
-        notify(`Cannot load the station registry: ${error.message}`, 'error');
+        notify(t('registry.failed', { error: error.message }), 'error');
         await new Promise((resolve) => setTimeout(resolve, 5000));
       }
     }
     for (const s of state.registry.stations) state.stations.set(s.id, s);
     for (const p of state.registry.parameters) state.parameters.set(p.code, p);
-    const select = $('chart-station');
-    for (const s of state.registry.stations) select.append(el('option', { value: s.id }, `${s.name} (${s.district})`));
+    fillStationOptions();
+    registryLoaded(state.registry);
     renderMap();
     runStream();
   }
