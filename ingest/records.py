@@ -76,10 +76,15 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
     tag_sets: dict[Tags, int] = {}
     rows: list[tuple[int, str, str, str, float, str, int, str]] = []
     below_dl: list[int] = []
+    # A message's readings share one tags object (validation hands it out per sender): look a
+    # tag set up only when it changes, as hashing the nested tuple costs more than the rest.
+    last_tags: Tags | None = None
+    index = 0
     for r in readings:
-        index = tag_sets.get(r.tags)
-        if index is None:
-            index = tag_sets[r.tags] = len(tag_sets)
+        if r.tags is not last_tags:
+            last_tags = r.tags
+            found = tag_sets.get(last_tags)
+            index = tag_sets[last_tags] = len(tag_sets) if found is None else found
         if r.below_dl:
             below_dl.append(len(rows))
         rows.append((index, r.station_id, r.measurement, r.parameter, r.value, r.unit, r.time_ns, r.flag))

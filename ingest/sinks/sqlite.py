@@ -172,15 +172,19 @@ class SQLiteSink:
         tag_texts: dict[tuple[tuple[str, str], ...], tuple[str, str]] = {}
         rows: list[_Row] = []
         latest: dict[tuple[str, str], _Row] = {}
+        last_tags: tuple[tuple[str, str], ...] | None = None
+        tags = kind = ""
         for r in readings:
-            texts = tag_texts.get(r.tags)
-            if texts is None:
-                tag_map = dict(r.tags)
-                texts = tag_texts[r.tags] = (
-                    orjson.dumps(tag_map).decode(),
-                    tag_map.get(DATA_KIND_TAG, _REALTIME),
-                )
-            tags, kind = texts
+            if r.tags is not last_tags:  # readings of a message share one tags object
+                last_tags = r.tags
+                texts = tag_texts.get(last_tags)
+                if texts is None:
+                    tag_map = dict(last_tags)
+                    texts = tag_texts[last_tags] = (
+                        orjson.dumps(tag_map).decode(),
+                        tag_map.get(DATA_KIND_TAG, _REALTIME),
+                    )
+                tags, kind = texts
             row = (
                 r.station_id,
                 r.parameter,
