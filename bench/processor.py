@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -31,6 +31,7 @@ if __package__ in (None, ""):
 
 from config.parameters import default_catalogue
 from config.registry import Registry
+from config.times import to_ns
 from ingest.decoders.ecowatch_json import EcowatchJsonDecoder
 from ingest.processor import MessageProcessor, Processed, Route, WorkerProcess, process_batch
 from ingest.records import encode_message
@@ -40,8 +41,8 @@ from simulators.load import pregenerate, synthetic_registry, write_registry
 
 TOPIC_TEMPLATE = "ecowatch/v1/{district}/{station_id}/{kind}"
 START = datetime(2026, 1, 1, tzinfo=UTC)
-# Far enough ahead of the stream that no reading is refused for clock skew.
-NOW_NS = 2**62
+# A year after the stream starts: every reading is in the past and within validation.max_past_age.
+NOW_NS = to_ns(START + timedelta(days=365))
 
 
 def build(stations: int, messages: int, directory: Path) -> tuple[MessageProcessor, list[tuple[int, bytes]]]:
