@@ -1,14 +1,15 @@
-"""What the store readers share: the progress bar, items by measurement, streamed lines, short errors."""
+"""What the store readers share: the progress bar, items by measurement, streamed answers, short errors."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
+import urllib3
 from tqdm import tqdm
 
-from alerts.assessment_method.source import ResultsRequest
+from alerts.assessment_method.source import ResultsRequest, SourceError
 from config.parameters import Parameter
 
 # An error message quotes at most this much of a server's answer.
@@ -41,6 +42,41 @@ def items_by_measurement(items: Sequence[str], catalogue: Mapping[str, Parameter
 def short(value: object) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "…"
+
+
+def open_stream(
+    pool: Any,
+    method: str,
+    url: str,
+    *,
+    description: str,
+    timeout: float,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    error_text: Callable[[bytes], object] = lambda answer: answer[:MAX_DETAIL],
+) -> Any:
+    """A streamed answer (status 200, `preload_content=False`) to release when read; otherwise a
+    `SourceError` naming `description` and what the server said (`error_text` of its body)."""
+    try:
+        response = pool.request(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=min(10.0, timeout), read=timeout),
+            preload_content=False,
+        )
+    except Exception as exc:  # urllib3 and socket errors alike
+        raise SourceError(f"{description}: {type(exc).__name__}: {short(exc)}") from None
+    if response.status != 200:
+        try:
+            text = error_text(response.read())
+        except urllib3.exceptions.HTTPError as exc:
+            raise SourceError(f"{description}: unreadable answer: {short(exc)}") from None
+        finally:
+            response.release_conn()
+        raise SourceError(f"{description}: HTTP {response.status}: {short(text)}")
+    return response
 
 
 def stream_lines(response: Any) -> Iterator[bytes]:

@@ -29,7 +29,13 @@ import urllib3
 from alerts.assessment_method.source import REALTIME, ResultRow, ResultsRequest, SourceError
 from config.http import make_pool
 from config.parameters import default_catalogue
-from ingest.app.assessment_source.common import items_by_measurement, progress_bar, short, stream_lines
+from ingest.app.assessment_source.common import (
+    items_by_measurement,
+    open_stream,
+    progress_bar,
+    short,
+    stream_lines,
+)
 from ingest.sinks.influxdb1 import InfluxDB1SinkConfig
 
 # Rows per chunk of a chunked answer: a few MB of JSON per line.
@@ -157,22 +163,17 @@ class InfluxQLResults:
             "chunked": "true",
             "chunk_size": str(CHUNK_ROWS),
         }
+        response = open_stream(
+            self._pool,
+            "POST",
+            self._url,
+            description=self.description,
+            timeout=self._timeout,
+            headers=self._headers,
+            body=urlencode(form).encode(),
+            error_text=_error,
+        )
         try:
-            response = self._pool.request(
-                "POST",
-                self._url,
-                body=urlencode(form).encode(),
-                headers=self._headers,
-                timeout=urllib3.Timeout(connect=min(10.0, self._timeout), read=self._timeout),
-                preload_content=False,
-            )
-        except Exception as exc:  # urllib3 and socket errors alike
-            raise SourceError(f"{self.description}: {type(exc).__name__}: {short(exc)}") from None
-        try:
-            if response.status != 200:
-                raise SourceError(
-                    f"{self.description}: HTTP {response.status}: {short(_error(response.read()))}"
-                )
             for line in stream_lines(response):
                 answer = json.loads(line)
                 if "error" in answer:

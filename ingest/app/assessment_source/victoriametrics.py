@@ -31,7 +31,13 @@ import urllib3
 from alerts.assessment_method.source import REALTIME, ResultRow, ResultsRequest, SourceError
 from config.http import make_pool
 from config.parameters import default_catalogue
-from ingest.app.assessment_source.common import items_by_measurement, progress_bar, short, stream_lines
+from ingest.app.assessment_source.common import (
+    items_by_measurement,
+    open_stream,
+    progress_bar,
+    short,
+    stream_lines,
+)
 from ingest.sinks.influxdb import InfluxDBSinkConfig
 
 NS_PER_MS: Final = 1_000_000
@@ -142,21 +148,15 @@ class VictoriaMetricsResults:
         query = urlencode(
             {"match[]": selector, "start": f"{span[0] / 1000:.3f}", "end": f"{span[1] / 1000:.3f}"}
         )
+        response = open_stream(
+            self._pool,
+            "GET",
+            f"{self._url}?{query}",
+            description=self.description,
+            timeout=self._timeout,
+            headers=self._headers,
+        )
         try:
-            response = self._pool.request(
-                "GET",
-                f"{self._url}?{query}",
-                headers=self._headers,
-                timeout=urllib3.Timeout(connect=min(10.0, self._timeout), read=self._timeout),
-                preload_content=False,
-            )
-        except Exception as exc:  # urllib3 and socket errors alike
-            raise SourceError(f"{self.description}: {type(exc).__name__}: {short(exc)}") from None
-        try:
-            if response.status != 200:
-                raise SourceError(
-                    f"{self.description}: HTTP {response.status}: {short(response.read()[:300])}"
-                )
             for line in stream_lines(response):
                 yield json.loads(line)
         except (ValueError, urllib3.exceptions.HTTPError) as exc:
