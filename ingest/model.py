@@ -9,7 +9,9 @@ A result below the detection limit (`0.01L`) is `below_dl` with the detection li
 `value`: every sink stores the mark beside the value, so it is never read as a measurement. The
 kind of value (`DataKind`: real-time, minute, hourly, daily, lab) is a `data_kind` tag on readings
 of any kind but real-time, so the kinds are separate series. `DataFlag` says what each HJ 212 flag
-means downstream (`is_lower_bound`, `is_data_problem`).
+means downstream (`is_lower_bound`, `is_data_problem`). A reading whose time the HJ 212 gateway
+shifted by its logger's measured clock error is `time_corrected`, and every sink stores that mark
+too (its time is the corrected one: the mark says it was not the logger's own).
 
 The values built once per reading or message (`RawReading`, `Reading`, `Message`, `Decoded`) are
 slotted but not frozen: a frozen dataclass sets each field through `object.__setattr__`, which
@@ -176,6 +178,8 @@ class Reading:
     tags: tuple[tuple[str, str], ...] = ()
     # Below the detection limit: `value` is the detection limit (see `RawReading.below_dl`).
     below_dl: bool = False
+    # `time_ns` is the logger's time corrected by its measured clock error (`RawReading.time_corrected`).
+    time_corrected: bool = False
 
     @property
     def time(self) -> datetime:

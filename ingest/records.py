@@ -7,16 +7,20 @@ Readings log: the validated readings of one message,
 `[u8 layout=4][u32 reading count][u32 JSON length][JSON][line protocol]`. The JSON holds the
 readings, the distinct tag sets once (`t`, usually one per message), then one row per reading
 naming its tag set by index (`r`), then, only when there are any, the indexes of the rows below
-the detection limit (`d`: their value is the limit, see `Reading.below_dl`):
+the detection limit (`d`: their value is the limit, see `Reading.below_dl`) and of the rows whose
+time was corrected by the logger's clock error (`c`, see `Reading.time_corrected`):
 
     {"t": [[["basin", "长江"], ["station_id", "st-1"]]],
      "r": [[0, "st-1", "water_quality", "ph", 7.6, "", 1795600000000000000, "N"],
            [0, "st-1", "water_quality", "nh3n", 0.025, "mg/L", 1795600000000000000, "N"]],
-     "d": [1]}
+     "d": [1], "c": [0, 1]}
 
 The kind of value (`DataKind`) travels as the readings' `data_kind` tag. Layout 4 added `d`; a
 layout 3 record is the same without it (nothing was below the detection limit then), and an
 ecowatch that knows only layout 3 refuses a layout 4 record rather than read a limit as a value.
+`c` came later within layout 4, as optional as `d`: a record without it holds no corrected
+times, and an ecowatch from before `c` still reads a record with it right (the times in `r` are
+the corrected ones; only the mark is lost), so the layout stayed 4.
 
 The line protocol part is the same readings rendered for the InfluxDB-style sinks
 (`ingest.sinks.line_protocol`), empty when they cannot be rendered. It is written by the
@@ -76,6 +80,7 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
     tag_sets: dict[Tags, int] = {}
     rows: list[tuple[int, str, str, str, float, str, int, str]] = []
     below_dl: list[int] = []
+    corrected: list[int] = []
     # A message's readings share one tags object (validation hands it out per sender): look a
     # tag set up only when it changes, as hashing the nested tuple costs more than the rest.
     last_tags: Tags | None = None
@@ -87,10 +92,15 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
             index = tag_sets[last_tags] = len(tag_sets) if found is None else found
         if r.below_dl:
             below_dl.append(len(rows))
+        if r.time_corrected:
+            corrected.append(len(rows))
         rows.append((index, r.station_id, r.measurement, r.parameter, r.value, r.unit, r.time_ns, r.flag))
-    document = orjson.dumps(
-        {"t": list(tag_sets), "r": rows, "d": below_dl} if below_dl else {"t": list(tag_sets), "r": rows}
-    )
+    content: dict[str, object] = {"t": list(tag_sets), "r": rows}
+    if below_dl:
+        content["d"] = below_dl
+    if corrected:
+        content["c"] = corrected
+    document = orjson.dumps(content)
     try:
         lines = _line_encoder.encode(readings).encode()
     except ValueError:
@@ -157,6 +167,8 @@ def _decode(record: bytes) -> list[Reading]:
     readings = [Reading(s, m, p, v, u, t, flags[f], tag_sets[i]) for i, s, m, p, v, u, t, f in document["r"]]
     for index in document.get("d", ()):
         readings[index] = replace(readings[index], below_dl=True)
+    for index in document.get("c", ()):
+        readings[index] = replace(readings[index], time_corrected=True)
     return readings
 
 

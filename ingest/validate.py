@@ -13,7 +13,9 @@ identity, tags, time) is worked out once per message. Pure: `now_ns` is passed i
 
 Below the detection limit: a raw reading marked `below_dl` (`0.01L`) carries the detection limit
 as its value; it is converted to the canonical unit and range-checked like a value, and the
-reading keeps the mark (`Reading.below_dl`), so no sink stores it as a measurement.
+reading keeps the mark (`Reading.below_dl`), so no sink stores it as a measurement. A raw
+reading whose time the HJ 212 gateway shifted by its logger's clock error (`time_corrected`) is
+checked at the shifted time and keeps that mark too (`Reading.time_corrected`).
 
 Values a little below zero: analysers report noise around a blank as small negative values
 (NH3-N -0.003 mg/L). For a parameter whose physical range starts at 0, a value in
@@ -352,6 +354,7 @@ class Validator:
                     flag,
                     tags,
                     below_dl,
+                    raw.time_corrected,
                 )
             )
         return readings, rejections

@@ -7,7 +7,9 @@
   readings are sent with their value only.
 - `hj212`: one HJ 212-2017 real-time data packet (CN 2011) per report on `hj212/{mn}`, with every
   code's flag; stations need an MN. Water quality only: HJ 212 is the protocol of water-quality
-  analysers (hydrology has its own, SL 651), so hydrology-only stations send nothing.
+  analysers (hydrology has its own, SL 651), so hydrology-only stations send nothing. Values
+  go out in the unit of each HJ 212 code (µg/L for the 2017 metal codes), converted by the
+  encoder from the canonical values the signals give.
 
 The encoders live with their decoders in `ingest.decoders` so both sides speak one dialect; they
 are imported when a format is first used.

@@ -14,7 +14,9 @@ most `max_points` buckets cover the period.
 
 Where each store keeps the mark and the kind: SQLite the columns `below_dl` and `data_kind`;
 InfluxDB the integer field `<parameter>_dl` (1, absent when measured) and the tag `data_kind`
-(absent for real-time values), see `ingest.sinks.line_protocol`.
+(absent for real-time values), see `ingest.sinks.line_protocol`. The time-corrected mark
+(`time_corrected`, `<parameter>_tc`) is not part of a chart's points: their times are right
+either way; `SQLiteSink.query` gives it on each reading.
 
 Three stores, chosen by `make_query` from the configured sinks (InfluxDB 2 first, then InfluxDB
 1.x, then SQLite, unless one is named):

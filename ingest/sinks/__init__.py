@@ -6,9 +6,14 @@ points the server refuses, so every sink behaves the same under failure.
 
 Point layout (all sinks): measurement `water_quality` or `hydrology` (from the parameter
 catalogue); tags `station_id`, `district`, `basin`, `river` (from the registry) plus topic
-placeholders; one float field per parameter code and one string field `<code>_flag` with its
-HJ 212 data flag; the reading's own time, in ns. (measurement, tags, time) identify a point, so a
-replayed write overwrites instead of duplicating.
+placeholders, and `data_kind` (`minute`, `hourly`, `daily` or `lab`) on values that are not
+real-time (real-time values have none); one float field per parameter code and one string field
+`<code>_flag` with its HJ 212 data flag; `<code>_dl=1i` when the value is a detection limit, the
+result being below it, and `<code>_tc=1i` when the time was corrected by the logger's measured
+clock error (both absent otherwise: integers, so VictoriaMetrics keeps them); the reading's own
+time, in ns. (measurement, tags, time) identify a point, so a replayed write overwrites instead
+of duplicating. SQLite keeps the same as columns (`data_kind`, `below_dl`, `time_corrected`; see
+`ingest.sinks.sqlite`), the line protocol is `ingest.sinks.line_protocol`.
 """
 
 from __future__ import annotations

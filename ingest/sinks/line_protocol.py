@@ -23,6 +23,11 @@ measured), which costs nothing for the readings that are measured; a point first
 the limit and later overwritten, same series and time, with a measured value keeps its `_dl`
 field in InfluxDB, which merges fields (a logger that corrects a result resends it as it was).
 
+A reading whose time the HJ 212 gateway corrected by its logger's measured clock error adds
+`<parameter>_tc=1i` the same way (an integer for the same reasons; absent: the logger's own time):
+
+    water_quality,station_id=st-1 ph=7.1,ph_flag="N",ph_tc=1i 1795600000000000000
+
 Escaping follows the line protocol reference and the official influxdb-client: a backslash
 before `,`, `=` and space in tag keys, tag values and field keys, before `,` and space in the
 measurement, before `"` in string field values; backslashes themselves are doubled everywhere.
@@ -87,7 +92,7 @@ class LineEncoder:
     def __init__(self, max_cached: int = 100_000) -> None:
         self._max_cached = max_cached
         self._series_keys: dict[tuple[str, _Tags], str] = {}
-        self._templates: dict[tuple[str, str, bool], tuple[str, str]] = {}
+        self._templates: dict[tuple[str, str, bool, bool], tuple[str, str]] = {}
 
     def encode(self, readings: Iterable[Reading]) -> str:
         """The line protocol text of the readings, one line per point, each ending in a newline."""
@@ -129,7 +134,7 @@ class LineEncoder:
         templates = self._templates
         field_set: list[str] = []
         for reading, text in zip(readings, _float_texts(values), strict=True):
-            key = (reading.parameter, reading.flag, reading.below_dl)
+            key = (reading.parameter, reading.flag, reading.below_dl, reading.time_corrected)
             around = templates.get(key)
             if around is None:
                 around = templates[key] = _fragments(*key)
@@ -146,11 +151,16 @@ def _float_texts(values: list[float]) -> list[str]:
     return orjson.dumps(values)[1:-1].decode().split(",")
 
 
-def _fragments(parameter: str, flag: str, below_dl: bool) -> tuple[str, str]:
+def _fragments(parameter: str, flag: str, below_dl: bool, time_corrected: bool) -> tuple[str, str]:
     """What goes before and after a value: `ph=` and `,ph_flag="N"` (then `,ph_dl=1i` below the
-    detection limit)."""
+    detection limit, `,ph_tc=1i` at a corrected time)."""
     key = _key(parameter)
-    return f"{key}=", f',{key}_flag="{_string(flag)}"' + (f",{key}_dl=1i" if below_dl else "")
+    after = f',{key}_flag="{_string(flag)}"'
+    if below_dl:
+        after += f",{key}_dl=1i"
+    if time_corrected:
+        after += f",{key}_tc=1i"
+    return f"{key}=", after
 
 
 def _series_key(measurement: str, tags: _Tags) -> str:

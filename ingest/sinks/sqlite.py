@@ -12,10 +12,13 @@ so the dashboard's overview does not scan the history.
 Columns beside the value: `flag` (the HJ 212 data flag), `below_dl` (1 when the value is a
 detection limit, the result being below it: `0.01L`; else 0), `data_kind` (`realtime`, `minute`,
 `hourly`, `daily` or `lab`: the reading's `data_kind` tag, `realtime` without one; part of the
-key, so an hourly mean and the real-time value of the same time are two rows) and `tags` (JSON,
-the `data_kind` tag included). Schema 2 added `below_dl` and `data_kind`; a schema 1 file is
-upgraded when the sink opens it (its rows are real-time and measured: nothing else existed then),
-which rewrites the readings table once.
+key, so an hourly mean and the real-time value of the same time are two rows), `time_corrected`
+(1 when `time_ns` is the logger's time corrected by its measured clock error, see the HJ 212
+gateway; else 0) and `tags` (JSON, the `data_kind` tag included). Schema 2 added `below_dl` and
+`data_kind`, schema 3 `time_corrected`. An older file is upgraded when the sink opens it: a schema
+1 file's rows are real-time, measured and uncorrected (nothing else existed then), which rewrites
+the readings table once; a schema 2 file's rows are uncorrected (nothing was marked then), a
+column added to each table without rewriting either.
 
 Writes come from the delivery thread, reads from the HTTP server's threads: one writer and one
 reader connection, each behind its own lock; WAL lets the reader see the last committed batch
@@ -46,7 +49,7 @@ from ingest.sinks.base import SinkConfigBase
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _READINGS_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS readings (
     station_id  TEXT    NOT NULL,
@@ -59,6 +62,7 @@ CREATE TABLE IF NOT EXISTS readings (
     flag        TEXT    NOT NULL,
     below_dl    INTEGER NOT NULL DEFAULT 0,
     tags        TEXT    NOT NULL,  -- JSON object, keys sorted
+    time_corrected INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (station_id, parameter, data_kind, time_ns)
 ) WITHOUT ROWID
 """
@@ -76,30 +80,37 @@ CREATE TABLE IF NOT EXISTS latest (
     tags        TEXT    NOT NULL,
     data_kind   TEXT    NOT NULL DEFAULT 'realtime',
     below_dl    INTEGER NOT NULL DEFAULT 0,
+    time_corrected INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (station_id, parameter)
 ) WITHOUT ROWID;
 """
-_COLUMNS: Final = "station_id, parameter, time_ns, measurement, value, unit, flag, tags, data_kind, below_dl"
+_COLUMNS: Final = (
+    "station_id, parameter, time_ns, measurement, value, unit, flag, tags, data_kind, below_dl, "
+    "time_corrected"
+)
 _UPSERT: Final = """
-INSERT INTO readings
-    (station_id, parameter, time_ns, measurement, value, unit, flag, tags, data_kind, below_dl)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO readings (station_id, parameter, time_ns, measurement, value, unit, flag, tags,
+                      data_kind, below_dl, time_corrected)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (station_id, parameter, data_kind, time_ns) DO UPDATE SET
     measurement = excluded.measurement, value = excluded.value, unit = excluded.unit,
-    flag = excluded.flag, tags = excluded.tags, below_dl = excluded.below_dl
+    flag = excluded.flag, tags = excluded.tags, below_dl = excluded.below_dl,
+    time_corrected = excluded.time_corrected
 """
 _UPSERT_LATEST: Final = """
-INSERT INTO latest
-    (station_id, parameter, time_ns, measurement, value, unit, flag, tags, data_kind, below_dl)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO latest (station_id, parameter, time_ns, measurement, value, unit, flag, tags,
+                    data_kind, below_dl, time_corrected)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (station_id, parameter) DO UPDATE SET
     time_ns = excluded.time_ns, measurement = excluded.measurement, value = excluded.value,
     unit = excluded.unit, flag = excluded.flag, tags = excluded.tags,
-    data_kind = excluded.data_kind, below_dl = excluded.below_dl
+    data_kind = excluded.data_kind, below_dl = excluded.below_dl,
+    time_corrected = excluded.time_corrected
 WHERE excluded.time_ns >= latest.time_ns
 """
 _SELECT_LATEST: Final = f"SELECT {_COLUMNS} FROM latest ORDER BY station_id, parameter"  # noqa: S608 - constants
-# Schema 1 -> 2: the key gains data_kind, which a WITHOUT ROWID table can only get by a rewrite.
+# Schema 1 -> 3: the key gains data_kind, which a WITHOUT ROWID table can only get by a rewrite
+# (into the table as it is now, so it has schema 3's time_corrected column too).
 _UPGRADE_V1: Final = (
     "ALTER TABLE readings RENAME TO readings_v1",
     _READINGS_TABLE,
@@ -108,19 +119,26 @@ _UPGRADE_V1: Final = (
     "DROP TABLE readings_v1",
     "ALTER TABLE latest ADD COLUMN data_kind TEXT NOT NULL DEFAULT 'realtime'",
     "ALTER TABLE latest ADD COLUMN below_dl INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE latest ADD COLUMN time_corrected INTEGER NOT NULL DEFAULT 0",
+)
+# Schema 2 -> 3: a column with a default, added in place (no rewrite, however many rows).
+_UPGRADE_V2: Final = (
+    "ALTER TABLE readings ADD COLUMN time_corrected INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE latest ADD COLUMN time_corrected INTEGER NOT NULL DEFAULT 0",
 )
 
 
 def _upgrade(connection: sqlite3.Connection, path: Path, version: int) -> None:
-    """Schema 1 (no data kinds, nothing below the detection limit) to 2, in one transaction."""
+    """Schema 1 (no data kinds, nothing below the detection limit or corrected) or 2 (nothing
+    corrected) to 3, in one transaction."""
     (tables,) = connection.execute(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('readings', 'latest')"
     ).fetchone()
-    if version >= 2 or tables < 2:
+    if version >= SCHEMA_VERSION or tables < 2:
         return  # a file with other tables only: the DDL creates ours
     started = time.monotonic()
     with immediate_transaction(connection):
-        for statement in _UPGRADE_V1:
+        for statement in _UPGRADE_V1 if version < 2 else _UPGRADE_V2:
             connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
     (rows,) = connection.execute("SELECT COUNT(*) FROM readings").fetchone()
@@ -128,6 +146,7 @@ def _upgrade(connection: sqlite3.Connection, path: Path, version: int) -> None:
         "readings_store_upgraded",
         path=str(path),
         schema=SCHEMA_VERSION,
+        from_schema=version,
         rows=rows,
         seconds=round(time.monotonic() - started, 3),
     )
@@ -147,7 +166,7 @@ _REFUSED_INPUT = (
 # Wait this long for the other connection's lock before failing (a checkpoint, a long read).
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 
-_Row = tuple[str, str, int, str, float, str, str, str, str, int]
+_Row = tuple[str, str, int, str, float, str, str, str, str, int, int]
 _REALTIME: Final = DataKind.REALTIME.value
 
 
@@ -196,6 +215,7 @@ class SQLiteSink:
                 tags,
                 kind,
                 1 if r.below_dl else 0,
+                1 if r.time_corrected else 0,
             )
             rows.append(row)
             newest = latest.get((r.station_id, r.parameter))
@@ -287,7 +307,7 @@ class SQLiteSink:
 
 
 def _reading(row: Sequence[Any]) -> Reading:
-    station_id, parameter, time_ns, measurement, value, unit, flag, tags, _kind, below_dl = row
+    station_id, parameter, time_ns, measurement, value, unit, flag, tags, _kind, below_dl, corrected = row
     return Reading(
         station_id=station_id,
         measurement=measurement,
@@ -298,4 +318,5 @@ def _reading(row: Sequence[Any]) -> Reading:
         flag=DataFlag(flag),
         tags=tuple(sorted(orjson.loads(tags).items())),  # the data_kind tag included
         below_dl=bool(below_dl),
+        time_corrected=bool(corrected),
     )

@@ -10,7 +10,7 @@ import pytest
 from config.hj212 import default_code_table
 from config.parameters import default_catalogue
 from ingest.decoders.ecowatch_json import EcowatchJsonDecoder, encode
-from ingest.decoders.hj212 import HJ212Decoder, encode_data_packet, frame
+from ingest.decoders.hj212 import HJ212Decoder, encode_data_packet, frame, parse_packet
 from ingest.decoders.senml import SenMLDecoder, encode_senml
 from ingest.model import Decoded, Reading
 from ingest.validate import ValidationConfig, Validator
@@ -68,8 +68,16 @@ def test_senml_takes_the_new_items_by_canonical_name() -> None:
 
 def test_hj212_2017_codes_arrive_in_their_table_units() -> None:
     """Each item under its 2017 code, in the unit table B.1 gives it (µg/L for the metals), validates."""
-    values = {s.parameter: (float(in_code_unit(s)), "N") for s in NEW_ITEMS}
-    packet = encode_data_packet(MN, "123456", "2011", T0, values)
+    packet = encode_data_packet(
+        MN, "123456", "2011", T0, {s.parameter: (s.canonical, "N") for s in NEW_ITEMS}
+    )
+    sent = {
+        k.removesuffix("-Rtd"): v for group in parse_packet(packet).cp for k, v in group if k.endswith("-Rtd")
+    }
+    table = default_code_table()
+    assert {s.parameter: Decimal(sent[table.by_parameter[s.parameter].code]) for s in NEW_ITEMS} == {
+        s.parameter: Decimal(in_code_unit(s)) for s in NEW_ITEMS
+    }
     _assert_canonical(_validated(HJ212Decoder().decode(f"hj212/{MN}", packet)), EXPECTED)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from config.standards import default_standard
 from ingest.app.dashboard import DashboardConfig
 from ingest.app.dashboard.assets import CONTENT_SECURITY_POLICY, STATIC_DIR
 from ingest.app.query import bucket_ns
-from tests.dashboard.support import HOSTILE_NAME, T0, TOKEN, Stack, history, serve_stack
+from tests.dashboard.support import HOSTILE_NAME, T0, TOKEN, Stack, history, reading, serve_stack
 
 
 @pytest.fixture
@@ -159,6 +160,7 @@ def test_readings_answer_the_series_and_the_class_limits(stack: Stack) -> None:
     assert times == sorted(times)
     assert times[0] == int((T0.timestamp() - 24 * 3600) * 1000)
     assert [p[1] for p in points[-3:]] == [0.3, 1.2, 1.2]
+    assert [p[3] for p in points] == [False] * 24  # measured values, none below the detection limit
     assert body["parameter"] == {
         "code": "nh3n",
         "name": "ammonia nitrogen",
@@ -183,6 +185,19 @@ def test_flags_come_with_the_points(stack: Stack) -> None:
     flags = [p[2] for p in points]
     assert flags.count("M") == 1
     assert flags.count("N") == 23
+
+
+def test_a_value_below_the_detection_limit_is_marked_in_its_point(stack: Stack) -> None:
+    """A result below the detection limit is answered as the limit with a 4th element true; the
+    measured values around it say false."""
+    at = T0 - timedelta(minutes=30)
+    stack.sink.write([replace(reading("st-river", "tp", 0.01, at), below_dl=True)])
+    points = stack.get_json("/api/v1/readings?station=st-river&parameter=tp&hours=2")["points"]
+    assert points == [
+        [int((T0.timestamp() - 7200) * 1000), 0.08, "N", False],
+        [int((T0.timestamp() - 3600) * 1000), 0.08, "N", False],
+        [int(at.timestamp() * 1000), 0.01, "N", True],
+    ]
 
 
 def test_lake_stations_get_the_lake_column(stack: Stack) -> None:
@@ -217,7 +232,9 @@ def test_long_periods_are_downsampled_to_max_points(tmp_path: Path, monkeypatch:
             start = r.time_ns // 1_000_000 // width_ms * width_ms
             expected.setdefault(start, []).append(r.value)
     assert 1 < len(body["points"]) <= 10
-    assert body["points"] == [[t, pytest.approx(sum(v) / len(v)), "N"] for t, v in sorted(expected.items())]
+    assert body["points"] == [
+        [t, pytest.approx(sum(v) / len(v)), "N", False] for t, v in sorted(expected.items())
+    ]
 
 
 @pytest.mark.parametrize(

@@ -358,18 +358,10 @@ def hj212_valid(universe: Universe, rng: random.Random) -> tuple[str, bytes]:
     moment = universe.now - timedelta(seconds=rng.randrange(60, 30 * 86400))
     values: dict[str, tuple[float, str]] = {}
     for code in rng.sample(sorted(CODES.by_parameter), rng.randrange(1, 6)):
-        values[code] = (_in_table_unit(code, universe.value(rng, code)), rng.choice(FLAGS))
+        # Canonical values: the encoder writes each in its code's unit (µg/L for the metals).
+        values[code] = (universe.value(rng, code), rng.choice(FLAGS))
     packet = encode_data_packet(station.mn, "123456", rng.choice(DATA_COMMANDS), moment, values)
     return f"hj212/{station.mn}", packet
-
-
-def _in_table_unit(code: str, canonical: float) -> float:
-    """`canonical` written in the unit the HJ 212 code table gives for the parameter."""
-    parameter, unit = CATALOGUE[code], CODES.by_parameter[code].unit
-    offset = parameter.to_canonical(0.0, unit) or 0.0
-    factor = (parameter.to_canonical(1.0, unit) or 1.0) - offset
-    # Rounded as loggers send it; the catalogue's whole-number bounds keep the rounding in range.
-    return round((canonical - offset) / factor, 3)
 
 
 def _hj212_field(rng: random.Random, value_field: str) -> str:

@@ -17,11 +17,12 @@ through pickle, as they cross the worker's pipe. Then it checks:
 
 Readings and dead letters are written in windows of `flush_every` messages to the SQLite sink and
 the dead-letter store (made as the daemon makes them, in the harness's folder); every reading is
-read back from SQLite and compared. Every `rotate_every` messages both files are closed, checked
-and removed, so a run of 10^6 messages does not fill the disk: no stored message may have more
-than `LETTERS_PER_MESSAGE_BOUND` rows, the dead-letter file must stay within
-`deadletter_bytes_bound` of what was rejected, and the store must never fail to store (it does
-not raise; it counts what it could not store). RSS is sampled to bound memory over the run.
+read back from SQLite by the store's key (station, parameter, kind of value, time) and compared,
+its below-detection and time-corrected marks included. Every `rotate_every` messages both files
+are closed, checked and removed, so a run of 10^6 messages does not fill the disk: no stored
+message may have more than `LETTERS_PER_MESSAGE_BOUND` rows, the dead-letter file must stay
+within `deadletter_bytes_bound` of what was rejected, and the store must never fail to store (it
+does not raise; it counts what it could not store). RSS is sampled to bound memory over the run.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from ingest.app.daemon import build_processor_core
 from ingest.app.settings import Settings, load_settings
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import RejectReason
-from ingest.model import DataFlag, Reading
+from ingest.model import DATA_KIND_TAG, DataFlag, DataKind, Reading
 from ingest.processor import MessageProcessor, process_batch
 from ingest.records import decode_readings, encode_message, encode_readings, line_protocol, readings_count
 from ingest.sinks import Sink, make_sink
@@ -426,32 +427,45 @@ class FuzzHarness:
                 else:
                     good.append((example, readings))
             window = good
-        expected: dict[tuple[str, str, int], tuple[Example, Reading]] = {}
+        # The store's key: a later reading of the same point (same kind) overwrites an earlier one.
+        expected: dict[tuple[str, str, str, int], tuple[Example, Reading]] = {}
         for example, readings in window:
             for reading in readings:
-                expected[(reading.station_id, reading.parameter, reading.time_ns)] = (example, reading)
+                kind = dict(reading.tags).get(DATA_KIND_TAG, DataKind.REALTIME.value)  # as the sink reads it
+                key = (reading.station_id, reading.parameter, kind, reading.time_ns)
+                expected[key] = (example, reading)
         self._read_back(expected)
 
-    def _read_back(self, expected: dict[tuple[str, str, int], tuple[Example, Reading]]) -> None:
+    def _read_back(self, expected: dict[tuple[str, str, str, int], tuple[Example, Reading]]) -> None:
         path = self.folder / f"readings-{self._generation}.db"
         with closing(sqlite3.connect(path)) as db:
-            for (station_id, parameter, time_ns), (example, reading) in expected.items():
+            for key, (example, reading) in expected.items():
                 row = db.execute(
-                    "SELECT measurement, value, unit, flag, tags FROM readings"
-                    " WHERE station_id = ? AND parameter = ? AND time_ns = ?",
-                    (station_id, parameter, time_ns),
+                    "SELECT measurement, value, unit, flag, tags, below_dl, time_corrected FROM readings"
+                    " WHERE station_id = ? AND parameter = ? AND data_kind = ? AND time_ns = ?",
+                    key,
                 ).fetchone()
                 if row is None:
                     self._finding(example, "reading not stored in SQLite", repr(reading)[:300])
                     continue
-                measurement, value, unit, flag, tags = row
-                stored = (measurement, value, unit, flag, orjson.loads(tags))
+                measurement, value, unit, flag, tags, below_dl, time_corrected = row
+                stored = (
+                    measurement,
+                    value,
+                    unit,
+                    flag,
+                    orjson.loads(tags),
+                    bool(below_dl),
+                    bool(time_corrected),
+                )
                 wanted = (
                     reading.measurement,
                     reading.value,
                     reading.unit,
                     str(reading.flag),
                     dict(reading.tags),
+                    reading.below_dl,
+                    reading.time_corrected,
                 )
                 if stored != wanted:
                     self._finding(example, "SQLite holds another reading", f"{stored} != {wanted}")

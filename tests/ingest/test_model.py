@@ -41,8 +41,9 @@ def test_values_survive_pickling() -> None:
     """Readings, raw readings and messages cross process boundaries unchanged."""
     values = [
         reading(),
-        replace(reading(), below_dl=True),
+        replace(reading(), below_dl=True, time_corrected=True),
         RawReading("ph", 7.6, T0, station_id="st-1", password="pw", below_dl=True, kind="hourly"),
+        RawReading("ph", 7.6, T0, mn="MN-1", time_corrected=True),
         Message("t", b"p", 1),
     ]
     assert pickle.loads(pickle.dumps(values)) == values

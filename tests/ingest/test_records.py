@@ -57,3 +57,19 @@ def test_below_detection_marks_and_kinds_round_trip(marks: list[bool], kinds: li
     decoded = decode_readings(encode_readings(readings))
     assert decoded == readings
     assert [r.below_dl for r in decoded] == marks
+
+
+@given(marks=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=20))
+def test_time_corrected_marks_round_trip_beside_the_below_detection_marks(
+    marks: list[tuple[bool, bool]],
+) -> None:
+    """Each reading's time-corrected mark comes back on that reading, independent of its below-DL mark."""
+    readings = [
+        Reading(
+            "st-1", "water_quality", "nh3n", 0.025, "mg/L", index, DataFlag.NORMAL, (), below_dl, corrected
+        )
+        for index, (below_dl, corrected) in enumerate(marks)
+    ]
+    decoded = decode_readings(encode_readings(readings))
+    assert decoded == readings
+    assert [(r.below_dl, r.time_corrected) for r in decoded] == marks

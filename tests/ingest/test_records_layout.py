@@ -98,6 +98,22 @@ def test_below_detection_rows_are_listed_only_when_there_are_any() -> None:
     assert [r.below_dl for r in decode_readings(plain_record)] == [False, False]
 
 
+def test_time_corrected_rows_are_listed_only_when_there_are_any() -> None:
+    """`c` names the rows whose time was corrected (the line protocol part marks them `_tc=1i`); a
+    record without any has no `c`, so a layout 4 record from before `c` reads back uncorrected."""
+    plain = [reading("st-1", "ph", 7.1, A), reading("st-1", "nh3n", 0.025, A)]
+    marked = [replace(plain[0], time_corrected=True), replace(plain[1], below_dl=True, time_corrected=True)]
+    plain_record, marked_record = encode_readings(plain), encode_readings(marked)
+    assert plain_record[0] == marked_record[0] == 4
+    assert b'"c"' not in plain_record
+    assert b'"d":[1],"c":[0,1]' in marked_record
+    assert decode_readings(marked_record) == marked
+    assert [r.time_corrected for r in decode_readings(plain_record)] == [False, False]
+    lines = line_protocol(marked_record)
+    assert lines is not None
+    assert b'ph=7.1,ph_flag="N",ph_tc=1i,nh3n=0.025,nh3n_flag="N",nh3n_dl=1i,nh3n_tc=1i ' in lines
+
+
 def test_records_of_the_third_layout_still_decode() -> None:
     """A layout 3 record (header, JSON without `d`, lines) reads back the same, lines included."""
     readings = [reading("st-1", "ph", 7.1, A), reading("st-2", "do", 8.0, B)]

@@ -160,3 +160,21 @@ def test_a_message_of_mixed_kinds_keeps_each_readings_kind() -> None:
         ("do", DataKind.HOURLY, False, DataFlag.COMMS),
         ("codmn", DataKind.LAB, True, DataFlag.NORMAL),
     ]
+
+
+def test_a_time_corrected_reading_keeps_its_mark_on_the_common_and_the_checked_path() -> None:
+    """The gateway's time-corrected mark reaches the reading, whether the value needed converting or not."""
+    raws = [
+        raw(parameter="ph", value=7.1, unit=None, time_corrected=True),
+        raw(parameter="nh3n", value=25.0, unit="ug/L", below_dl=True, time_corrected=True),
+        raw(parameter="codmn", value=-0.01, time_corrected=True),  # below DL by the negative-value rule
+        raw(parameter="do", value=8.0),
+    ]
+    readings, rejections = DEFAULT.validate_many(raws, {}, T0_NS)
+    assert rejections == []
+    assert [(r.parameter, r.value, r.below_dl, r.time_corrected) for r in readings] == [
+        ("ph", 7.1, False, True),
+        ("nh3n", 0.025, True, True),
+        ("codmn", 0.0, True, True),
+        ("do", 8.0, False, False),
+    ]

@@ -22,7 +22,7 @@ from ingest.sinks.influxdb import InfluxDBSink, InfluxDBSinkConfig
 from ingest.sinks.influxdb1 import InfluxDB1Sink, InfluxDB1SinkConfig
 from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig
 from ingest.validate import ValidationConfig, Validator
-from tests.config.catalogue_samples import NEW_ITEMS, in_code_unit
+from tests.config.catalogue_samples import NEW_ITEMS
 from tests.helpers import T0, T0_NS, registry, station
 from tests.servers import InfluxDB1Server, VictoriaMetricsServer
 
@@ -38,8 +38,12 @@ WITH_2005 = {p: v for p, v in EXPECTED.items() if default_code_table().by_parame
 def _readings() -> list[Reading]:
     """The 2017 upload at T0 and the 2005 upload at T0 + 1 min, decoded and validated."""
     decoder = HJ212Decoder()
-    values = {s.parameter: (float(in_code_unit(s)), "N") for s in NEW_ITEMS}
-    new = decoder.decode(f"hj212/{MN}", encode_data_packet(MN, "123456", "2011", T0, values))
+    # Canonical values in: the encoder writes each in its code's unit (µg/L for the metals).
+    packet = encode_data_packet(
+        MN, "123456", "2011", T0, {s.parameter: (s.canonical, "N") for s in NEW_ITEMS}
+    )
+    assert b"w20120-Rtd=2.5," in packet  # Pb 0.0025 mg/L
+    new = decoder.decode(f"hj212/{MN}", packet)
     codes_2005 = {p: default_code_table().by_parameter[p].hj212_2005 for p in WITH_2005}
     cp = ";".join(
         f"{codes_2005[p]}-Rtd={format(Decimal(repr(v)), 'f')},{codes_2005[p]}-Flag=N"

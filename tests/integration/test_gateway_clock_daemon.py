@@ -57,7 +57,8 @@ def test_a_drifting_logger_is_set_and_its_readings_are_stored_at_the_right_time(
     tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
     """20 min ahead: 9014 then 1012; the logger answers 9011 and 9012 (read by the gateway, never dead-lettered); its
-    readings before the correction are stored shifted back to the platform's time, those after it as sent."""
+    readings before the correction are stored shifted back to the platform's time and marked time-corrected, those
+    after it as sent and unmarked."""
     daemon = Daemon(gateway_settings(tmp_path, mosquitto))
     daemon.start()
     try:
@@ -90,6 +91,15 @@ def test_a_drifting_logger_is_set_and_its_readings_are_stored_at_the_right_time(
         shifted = by_value[7.1] - (sent_ahead - DRIFT).replace(tzinfo=SHANGHAI)
         assert timedelta(seconds=-2) <= shifted <= timedelta(seconds=2)
         assert by_value[7.2] == sent_right.replace(tzinfo=SHANGHAI)
+        # Read back from the SQLite store: the shifted packet's readings (pH and DO) are marked, the later ones not.
+        stored_do = daemon.runners[0].sink.query(STATION, "do", None, None, 10)  # type: ignore[attr-defined]
+        marks = {(r.parameter, r.time): r.time_corrected for r in [*stored, *stored_do]}
+        assert marks == {
+            ("ph", by_value[7.1]): True,
+            ("do", by_value[7.1]): True,
+            ("ph", by_value[7.2]): False,
+            ("do", by_value[7.2]): False,
+        }
         # No clock_skew, and the logger's 9011 and 9012 stayed in the gateway.
         assert daemon.deadletters.count() == 0
     finally:

@@ -18,7 +18,9 @@ InfluxDB 1.x, SQLite sink (as the dashboard does). An `influxdb` sink is read wi
 VictoriaMetrics' export API when that is what answers (`influxdb_api: auto` asks the server's
 /health once). What each store keeps: values and HJ 212 flags (`<code>_flag`), the below-detection
 mark where the sinks write one (field `<code>_dl`, column `below_dl`; absent: every value is a
-measurement) and the `data_kind` tag of values that are not real-time (absent: real-time).
+measurement) and the `data_kind` tag of values that are not real-time (absent: real-time). The
+time-corrected mark (field `<code>_tc`, column `time_corrected`) is not read: a corrected time is
+the right time, and the assessment takes the value at it like any other.
 VictoriaMetrics stores string fields as 0, so it keeps no flags: its reader reads every value as
 valid (N) and says so in its `notes`, which `ecowatch report` prints.
 

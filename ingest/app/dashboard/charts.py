@@ -2,7 +2,7 @@
 
     GET /api/v1/readings?station=<id>&parameter=<code>&hours=<1..720, default 168>
         {"station": {...}, "parameter": {"code", "name", "name_zh", "unit"}, "since", "until",
-         "points": [[time_ms, value, flag], ...], "limits": {...} | null}
+         "points": [[time_ms, value, flag, below_dl], ...], "limits": {...} | null}
     GET /api/v1/registry
         {"standard", "classes", "parameters": [...], "stations": [{..., "lat", "lon", "parameters"}]}
 
@@ -10,6 +10,8 @@
 column for lakes and reservoirs): `{"kind": "max" | "min", "classes": [{"class", "limit"}, ...]}`
 best class first, `{"kind": "range", "low", "high"}` (pH: every class), or null for an item the
 standard does not classify. Times of points are epoch milliseconds, which the browser reads as is.
+`below_dl` (true or false) says the value is a detection limit, the result being below it: the page
+shows it as `<0.01`, never as a measurement (a bucket is below it when all its values were).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Charts:
             "hours": hours,
             "since": since.isoformat(),
             "until": until.isoformat(),
-            "points": [[point[0] // 1_000_000, point[1], point[2]] for point in points],
+            "points": [[point[0] // 1_000_000, point[1], point[2], bool(point[3])] for point in points],
             "limits": self.limits(code, station),
         }
 

@@ -28,7 +28,8 @@ field becomes an `ItemRejection` while the other pollutants go on. A split packe
 decoded on its own: each part must carry its DataTime. The topic is not read.
 
 `parse_packet`, `build_response`, `build_request` and `encode_packet` are the lower-level API of
-the TCP gateway; `encode_data_packet` writes uploads for the simulator and tests.
+the TCP gateway; `encode_data_packet` writes uploads for the simulator and tests (canonical
+values in, each written in its code's unit).
 
 Example:
     crc: modbus              # also accept the Modbus CRC-16 (some loggers; or modbus_swapped, or both)

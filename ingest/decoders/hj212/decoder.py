@@ -1,4 +1,9 @@
-"""HJ 212 data uploads to raw readings, and back (for the simulator and tests)."""
+"""HJ 212 data uploads to raw readings, and back (for the simulator and tests).
+
+The encoder takes canonical values (the catalogue's units) and writes each in the unit of the code
+it travels under (`config/hj212/codes.yaml`): Pb 0.01 mg/L is `w20120-Rtd=10.0` (µg/L), which
+the decoder reads back, with the code's unit, as 0.01 mg/L after validation.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 
 from config.hj212 import CodeTable, DataCommand, default_code_table
+from config.parameters import Parameter, default_catalogue
 from config.types import StrictModel, TimeZoneName
 from ingest.decoders.hj212.crc import CrcChoice, CrcVariant
 from ingest.decoders.hj212.packet import (
@@ -271,13 +277,17 @@ def encode_data_packet(
     crc: CrcVariant = "hj212",
     timezone: str = DEFAULT_TIMEZONE,
     codes: CodeTable | None = None,
+    catalogue: Mapping[str, Parameter] | None = None,
 ) -> bytes:
-    """A data upload of `values` (our parameter code -> (value, flag)) at `data_time`.
+    """A data upload of `values` (our parameter code -> (canonical value, flag)) at `data_time`.
 
-    Parameters map to 2017 codes through the code table; other codes are sent as given. An aware
-    `data_time` is written in `timezone`; a naive one as it is. QN defaults to DataTime + 000 ms.
+    Parameters map to 2017 codes through the code table, each value converted from the catalogue's
+    unit to the unit of its code (mg/L to µg/L for the metals); other codes are sent as given, the
+    value unchanged. An aware `data_time` is written in `timezone`; a naive one as it is. QN
+    defaults to DataTime + 000 ms.
     """
     table = codes if codes is not None else default_code_table()
+    parameters = catalogue if catalogue is not None else default_catalogue()
     command = table.data_commands.get(cn)
     if command is None:
         raise ValueError(f"CN={cn} is not a data command ({', '.join(sorted(table.data_commands))})")
@@ -291,7 +301,8 @@ def encode_data_packet(
     for parameter, (value, flag) in values.items():
         pollutant = table.by_parameter.get(parameter)
         code = parameter if pollutant is None else pollutant.code
-        groups.append({f"{code}-{command.value_field}": _format_number(value), f"{code}-Flag": str(flag)})
+        sent = value if pollutant is None else _in_code_unit(parameters, parameter, value, pollutant.unit)
+        groups.append({f"{code}-{command.value_field}": _format_number(sent), f"{code}-Flag": str(flag)})
     flag_field = FLAG_VERSION_2017 | (FLAG_WANTS_RESPONSE if want_response else 0)
     return encode_packet(
         qn=qn if qn is not None else stamp + "000",
@@ -303,6 +314,19 @@ def encode_data_packet(
         cp=groups,
         crc=crc,
     )
+
+
+def _in_code_unit(parameters: Mapping[str, Parameter], code: str, value: float, unit: str | None) -> float:
+    """A canonical value of our parameter `code` written in `unit`, the unit of its HJ 212 code."""
+    parameter = parameters.get(code)
+    if parameter is None:
+        raise ValueError(f"{code} is in the HJ 212 code table but not in the parameter catalogue")
+    if not math.isfinite(value):
+        return value  # `_format_number` refuses it with the value in the message
+    converted = parameter.from_canonical(value, unit)
+    if converted is None:
+        raise ValueError(f"{code}: the catalogue cannot convert {parameter.unit} to {unit}, its HJ 212 unit")
+    return converted
 
 
 def _format_number(value: float) -> str:

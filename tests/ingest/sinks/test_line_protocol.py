@@ -25,6 +25,7 @@ def reading(
     tags: tuple[tuple[str, str], ...] = TAGS,
     flag: DataFlag = DataFlag.NORMAL,
     below_dl: bool = False,
+    time_corrected: bool = False,
 ) -> Reading:
     return Reading(
         station_id=dict(tags).get("station_id", "cq-cj-cuntan"),
@@ -36,6 +37,7 @@ def reading(
         flag=flag,
         tags=tags,
         below_dl=below_dl,
+        time_corrected=time_corrected,
     )
 
 
@@ -297,6 +299,32 @@ def test_the_mark_follows_each_reading_through_the_field_cache() -> None:
         for i, (value, below) in enumerate(((0.3, False), (0.025, True), (0.31, False)))
     ]
     assert ["nh3n_dl" in line for line in lines] == [False, True, False]
+
+
+def test_a_reading_at_a_corrected_time_adds_an_integer_tc_field() -> None:
+    """`ph_tc=1i` follows the flag (and `_dl`) of a reading whose time was corrected; others write no `_tc`."""
+    corrected = [
+        reading("ph", 7.1, time_corrected=True),
+        reading("nh3n", 0.025, below_dl=True, time_corrected=True),
+    ]
+    text = encode([*corrected, reading("do", 8.0)])
+
+    assert text == (
+        "water_quality,basin=长江,district=渝中区,river=长江,station_id=cq-cj-cuntan "
+        'ph=7.1,ph_flag="N",ph_tc=1i,nh3n=0.025,nh3n_flag="N",nh3n_dl=1i,nh3n_tc=1i,'
+        f'do=8.0,do_flag="N" {T0}\n'
+    )
+    assert parse(text)[0].fields["ph_tc"] == 1
+
+
+def test_the_time_corrected_mark_follows_each_reading_through_the_field_cache() -> None:
+    """One encoder, the same parameter and flag as sent, corrected, then as sent again: each line is right."""
+    encoder = LineEncoder()
+    lines = [
+        encoder.encode([reading("ph", 7.1, time_ns=T0 + i, time_corrected=corrected)])
+        for i, corrected in enumerate((False, True, False))
+    ]
+    assert ["ph_tc" in line for line in lines] == [False, True, False]
 
 
 def test_the_data_kind_tag_makes_a_series_of_its_own() -> None:

@@ -698,6 +698,11 @@
     return value.toPrecision(2);
   }
 
+  // A chart point [t, value, flag, below_dl]: below the detection limit, the value is the limit.
+  function pointValue(p) {
+    return `${p[3] ? '<' : ''}${formatValue(p[1])}`;
+  }
+
   function limitLines(limits, target) {
     // [{value, label, key, target}] with classes sharing a limit merged (COD: I–II 15).
     if (!limits) return [];
@@ -780,7 +785,7 @@
       const marks = svg('g', { class: 'flagged' });
       for (const p of points) {
         if (p[2] !== 'N') {
-          marks.append(svg('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 3.5 }, svg('title', {}, `${t('chart.flag', { flag: p[2] })} · ${formatTime(p[0])} · ${formatValue(p[1])}`)));
+          marks.append(svg('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 3.5 }, svg('title', {}, `${t('chart.flag', { flag: p[2] })} · ${formatTime(p[0])} · ${pointValue(p)}`)));
         }
       }
       chart.append(marks);
@@ -818,7 +823,7 @@
       setAttrs(vline, { x1: px, x2: px });
       setAttrs(dot, { cx: px, cy: sy(best[1]) });
       setAttrs(label, { x: px > W / 2 ? px - 8 : px + 8, 'text-anchor': px > W / 2 ? 'end' : 'start' });
-      label.textContent = `${formatTime(best[0])} · ${formatValue(best[1])}${unit && unit !== '1' ? ` ${unit}` : ''}${best[2] !== 'N' ? ` (${t('chart.flag', { flag: best[2] })})` : ''}`;
+      label.textContent = `${formatTime(best[0])} · ${pointValue(best)}${unit && unit !== '1' ? ` ${unit}` : ''}${best[2] !== 'N' ? ` (${t('chart.flag', { flag: best[2] })})` : ''}`;
       cursor.setAttribute('visibility', 'visible');
     });
     overlay.addEventListener('mouseleave', () => cursor.setAttribute('visibility', 'hidden'));
