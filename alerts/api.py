@@ -45,7 +45,7 @@ from alerts.assessment_method.report import ScopeError
 from alerts.classify import Classification
 from alerts.engine import AlertEngine, NotActiveError
 from alerts.lifecycle import ACTIVE, AlertRecord, AlertState
-from alerts.rules.base import GroupBy, PointStatus, point_status
+from alerts.rules.base import GroupBy, PointStatus
 from alerts.silences import Silence, SilenceRequest, silenced_by
 from config.registry import Station
 from config.times import from_ns, ns, to_ns
@@ -337,12 +337,7 @@ class AlertsAPI:
 
     # --- rendering -------------------------------------------------------------------------------
     def _status(self, station: Station, now_ns: int) -> PointStatus | None:
-        if "water" not in station.kinds:
-            return None
-        window = self._engine.windows[station.id]
-        return point_status(
-            self._engine.standard, station, window, now_ns, window_ns=None, max_age_ns=ns(STATUS_MAX_AGE)
-        )
+        return self._engine.station_status(station, now_ns, ns(STATUS_MAX_AGE))
 
     def _station_json(self, station: Station, status: PointStatus | None, now_ns: int) -> dict[str, Any]:
         window = self._engine.windows[station.id]
@@ -365,7 +360,7 @@ class AlertsAPI:
             else from_ns(window.watermark_ns).isoformat(),
             "latest": {
                 code: {"value": s.value, "flag": s.flag.value, "time": from_ns(s.time_ns).isoformat()}
-                for code, s in sorted(window.latest.items())
+                for code, s in sorted(self._engine.latest_of(station.id).items())
             },
             "active_alerts": [
                 {"alert_id": r.alert_id, "rule": r.rule, "state": r.state.value, "parameter": r.parameter}

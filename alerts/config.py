@@ -1,11 +1,13 @@
 """Configuration of the alert engine: the standard, the rules, the defaults, the scheduler.
 
-`alerts: {}` gives the default rule set (`DEFAULT_RULES`): compliance drop and parameter
-exceedance against each point's target class, silent stations, instrument faults (and long
-calibrations), water level at the warning and guaranteed levels and rising fast, and regional
-compliance rates per district and basin (class shares, `class_share`, are there to add). Giving
-`rules` replaces the whole set. Rule settings
-left unset take `defaults`. Durations are ISO 8601 (`PT10S`, `PT4H`, `P1D`) or seconds.
+`alerts: {}` gives the default rule set (`DEFAULT_RULES`, with its reasons in the README's alert
+table): one water-quality alert per station judged on the provisional daily value against its
+target class (`water_quality`), no valid data (`data_availability`, category `data`), silent
+stations, water level at the warning and guaranteed levels and rising fast, and regional
+compliance rates per district over the month (`regional_period`). The instant-reading kinds
+(compliance_drop, exceedance, regional_compliance, class_share, instrument_fault) remain for
+configurations that name them. Giving `rules` replaces the whole set. Rule settings left unset
+take `defaults`. Durations are ISO 8601 (`PT10S`, `PT4H`, `P1D`) or seconds.
 
 Example:
     alerts:
@@ -15,9 +17,9 @@ Example:
       defaults: {for: PT0S, recovery: {samples: 2}, renotify_interval: PT4H, min_refire_interval: PT30M}
       scheduler: {tick_interval: PT10S, daily_assessment_at: "08:00", timezone: Asia/Shanghai}
       rules:
-        - {name: compliance_drop, kind: compliance_drop, severity: critical}
+        - {name: water_quality, kind: water_quality, critical_after: PT12H}
+        - {name: no_valid_data, kind: data_availability}
         - {name: silent_station, kind: silent_station, intervals: 3, recovery: {samples: 1}}
-        - {name: district_compliance, kind: regional_compliance, group_by: district}
 """
 
 from __future__ import annotations
@@ -30,29 +32,18 @@ from pydantic import ConfigDict, Field, TypeAdapter, field_validator
 
 from alerts.rules import RuleConfig
 from alerts.rules.base import RecoveryConfig
+from alerts.station_values import Basis
 from config.types import StrictModel, TimeZoneName
+from ingest.model import DataKind
 
 _DEFAULT_RULE_DATA: Final[list[dict[str, Any]]] = [
-    # "Learn within a minute": a point out of compliance fires on its first reading; two compliant
-    # samples in a row resolve it, so a value hovering at a class limit does not flap.
-    {"name": "compliance_drop", "kind": "compliance_drop", "severity": "critical"},
-    {"name": "exceedance", "kind": "exceedance", "severity": "warning", "recovery_margin": 0.05},
+    # One alert per station for its water, on the provisional daily value (the method judges days,
+    # not readings); a T reading or an emergency reading (2x the class V limit) alerts at once.
+    # Warning one class worse than the target; critical at 劣V, two classes worse, or after a day.
+    {"name": "water_quality", "kind": "water_quality", "severity": "warning"},
+    # Data problems are not water problems: B at once, D/F/M after an hour, C after two.
+    {"name": "no_valid_data", "kind": "data_availability", "severity": "warning", "recovery": {"samples": 1}},
     {"name": "silent_station", "kind": "silent_station", "intervals": 3, "recovery": {"samples": 1}},
-    {
-        "name": "instrument_fault",
-        "kind": "instrument_fault",
-        "flags": ["D", "F", "M"],
-        "for": "PT1M",
-        "recovery": {"samples": 1},
-    },
-    {
-        "name": "calibration_overrun",
-        "kind": "instrument_fault",
-        "flags": ["C"],
-        "for": "PT1H",
-        "severity": "info",
-        "recovery": {"samples": 1},
-    },
     {"name": "warning_level", "kind": "water_level", "condition": "warning", "recovery": {"samples": 1}},
     {
         "name": "guaranteed_level",
@@ -68,8 +59,32 @@ _DEFAULT_RULE_DATA: Final[list[dict[str, Any]]] = [
         "rate_m_per_h": 0.5,
         "rate_window": "PT1H",
     },
-    {"name": "district_compliance", "kind": "regional_compliance", "group_by": "district", "min_share": 1.0},
-    {"name": "basin_compliance", "kind": "regional_compliance", "group_by": "basin", "min_share": 1.0},
+    # Regional figures over the month so far, from the method's daily values: a district's share of
+    # sections meeting their targets, a basin's share of class I–III; never one section's reading.
+    {
+        "name": "district_compliance",
+        "kind": "regional_period",
+        "group_by": "district",
+        "figure": "compliance_rate",
+        "threshold": 0.8,
+        "period": "month",
+        "min_sections": 3,
+        "min_days": 7,
+        "recovery": {"samples": 1},
+        "renotify_interval": "P1D",
+    },
+    {
+        "name": "basin_good_share",
+        "kind": "regional_period",
+        "group_by": "basin",
+        "figure": "good_share",
+        "threshold": 0.75,
+        "period": "month",
+        "min_sections": 5,
+        "min_days": 7,
+        "recovery": {"samples": 1},
+        "renotify_interval": "P1D",
+    },
 ]
 _RULES_ADAPTER: Final[TypeAdapter[tuple[RuleConfig, ...]]] = TypeAdapter(tuple[RuleConfig, ...])
 DEFAULT_RULES: Final[tuple[RuleConfig, ...]] = _RULES_ADAPTER.validate_python(_DEFAULT_RULE_DATA)
@@ -140,6 +155,17 @@ class AlertsConfig(StrictModel):
         timedelta(days=90), ge=timedelta(days=1), description="Transitions and assessments older are pruned."
     )
     scheduler: SchedulerConfig = Field(SchedulerConfig(), description="Time-driven work.")
+    basis: Basis = Field(
+        "daily",
+        description="The period whose provisional value the water rules judge: the local day so far "
+        "(the assessment method's daily value) or the month so far.",
+    )
+    data_kinds: tuple[DataKind, ...] = Field(
+        (DataKind.REALTIME,),
+        min_length=1,
+        description="Kinds of value the rules judge; hourly and daily means repeat the real-time values "
+        "and would count the same water twice.",
+    )
 
     @field_validator("rules")
     @classmethod

@@ -1,18 +1,28 @@
 """The alert engine: readings in, rule findings, alert lifecycles, history and notification events out.
 
-Two inputs drive it. `ingest(readings, now)` takes readings from the readings log in log order
-(as a sink does): per station in event-time order, each reading is admitted to the station's
-window (new, late, duplicate or too late: `alerts.windows`), and at each new event time the
-station rules are evaluated at that time. `tick(now)` does the time-driven work: silent stations
+Three inputs drive it. `ingest(readings, now)` takes readings from the readings log in log order
+(as a sink does): per station in event-time order, each reading of a judged kind (`data_kinds`,
+real-time by default) updates the station's period values (`alerts.station_values`: the hot
+path, O(1) per reading), and readings of the parameters a window rule needs (water level) are
+admitted to the station's window as well (new, late, duplicate or too late: `alerts.windows`).
+At each new event time the station rules are evaluated at that time: the STREAM rules
+(water_quality, data_availability) from the period values, the others from the window.
+`judge_periods(figures, now)` judges the PERIOD rules (regional_period) on the regions' period
+figures after each daily assessment. `tick(now)` does the time-driven work: silent stations
 and regional roll-ups at now; pending → firing, recovery by time and held flap-damped notices of
 station alerts at the station's time (now, but at most one report interval past its newest
 reading, so a backlog replaying after downtime is judged on its own clock rather than fired by
 the wall clock); reminders, and the firing notice of an alert whose silence ended. A station's
 values change only with its readings, so ticks do not re-run the other station rules (a rolling
 window therefore slides with the readings, not between them). The engine also keeps its own
-database: `assess(now)` stores the daily assessment of each due local day (`alerts.assessment`)
-and `housekeep(now)` prunes history, samples and silences past their retention. The scheduler
-(`alerts.scheduler`) calls `tick`, `assess` and `housekeep`, through the service.
+database: `housekeep(now)` prunes history, samples and silences past their retention. The
+scheduler (`alerts.scheduler`) calls `tick` and `housekeep`, through the service; the daily
+assessment is `alerts.assessment.DailyAssessment`'s.
+
+Speed: the default rules cost a dict lookup and a few additions per reading and one judgement
+per station and event time (`bench/alerts_engine.py`); samples are stored only for the window
+rules' parameters, or for every reading with `keep_samples` (the daily assessment reads them
+when the daemon has no readings store to read).
 
 Every change of one call is one transaction of the alert database (`alerts.store`): windows,
 alert rows, history rows and notification events commit together. If the transaction fails the
@@ -33,9 +43,9 @@ import hashlib
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -43,27 +53,39 @@ import orjson
 import structlog
 from prometheus_client import Counter as PromCounter
 
-from alerts.assessment import assess_day, day_bounds
+from alerts.classify import classify
 from alerts.config import AlertsConfig, RuleDefaults
 from alerts.events import AlertEvent
-from alerts.lifecycle import AlertRecord, AlertState, Policy, Step, Transition, advance, observe, remind
+from alerts.lifecycle import (
+    SEVERITY_RANK,
+    AlertRecord,
+    AlertState,
+    Policy,
+    Step,
+    Transition,
+    advance,
+    change_severity,
+    observe,
+    remind,
+)
 from alerts.notices import build_event, labels_of
 from alerts.rules import Rule, make_rule
 from alerts.rules.base import (
     Condition,
     Finding,
+    PointStatus,
     RuleConfigBase,
     Scope,
     View,
-    point_status,
 )
 from alerts.silences import Silence, silenced_by
+from alerts.station_values import StationValues
 from alerts.store import AlertStore
-from alerts.windows import Admission, Sample, StationWindow
-from config.registry import Registry
+from alerts.windows import Admission, Evidence, Sample, StationWindow
+from config.registry import Registry, Station
 from config.standards import Standard, default_standard, load_standard
 from config.times import ns, to_ns
-from ingest.model import Reading
+from ingest.model import DATA_KIND_TAG, DataFlag, Reading
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +106,7 @@ EVENTS: Final = PromCounter(
 # assessment needs the whole previous local day at its morning run.
 MIN_STORED_NS: Final = 2 * 86400 * 1_000_000_000
 UNKNOWN_STATION: Final = "unknown_station"
+OTHER_KIND: Final = "other_kind"  # an hourly, daily or lab value where only real-time ones are judged
 DAY_NS: Final = 86400 * 1_000_000_000
 
 
@@ -122,6 +145,8 @@ class AlertEngine:
         *,
         started: datetime,
         standard: Standard | None = None,
+        keep_samples: bool = True,
+        not_raised: Iterable[str] = ("do", "sd"),
     ) -> None:
         self.config = config
         self.registry = registry
@@ -131,8 +156,14 @@ class AlertEngine:
         )
         self.rules: list[Rule] = [make_rule(c) for c in config.rules]
         self._policies = {r.config.name: policy_of(r.config, config.defaults) for r in self.rules}
-        self._station_rules = [r for r in self.rules if r.scope is not Scope.REGION]
+        self._station_rules = [r for r in self.rules if r.scope in (Scope.STATION, Scope.CLOCK)]
+        self._stream_rules = [r for r in self.rules if r.scope is Scope.STREAM]
         self._region_rules = [r for r in self.rules if r.scope is Scope.REGION]
+        self._period_rules = [r for r in self.rules if r.scope is Scope.PERIOD]
+        self._windowed = _windowed_parameters(self._station_rules + self._region_rules)
+        self._keep_samples = keep_samples
+        self._kinds = frozenset(config.data_kinds)
+        self._not_raised = frozenset(not_raised)
         self.started_ns = to_ns(started)
         self._lateness_ns = ns(config.allowed_lateness)
         # Memory holds what the windows and the recognition of late repeats need; the database
@@ -143,12 +174,14 @@ class AlertEngine:
         self.lock = threading.RLock()
         self._stale = True
         self.windows: dict[str, StationWindow] = {}
+        self.values: dict[str, StationValues] = {}
         self.alerts: dict[str, AlertRecord] = {}
         self.silences: list[Silence] = []
         self._by_station: dict[str | None, set[str]] = {}
         # Pure functions of configuration, memoised: the hot path asks them per reading.
         self._ids: dict[tuple[str, str | None, str | None, tuple[str, str] | None], str] = {}
         self._applies: dict[tuple[str, str], bool] = {}
+        self._plans: dict[str, tuple[list[Rule], list[Rule]]] = {}
         with self.lock:
             self._load()
             with self._transaction():
@@ -162,22 +195,41 @@ class AlertEngine:
         admissions: Counter[str] = Counter()
         windows = self.windows
         for reading in readings:
-            if reading.station_id in windows:
-                by_station.setdefault(reading.station_id, []).append(reading)
-            else:
-                admissions[UNKNOWN_STATION] += 1
+            items = by_station.get(reading.station_id)
+            if items is None:
+                if reading.station_id not in windows:
+                    admissions[UNKNOWN_STATION] += 1
+                    continue
+                items = by_station[reading.station_id] = []
+            items.append(reading)
         if by_station:
             with self.lock, self._transaction():
                 # Samples and latest values are written once per batch (the newest latest value
                 # of each parameter wins), in the same transaction as the alert changes.
                 samples: list[tuple[str, str, Sample]] = []
                 latest: dict[tuple[str, str], tuple[Sample, Sample | None]] = {}
+                judged_kind: dict[int, bool] = {}  # by id of a tag tuple: readings of a message share one
+                touched: list[StationValues] = []
                 for station_id, items in by_station.items():
                     items.sort(key=_time_of)
-                    window = self.windows[station_id]
+                    window = windows[station_id]
+                    values = self.values[station_id]
                     for time_ns, group in itertools.groupby(items, key=_time_of):
-                        if self._admit(window, group, admissions, samples, latest):
+                        fresh = self._admit(
+                            window,
+                            values,
+                            group,
+                            admissions=admissions,
+                            samples=samples,
+                            latest=latest,
+                            judged_kind=judged_kind,
+                        )
+                        if fresh:
                             self._evaluate_station(station_id, time_ns, now_ns, tick=False)
+                    if values.changed:
+                        values.changed = False
+                        touched.append(values)
+                self.store.save_station_values((v.station_id, v.to_json()) for v in touched)
                 self.store.save_samples(samples)
                 self.store.save_latest_many(
                     (sid, parameter, sample, normal) for (sid, parameter), (sample, normal) in latest.items()
@@ -187,6 +239,19 @@ class AlertEngine:
             for what, count in admissions.items():
                 self.counts[what] += count
                 READINGS.labels(what).inc(count)
+
+    def judge_periods(self, figures_for: Callable[[Any], Sequence[Any]], now: datetime) -> None:
+        """Judge the PERIOD rules on their regions' figures (`figures_for(rule)`), after an assessment."""
+        now_ns = to_ns(now)
+        with self.transaction():
+            for rule in self._period_rules:
+                touched: set[str] = set()
+                for finding in rule.judge(figures_for(rule)):  # type: ignore[attr-defined]
+                    touched.add(self._apply(rule, finding, finding.observed_ns or now_ns, now_ns))
+                held = {
+                    a for a in self._by_station.get(None, set()) if self.alerts[a].rule == rule.config.name
+                }
+                self._advance_rest(held - touched, now_ns, now_ns)
 
     def tick(self, now: datetime) -> None:
         """The time-driven evaluation; see the module docstring."""
@@ -200,42 +265,6 @@ class AlertEngine:
             self._evaluate_regions(now_ns)
             for record in list(self.alerts.values()):
                 self._remind(record, now_ns)
-
-    def assess(self, now: datetime) -> list[str]:
-        """Assess each due local day not yet assessed (up to `catch_up_days` back); the days done.
-
-        Day D is due once D + 1 at `daily_assessment_at` has passed. Days with no samples at
-        all (the daemon was down, or before it first ran) are left unassessed.
-        """
-        settings = self.config.scheduler
-        zone = ZoneInfo(settings.timezone)
-        local = now.astimezone(zone)
-        newest = local.date() - timedelta(days=1 if local.time() >= settings.daily_assessment_at else 2)
-        candidates = [newest - timedelta(days=back) for back in range(settings.catch_up_days, -1, -1)]
-        now_ns = to_ns(now)
-        done: list[str] = []
-        with self.transaction():
-            assessed = self.store.assessed_days()
-            for day in candidates:
-                if day.isoformat() in assessed:
-                    continue
-                start_ns, end_ns = day_bounds(day, zone)
-                samples = list(self.store.samples_between(start_ns, end_ns))
-                if not samples:
-                    continue
-                summary = assess_day(self.standard, self.registry, samples, day)
-                self.store.save_assessment(day.isoformat(), now_ns, summary)
-                self.store.add_note(
-                    f"assessment:{day.isoformat()}",
-                    "daily_assessment",
-                    end_ns,
-                    now_ns,
-                    {"rates": summary["rates"]},
-                )
-                done.append(day.isoformat())
-        if done:
-            log.info("daily_assessment_done", days=done)
-        return done
 
     def housekeep(self, now: datetime) -> dict[str, int]:
         """Prune history, assessments and silences past the retention, and samples past the windows."""
@@ -313,39 +342,142 @@ class AlertEngine:
     def _admit(
         self,
         window: StationWindow,
+        values: StationValues,
         readings: Iterator[Reading],
+        *,
+        admissions: Counter[str],
+        samples: list[tuple[str, str, Sample]],
+        latest: dict[tuple[str, str], tuple[Sample, Sample | None]],
+        judged_kind: dict[int, bool],
+    ) -> bool:
+        """Count one event time's readings into the period values and, where a rule needs it, the window."""
+        fresh = False
+        station_id = window.station_id
+        windowed = self._windowed
+        keep_samples = self._keep_samples
+        add = values.add
+        new = old = other = 0
+        last_tags: object = None
+        judged = True
+        for reading in readings:
+            tags = reading.tags
+            if tags is not last_tags:  # the readings of one message are together and share their tags
+                last_tags = tags
+                cached = judged_kind.get(id(tags))
+                judged = judged_kind[id(tags)] = self._judged(tags) if cached is None else cached
+            if not judged:
+                other += 1
+                continue
+            parameter = reading.parameter
+            if windowed is None or parameter in windowed:
+                fresh = self._admit_to_window(window, reading, admissions, samples, latest) or fresh
+                add(parameter, reading.time_ns, reading.value, reading.flag, reading.below_dl)
+            elif add(parameter, reading.time_ns, reading.value, reading.flag, reading.below_dl):
+                new += 1
+                if keep_samples:
+                    samples.append(
+                        (station_id, parameter, Sample(reading.time_ns, reading.value, reading.flag))
+                    )
+            else:
+                old += 1
+        if new:
+            fresh = True
+            admissions[Admission.NEW] += new
+            newest = values.newest_ns
+            if newest is not None and (window.watermark_ns is None or newest > window.watermark_ns):
+                window.watermark_ns = newest
+        if old:
+            admissions[Admission.DUPLICATE] += old  # or late: the period values keep no older times
+        if other:
+            admissions[OTHER_KIND] += other
+        return fresh
+
+    def _admit_to_window(
+        self,
+        window: StationWindow,
+        reading: Reading,
         admissions: Counter[str],
         samples: list[tuple[str, str, Sample]],
         latest: dict[tuple[str, str], tuple[Sample, Sample | None]],
     ) -> bool:
-        fresh = False
-        station_id = window.station_id
-        for reading in readings:
-            admission = window.admit(reading, self._lateness_ns)
-            admissions[admission] += 1
-            if admission is Admission.NEW or admission is Admission.LATE:
-                sample = window.add(reading, admission)
-                samples.append((station_id, reading.parameter, sample))
-                if admission is Admission.NEW:
-                    normal = window.latest_normal.get(reading.parameter)
-                    latest[station_id, reading.parameter] = (sample, normal)
-                    fresh = True
-        return fresh
+        """Admit a reading a window rule needs; whether it is the newest of its parameter."""
+        admission = window.admit(reading, self._lateness_ns)
+        admissions[admission] += 1
+        if admission is not Admission.NEW and admission is not Admission.LATE:
+            return False
+        sample = window.add(reading, admission)
+        samples.append((window.station_id, reading.parameter, sample))
+        if admission is Admission.LATE:
+            return False
+        latest[window.station_id, reading.parameter] = (sample, window.latest_normal.get(reading.parameter))
+        return True
+
+    def _judged(self, tags: tuple[tuple[str, str], ...]) -> bool:
+        """Whether readings with these tags are of a kind the rules judge (`data_kinds`)."""
+        for key, value in tags:
+            if key == DATA_KIND_TAG:
+                return value in self._kinds
+        return "realtime" in self._kinds
 
     def _evaluate_station(self, station_id: str, at_ns: int, now_ns: int, *, tick: bool) -> None:
         touched: set[str] = set()
         rule_at = now_ns if tick else at_ns
+        window_rules, stream_rules = self._plan_of(station_id)
         view = View(rule_at, self.standard, self.registry, self.windows, self.started_ns, station_id)
-        for rule in self._station_rules:
+        for rule in window_rules:
             # A station's data change only with its readings: ticks re-evaluate the clock rules
-            # (silence) and let time act on the other alerts (`advance`).
-            if (tick and rule.scope is not Scope.CLOCK) or not self._applies_to(rule, station_id):
+            # (silence) and let time act on the other alerts (`advance`). A reading can only
+            # clear a clock rule's alert, so without one there is nothing to evaluate.
+            if rule.scope is Scope.CLOCK:
+                if not tick and not self._active(rule, station_id):
+                    continue
+            elif tick:
                 continue
             for finding in rule.evaluate(view):
                 touched.add(self._apply(rule, finding, rule_at, now_ns))
+        if not tick:
+            # The period values change only with readings: ticks leave these alerts to `advance`.
+            station, values = self.registry[station_id], self.values[station_id]
+            for rule in stream_rules:
+                findings = rule.judge(  # type: ignore[attr-defined]
+                    station,
+                    values,
+                    at_ns,
+                    self.standard,
+                    self.config.basis,
+                    quiet=not self._active(rule, station_id),
+                )
+                for finding in findings:
+                    touched.add(self._apply(rule, finding, at_ns, now_ns))
         held = self._by_station.get(station_id)
         if held:
             self._advance_rest(held - touched, at_ns, now_ns)
+
+    def _plan_of(self, station_id: str) -> tuple[list[Rule], list[Rule]]:
+        """The window and stream rules that apply to a station (memoised: a function of configuration)."""
+        plan = self._plans.get(station_id)
+        if plan is None:
+            kinds = self.registry[station_id].kinds
+            relevant = [
+                r
+                for r in self._station_rules + self._stream_rules
+                if self._applies_to(r, station_id) and _RULE_STATION_KIND.get(r.kind, kinds[0]) in kinds
+            ]
+            plan = self._plans[station_id] = (
+                [r for r in relevant if r.scope is not Scope.STREAM],
+                [r for r in relevant if r.scope is Scope.STREAM],
+            )
+        return plan
+
+    def _active(self, rule: Rule, station_id: str) -> bool:
+        """Whether the station has a pending or firing alert of a (station-wide) rule."""
+        alert_id = self._ids.get((rule.config.name, station_id, None, None))
+        if alert_id is None:
+            alert_id = self._ids[rule.config.name, station_id, None, None] = alert_id_of(
+                {"rule": rule.config.name, "station_id": station_id}
+            )
+        record = self.alerts.get(alert_id)
+        return record is not None and record.active
 
     def _applies_to(self, rule: Rule, station_id: str) -> bool:
         key = (rule.config.name, station_id)
@@ -389,6 +521,10 @@ class AlertEngine:
             self._remember(record)
         if not record.active and finding.condition is not Condition.FIRING:
             return alert_id
+        severity = self._severity(rule, record, finding, at_ns)
+        was_firing = record.state is AlertState.FIRING
+        if severity is not None and not was_firing:
+            change_severity(record, severity, at_ns)  # silently: the firing notice will carry it
         snapshot = _snapshot(finding)
         record.current = snapshot
         if finding.condition is Condition.FIRING:
@@ -396,8 +532,37 @@ class AlertEngine:
         transitions = observe(
             record, finding.condition, finding.observed_ns, at_ns, self._policies[record.rule]
         )
+        if severity is not None and was_firing and record.state is AlertState.FIRING:
+            step = change_severity(record, severity, at_ns)
+            if step is not None:
+                transitions.append(step)
         self._commit(record, transitions, now_ns, save=True)
         return alert_id
+
+    def _severity(self, rule: Rule, record: AlertRecord, finding: Finding, at_ns: int) -> str | None:
+        """A firing finding's severity: critical once the alert has fired `critical_after`; milder
+        only once the milder findings have lasted `deescalate_after` (no flapping on a class limit)."""
+        if finding.severity is None or finding.condition is not Condition.FIRING:
+            return None
+        severity: str = finding.severity
+        firing = record.state is AlertState.FIRING
+        after = getattr(rule.config, "critical_after", None)
+        if (
+            after is not None
+            and firing
+            and record.since_ns is not None
+            and at_ns - record.since_ns >= ns(after)
+        ):
+            severity = "critical"
+        current = record.labels.get("severity", severity)
+        if firing and SEVERITY_RANK[severity] < SEVERITY_RANK.get(current, 0):
+            hold = getattr(rule.config, "deescalate_after", None)
+            if record.milder_since_ns is None:
+                record.milder_since_ns = at_ns
+            if hold is not None and at_ns - record.milder_since_ns < ns(hold):
+                return current
+        record.milder_since_ns = None
+        return severity
 
     def _remind(self, record: AlertRecord, now_ns: int) -> None:
         if record.state is not AlertState.FIRING or not record.notified:
@@ -455,16 +620,7 @@ class AlertEngine:
         if transition.notify == "firing":
             record.last_notified_ns = now_ns
         station = self.registry.get(record.station_id) if record.station_id is not None else None
-        status = None
-        if station is not None and "water" in station.kinds:
-            status = point_status(
-                self.standard,
-                station,
-                self.windows[station.id],
-                transition.at_ns,
-                window_ns=None,
-                max_age_ns=DAY_NS,
-            )
+        status = None if station is None else self.station_status(station, transition.at_ns)
         return build_event(record, transition, station=station, silence=silence, status=status)
 
     def _silence_of(self, record: AlertRecord, now_ns: int) -> Silence | None:
@@ -490,6 +646,23 @@ class AlertEngine:
 
     def _load(self) -> None:
         self.windows = {sid: StationWindow(sid, self.retention_ns) for sid in self.registry}
+        default_zone = ZoneInfo(self.config.scheduler.timezone)
+        self.values = {
+            sid: StationValues(
+                sid,
+                ZoneInfo(station.timezone) if station.timezone else default_zone,
+                self.config.basis,
+                not_raised=self._not_raised,
+            )
+            for sid, station in self.registry.items()
+        }
+        for station_id, state in self.store.load_station_values():
+            if station_id in self.values:
+                self.values[station_id].restore(state)
+                newest = self.values[station_id].newest_ns
+                window = self.windows[station_id]
+                if newest is not None and (window.watermark_ns is None or newest > window.watermark_ns):
+                    window.watermark_ns = newest
         for station_id, parameter, sample, normal in self.store.load_latest():
             if station_id in self.windows:
                 self.windows[station_id].restore_latest(parameter, sample, normal)
@@ -525,6 +698,34 @@ class AlertEngine:
             record.current = {**record.current, "summary": f"rule or station removed: {record.rule}"}
             self._commit(record, [Transition(Step.RETIRED, before, record.state, now_ns, notify)], now_ns)
 
+    def station_status(self, station: Station, at_ns: int, max_age_ns: int = DAY_NS) -> PointStatus | None:
+        """The station's class from its period values so far (what the water rules judge): each item
+        whose newest reading is at most `max_age_ns` before `at_ns`; None without a class."""
+        if "water" not in station.kinds:
+            return None
+        evidence: dict[str, Evidence] = {}
+        for code, item in self.values[station.id].items.items():
+            if code not in self.standard.items or not 0 <= at_ns - item.newest_ns <= max_age_ns:
+                continue
+            value = item.period_value()
+            if value is not None:
+                evidence[code] = Evidence(code, value, item.newest_ns, DataFlag.NORMAL, max(item.count, 1))
+        result = classify(
+            self.standard, {c: e.value for c, e in evidence.items()}, station.water_body, station.target_class
+        )
+        return None if result.water_class is None else PointStatus(result, evidence)
+
+    def latest_of(self, station_id: str) -> dict[str, Sample]:
+        """The newest reading of each parameter: the window's, and the period values' instants."""
+        latest = {
+            code: Sample(item.instant_ns, item.instant, DataFlag(item.instant_flag))
+            for code, item in self.values[station_id].items.items()
+        }
+        for code, sample in self.windows[station_id].latest.items():
+            if code not in latest or sample.time_ns > latest[code].time_ns:
+                latest[code] = sample
+        return latest
+
     def station_alerts(self, station_id: str | None) -> list[AlertRecord]:
         return [self.alerts[a] for a in sorted(self._by_station.get(station_id, ()))]
 
@@ -548,6 +749,31 @@ def _identity(rule: Rule, finding: Finding) -> dict[str, str]:
 
 def _time_of(reading: Reading) -> int:
     return reading.time_ns
+
+
+# The station kind a rule kind judges: water level only at hydrology stations, water at water ones.
+_RULE_STATION_KIND: Final[Mapping[str, str]] = {
+    "water_level": "hydro",
+    "water_quality": "water",
+    "compliance_drop": "water",
+    "exceedance": "water",
+}
+# The parameters a window rule reads, by kind (silence needs only the watermark); None: all of them.
+_WINDOWED_BY_KIND: Final[Mapping[str, frozenset[str]]] = {
+    "water_level": frozenset({"level"}),
+    "silent_station": frozenset(),
+}
+
+
+def _windowed_parameters(rules: Sequence[Rule]) -> frozenset[str] | None:
+    """The parameters the window rules need; None when one of them reads every parameter."""
+    out: set[str] = set()
+    for rule in rules:
+        needed = _WINDOWED_BY_KIND.get(rule.kind)
+        if needed is None:
+            return None
+        out |= needed
+    return frozenset(out)
 
 
 def _window_ns(config: RuleConfigBase) -> int:

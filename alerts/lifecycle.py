@@ -13,6 +13,8 @@ the instant, in station time (event time of the readings; see `alerts.rules.base
   notice fires without a notice (DAMPED); the notice is RELEASED when the interval is over and it
   still fires; if it resolves first, neither the firing nor the resolved notice is sent. So an
   identity sends at most one firing notice per interval however often it flips.
+- Severity (`change_severity`): a firing alert whose finding says it is now worse (or better)
+  escalates (de-escalates): the same alert, one transition, notified when its firing was.
 - Reminders (`remind`, wall clock): while firing, notified and not acknowledged, every
   `renotify_interval`.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from alerts.rules.base import Condition
 
@@ -44,6 +46,8 @@ class Step(StrEnum):
     FIRING = "firing"
     DAMPED = "damped"
     RELEASED = "released"
+    ESCALATED = "escalated"
+    DEESCALATED = "deescalated"
     RESOLVED = "resolved"
     REMINDER = "reminder"
     UNSILENCED = "unsilenced"
@@ -75,6 +79,7 @@ class Transition:
     at_ns: int
     notify: Literal["firing", "resolved"] | None = None
     reminder: bool = False
+    previous_severity: str | None = None  # an escalation's or de-escalation's severity before it
 
 
 @dataclass(slots=True)
@@ -115,6 +120,8 @@ class AlertRecord:
     cause: dict[str, Any] = field(default_factory=dict)
     current: dict[str, Any] = field(default_factory=dict)
     updated_ns: int = 0
+    # Station time since which a firing alert's findings have been milder than its severity.
+    milder_since_ns: int | None = None
 
     @property
     def active(self) -> bool:
@@ -197,6 +204,26 @@ def remind(record: AlertRecord, now_ns: int, policy: Policy) -> Transition | Non
     ):
         return None
     return Transition(Step.REMINDER, AlertState.FIRING, AlertState.FIRING, now_ns, "firing", reminder=True)
+
+
+SEVERITY_RANK: Final = {"info": 0, "warning": 1, "critical": 2}
+
+
+def change_severity(record: AlertRecord, severity: str, at_ns: int) -> Transition | None:
+    """Set the alert's severity; the escalation or de-escalation step of a firing alert, if it changed.
+
+    A pending or resolved alert takes the new severity silently (its firing notice will carry it).
+    """
+    before = record.labels.get("severity")
+    if before == severity:
+        return None
+    record.labels["severity"] = severity
+    if record.state is not AlertState.FIRING or before is None:
+        return None
+    step = Step.ESCALATED if SEVERITY_RANK[severity] > SEVERITY_RANK.get(before, 0) else Step.DEESCALATED
+    return Transition(
+        step, AlertState.FIRING, AlertState.FIRING, at_ns, "firing" if record.notified else None
+    )
 
 
 def _new_episode(record: AlertRecord, at_ns: int) -> None:

@@ -20,19 +20,35 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from alerts.events import AlertEvent, StationInfo
-from alerts.lifecycle import AlertRecord, Transition
+from alerts.lifecycle import AlertRecord, Step, Transition
 from alerts.rules.base import Finding, PointStatus, RuleConfigBase
 from alerts.silences import Silence
 from config.registry import Station
 from config.times import from_ns
 
 _GROUP_LABELS = ("district", "basin", "river")
+# Every alert's `category` label, by rule kind, so routes can send data problems to the maintenance
+# crew and water problems to the duty room: a station that cannot measure is not polluted water.
+_DATA_KINDS = frozenset({"data_availability", "silent_station", "instrument_fault"})
+
+
+def category_of(kind: str) -> str:
+    """`data` (no valid data), `hydrology` (water level) or `water` (water quality)."""
+    if kind in _DATA_KINDS:
+        return "data"
+    return "hydrology" if kind == "water_level" else "water"
 
 
 def labels_of(
     config: RuleConfigBase, kind: str, finding: Finding, registry: Mapping[str, Station]
 ) -> dict[str, str]:
-    labels = {"rule": config.name, "kind": kind, "severity": config.severity, **config.labels}
+    labels = {
+        "rule": config.name,
+        "kind": kind,
+        "severity": finding.severity or config.severity,
+        "category": category_of(kind),
+        **config.labels,
+    }
     if finding.station_id is not None:
         station = registry[finding.station_id]
         labels.update(
@@ -65,8 +81,10 @@ def build_event(
         "summary": str(snapshot.get("summary", "")),
         "description": str(snapshot.get("description", "")),
     }
-    if resolved:
-        annotations["summary"] = f"已恢复 / RESOLVED: {annotations['summary']}"
+    if transition.step in (Step.ESCALATED, Step.DEESCALATED):
+        annotations["change"] = transition.step.value
+        if transition.previous_severity is not None:
+            annotations["previous_severity"] = transition.previous_severity
     if silence is not None:
         annotations["silenced_by"] = f"{silence.created_by}: {silence.reason}"
     if record.acked_by is not None:

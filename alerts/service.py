@@ -26,7 +26,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,9 +38,12 @@ from alerts.assessment_method.rules import DEFAULT_RULES_FILE, load_rules
 from alerts.assessment_method.source import ResultsSource
 from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine
+from alerts.region_figures import RegionFigure, region_figures
+from alerts.rules.regional_period import RegionalPeriodRule
 from alerts.scheduler import AlertScheduler
 from alerts.store import AlertStore
 from config.registry import Registry
+from config.standards import default_standard, load_standard
 from ingest.errors import SinkError, SinkReason
 from ingest.model import Reading
 from ingest.routes import Handler
@@ -71,11 +74,22 @@ class AlertService:
         self._results = results
         self.store = AlertStore(db_path)
         try:
-            self.engine = AlertEngine(config, registry, self.store, started=clock())
-            rules = load_rules(assessment_rules or DEFAULT_RULES_FILE, self.engine.standard)
+            # Without a readings store to read, the daily assessment reads the engine's samples.
+            standard = load_standard(config.standard) if config.standard else default_standard()
+            rules = load_rules(assessment_rules or DEFAULT_RULES_FILE, standard)
+            self.engine = AlertEngine(
+                config,
+                registry,
+                self.store,
+                started=clock(),
+                standard=standard,
+                keep_samples=results is None,
+                not_raised=rules.over_range.not_raised,
+            )
         except BaseException:
             self.store.close()
             raise
+        self._db_path, self._registry, self._rules = db_path, registry, rules
         self.periods = PeriodAssessments(db_path, registry, self.engine.standard, rules, source=results)
         self.daily = DailyAssessment(
             self.engine,
@@ -91,7 +105,7 @@ class AlertService:
         self.scheduler = AlertScheduler(
             config.scheduler,
             tick=lambda: engine.tick(self._clock()),
-            assess=lambda: self.daily.run(self._clock()),
+            assess=lambda: self.assess(self._clock()),
             housekeep=lambda: engine.housekeep(self._clock()),
         )
 
@@ -123,8 +137,31 @@ class AlertService:
         self.engine.tick(now)
 
     def assess(self, now: datetime) -> list[str]:
-        """The daily assessment of each due day not yet assessed (`DailyAssessment.run`); the days done."""
-        return self.daily.run(now)
+        """The daily assessment of each due day not yet assessed (`DailyAssessment.run`), then the
+        regional rules on each stored day's period figures, oldest first; the days done."""
+        done = self.daily.run(now)
+        for day in done:
+            self._judge_periods(date.fromisoformat(day), now)
+        return done
+
+    def _judge_periods(self, day: date, now: datetime) -> None:
+        figures: dict[tuple[str, str], list[RegionFigure]] = {}
+
+        def figures_for(rule: RegionalPeriodRule) -> list[RegionFigure]:
+            key = (rule.config.group_by, rule.config.period)
+            if key not in figures:
+                figures[key] = region_figures(
+                    self._db_path,
+                    self._registry,
+                    self.engine.standard,
+                    self._rules,
+                    group_by=rule.config.group_by,
+                    period=rule.config.period,
+                    day=day,
+                )
+            return figures[key]
+
+        self.engine.judge_periods(figures_for, now)
 
     def housekeep(self, now: datetime) -> dict[str, int]:
         """Prune what is past its retention (`AlertEngine.housekeep`); the rows deleted, by table."""

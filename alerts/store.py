@@ -51,8 +51,9 @@ from ingest.model import DataFlag
 
 log = structlog.get_logger(__name__)
 
-# 2: daily_values (the assessment method's daily values).
-SCHEMA_VERSION: Final = 2
+# 2: daily_values (the assessment method's daily values). 3: station_values (the alert engine's
+# provisional period values, `alerts.station_values`).
+SCHEMA_VERSION: Final = 3
 _DAILY_VALUES_DDL: Final = """
 CREATE TABLE IF NOT EXISTS daily_values (
     day        TEXT NOT NULL,     -- local date, ISO
@@ -63,6 +64,12 @@ CREATE TABLE IF NOT EXISTS daily_values (
     t_max      REAL,              -- largest over-range (T) result; NULL when none
     results    INTEGER NOT NULL,  -- results counted
     PRIMARY KEY (day, station_id, item)
+) WITHOUT ROWID;
+"""
+_STATION_VALUES_DDL: Final = """
+CREATE TABLE IF NOT EXISTS station_values (
+    station_id TEXT PRIMARY KEY,
+    state      TEXT NOT NULL      -- JSON: StationValues.to_json()
 ) WITHOUT ROWID;
 """
 _SCHEMA: Final = (
@@ -123,6 +130,7 @@ CREATE TABLE IF NOT EXISTS assessments (
 );
 """
     + _DAILY_VALUES_DDL
+    + _STATION_VALUES_DDL
     + EVENTS_TABLE_DDL
     + ";"
 )
@@ -140,10 +148,13 @@ DailyValueRow = tuple[str, str, float | None, float, float | None, int]  # stati
 
 
 def _upgrade(connection: sqlite3.Connection, path: Path, version: int) -> None:
-    """From 1: the daily_values table, empty (the daily assessment fills it from the next day on)."""
+    """From 1: the daily_values table, empty (the daily assessment fills it from the next day on).
+    From 2: the station_values table, empty (the engine's period values start with the next readings)."""
     if version < 2:
         connection.executescript(_DAILY_VALUES_DDL)
-        log.info("alert_database_upgraded", path=str(path), from_version=version, to_version=2)
+    if version < 3:
+        connection.executescript(_STATION_VALUES_DDL)
+    log.info("alert_database_upgraded", path=str(path), from_version=version, to_version=SCHEMA_VERSION)
 
 
 SCHEMA: Final = Schema(name="alert database", version=SCHEMA_VERSION, ddl=_SCHEMA, upgrade=_upgrade)
@@ -269,6 +280,18 @@ class AlertStore:
             "SELECT id, event FROM notification_events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         ).fetchall()
         return [(row[0], AlertEvent.from_json(orjson.loads(row[1]))) for row in rows]
+
+    # --- period values ---------------------------------------------------------------------------
+    def save_station_values(self, states: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        self._db.executemany(
+            "INSERT INTO station_values (station_id, state) VALUES (?, ?)"
+            " ON CONFLICT (station_id) DO UPDATE SET state = excluded.state",
+            ((station_id, orjson.dumps(state).decode()) for station_id, state in states),
+        )
+
+    def load_station_values(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for station_id, state in self._db.execute("SELECT station_id, state FROM station_values"):
+            yield station_id, orjson.loads(state)
 
     # --- windows ---------------------------------------------------------------------------------
     def save_sample(self, station_id: str, parameter: str, sample: Sample) -> None:

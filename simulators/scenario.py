@@ -28,7 +28,7 @@ Example:
       - {type: flag, station: cq-wj-wulong, flag: M, at: 1h, duration: 30m}
       - {type: bad_payloads, rate: 0.01}
     expect:
-      - {rule: compliance_drop, station: cq-jl-jinzi, parameter: nh3n, within: 10m}
+      - {rule: water_quality, station: cq-jl-jinzi, parameter: nh3n, within: 10m}
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ Event = Annotated[
 class ExpectedAlert(StrictModel):
     """An alert a correct daemon raises for this scenario."""
 
-    rule: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Rule kind, e.g. compliance_drop.")
+    rule: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Rule name, e.g. water_quality.")
     station: str
     parameter: str | None = None
     within: Duration = Field(description="Fires at most this long after the start of the run.")

@@ -13,8 +13,11 @@ Each event becomes one alert:
                   station_id, district, basin and river when the event has no label of that
                   name; names made valid for Alertmanager ([a-zA-Z_][a-zA-Z0-9_]*), empty values
                   dropped
-    annotations   the event's annotations, plus summary, the values, class and target class,
-                  primary pollutants and the notification key
+    annotations   the event's annotations (summary, description, `change` when the severity
+                  changed while firing: the alert under the previous severity's labels is
+                  then posted ended, `superseded_alert`), plus the values (`nh3n=1.81`), class
+                  and target class, primary pollutants (codes), the item's and the severity's Chinese names
+                  (`parameter_name` 氨氮, `severity_label` 严重 / 警告 / 提示) and the notification key
     startsAt, endsAt, generatorURL (the alert's link, if it is absolute: Alertmanager's UI
                   would open a relative one on its own host; set `notify.external_url` to
                   make the engine's relative links absolute, else start-up warns)
@@ -32,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
@@ -44,7 +48,7 @@ from alerts.events import AlertEvent
 from alerts.notifiers.http_verdict import error_from_response, post
 from alerts.ratelimit import RateLimitConfig, target_id
 from alerts.routing import RECEIVER_NAME_PATTERN
-from alerts.templates import MISSING, Notification, event_fields, primary_link
+from alerts.templates import MISSING, MessageTemplate, Notification, event_fields, primary_link
 from config.http import make_pool
 from config.types import StrictModel, TLSConfig
 
@@ -52,6 +56,8 @@ from config.types import StrictModel, TLSConfig
 # Alertmanager resolves a firing alert by itself.
 ENDS_AT_FACTOR: Final = 4
 _INVALID_LABEL_CHARS: Final = re.compile(r"[^a-zA-Z0-9_]")
+# The English wording gives values as `code=value` and pollutants as codes, which templates can parse.
+CODES: Final = MessageTemplate(language="en")
 
 
 class AlertmanagerConfig(StrictModel):
@@ -92,9 +98,12 @@ class AlertmanagerNotifier:
         return 1  # Alertmanager takes any number of alerts in one request
 
     def send(self, notification: Notification) -> None:
-        alerts = [
-            to_alert(event, notification.now, self.config.resend_interval) for event in notification.events
-        ]
+        alerts: list[dict[str, Any]] = []
+        for event in notification.events:
+            alerts.append(to_alert(event, notification.now, self.config.resend_interval))
+            superseded = superseded_alert(event)
+            if superseded is not None:
+                alerts.append(superseded)
         answer = post(
             self._pool,
             self._url,
@@ -131,6 +140,25 @@ def to_alert(event: AlertEvent, now: datetime, resend_interval: timedelta) -> di
     return alert
 
 
+def superseded_alert(event: AlertEvent) -> dict[str, Any] | None:
+    """The alert an escalation or de-escalation replaces, ended now, or None.
+
+    Severity is a label, and labels are the alert's identity in Alertmanager: without this the
+    alert under its old severity would stay active until its `endsAt` ran out.
+    """
+    previous = event.annotations.get("previous_severity")
+    if event.status != "firing" or not previous or previous == event.severity:
+        return None
+    old = dataclasses.replace(
+        event,
+        status="resolved",
+        severity=previous,
+        labels={**event.labels, "severity": previous},
+        ends_at=event.event_at,
+    )
+    return to_alert(old, event.event_at, timedelta(0))
+
+
 def alert_labels(event: AlertEvent) -> dict[str, str]:
     found: dict[str, str] = {"alertname": event.rule, "severity": event.severity}
     if event.station is not None:
@@ -146,13 +174,16 @@ def alert_labels(event: AlertEvent) -> dict[str, str]:
 
 
 def alert_annotations(event: AlertEvent) -> dict[str, str]:
-    fields = event_fields(event)
+    fields = event_fields(event, CODES)  # values and pollutants as codes, for Alertmanager's templates
+    chinese = event_fields(event)
     found = {
         "summary": fields["summary"],
         "values": fields["values"],
         "water_class": fields["water_class"],
         "target_class": fields["target_class"],
         "primary_pollutants": fields["primary_pollutants"],
+        "parameter_name": chinese["parameter_name"],
+        "severity_label": chinese["severity_label"],
         "notification_key": event.key,
     }
     found |= event.annotations

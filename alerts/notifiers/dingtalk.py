@@ -42,7 +42,7 @@ from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, model_validator
 from alerts.notifiers.http_verdict import errcode_error, error_from_response, post
 from alerts.ratelimit import RateLimitConfig, target_id
 from alerts.routing import RECEIVER_NAME_PATTERN
-from alerts.templates import MessageTemplate, Notification, PartRenderer
+from alerts.templates import DEFAULT_TEMPLATE, MessageTemplate, Notification, PartRenderer
 from config.http import make_pool
 from config.types import StrictModel
 
@@ -73,7 +73,9 @@ class DingTalkConfig(StrictModel):
     base_url: AnyHttpUrl = Field(AnyHttpUrl(DEFAULT_BASE_URL), description="The robot send endpoint.")
     at_mobiles: tuple[str, ...] = Field((), description="Mobile numbers to @ in every message.")
     at_all: bool = Field(False, description="@ everyone in the group.")
-    template: MessageTemplate = Field(MessageTemplate(), description="Title and markdown text.")
+    template: MessageTemplate = Field(
+        DEFAULT_TEMPLATE, description="Title and markdown text; `language` zh (default) or en."
+    )
     timeout: timedelta = Field(timedelta(seconds=5), gt=timedelta(0), description="Limit on one request.")
     rate_limit: RateLimitConfig = Field(
         DEFAULT_RATE_LIMIT,

@@ -44,7 +44,14 @@ from alerts.notifiers.http_verdict import (
 )
 from alerts.ratelimit import RateLimitConfig, target_id
 from alerts.routing import RECEIVER_NAME_PATTERN
-from alerts.templates import MessageTemplate, Notification, PartRenderer, pack_lines
+from alerts.templates import (
+    MARKDOWN_TEMPLATES,
+    MessageTemplate,
+    Notification,
+    PartRenderer,
+    TemplateSet,
+    pack_lines,
+)
 from config.http import make_pool
 from config.types import StrictModel
 
@@ -58,17 +65,32 @@ MAX_MESSAGE_CHARS: Final = 12_000
 # Shorter URL parts ("/", "/hooks") are no secret, and scrubbing them would garble every detail.
 MIN_SECRET_PART: Final = 8
 
-# Slack's mrkdwn has no headings; bold stands in for them.
-SLACK_TEMPLATE: Final = MessageTemplate(
-    text="*[{status_label}] {summary}*{reminder}\n"
-    "Station: {station_name} ({station_id}), {district} · {river} · {basin}\n"
-    "Severity: {severity} · class {water_class} (target {target_class})\n"
-    "Primary pollutants: {primary_pollutants} · values: {values}\n"
-    "Started: {starts_at} · ended: {ends_at}\n"
-    "{link}",
-    digest_header="*{count} alert notifications* ({firing} firing, {resolved} resolved)",
-    digest_line="• [{status_label}] {summary} · {station_name} · {values} · {event_at}",
-)
+# Slack's mrkdwn has no headings or lists: bold stands in for a heading, plain lines for a list.
+SLACK_TEMPLATES: Final[TemplateSet] = {
+    "zh": {
+        **MARKDOWN_TEMPLATES["zh"],
+        "text": "*【{headline}】{summary}*\n{details}\n{link}",
+        "detail_line": "{label}：{value}",
+        "digest_header": "*共 {count} 条告警通知*：{firing} 条告警中，{resolved} 条已恢复",
+        "digest_line": "• 【{headline}】{summary} · {place} · {values} · {event_at}",
+    },
+    "en": {
+        **MARKDOWN_TEMPLATES["en"],
+        "text": "*[{headline}] {summary}*{reminder}\n{details}\n{link}",
+        "detail_line": "{label}: {value}",
+        "digest_header": "*{count} alert notifications* ({firing} firing, {resolved} resolved)",
+        "digest_line": "• [{headline}] {summary} · {place} · {values} · {event_at}",
+    },
+}
+
+
+class SlackTemplate(MessageTemplate):
+    """A Slack receiver's templates: what is left out is Slack's default (mrkdwn) of the language."""
+
+    DEFAULTS: ClassVar[TemplateSet] = SLACK_TEMPLATES
+
+
+SLACK_TEMPLATE: Final = SlackTemplate()
 
 
 class SlackConfig(StrictModel):
@@ -78,7 +100,9 @@ class SlackConfig(StrictModel):
     type: Literal["slack"] = "slack"
     name: str = Field(pattern=RECEIVER_NAME_PATTERN, description="Receiver name in routes, logs and the API.")
     url: SecretStr = Field(description="The incoming-webhook URL (a credential: keep it in the environment).")
-    template: MessageTemplate = Field(SLACK_TEMPLATE, description="Title (header block) and mrkdwn text.")
+    template: SlackTemplate = Field(
+        SLACK_TEMPLATE, description="Title (header block) and mrkdwn text; `language` zh or en."
+    )
     timeout: timedelta = Field(timedelta(seconds=5), gt=timedelta(0), description="Limit on one request.")
     rate_limit: RateLimitConfig | None = Field(
         RateLimitConfig(messages=5, per=timedelta(seconds=5)),

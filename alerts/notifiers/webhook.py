@@ -5,7 +5,9 @@ Body (UTF-8 JSON). One event is sent as `AlertEvent.to_json()` writes it:
     alert_id            stable id of the alert (rule, station, parameter), the same in every event
     rule, kind          the rule that fired and what it detects
     status              "firing" | "resolved";  severity: the rule's severity
-    labels, annotations the alert's identity labels and its human-readable texts
+    labels, annotations the alert's identity labels and its human-readable texts (summary,
+                        description; `change`: escalated | deescalated when a firing alert's
+                        severity changed; silenced_by, acknowledged_by)
     starts_at, event_at, ends_at   ISO 8601 times: alert start, this event, alert end (or null)
     station             {id, name, district, basin, river, water_body, target_class} or null
     parameter, water_class, target_class, primary_pollutants [codes], values {code: number}

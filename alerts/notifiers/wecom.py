@@ -31,7 +31,7 @@ from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, model_validator
 from alerts.notifiers.http_verdict import errcode_error, error_from_response, post
 from alerts.ratelimit import RateLimitConfig, target_id
 from alerts.routing import RECEIVER_NAME_PATTERN
-from alerts.templates import MessageTemplate, Notification, PartRenderer
+from alerts.templates import DEFAULT_TEMPLATE, MessageTemplate, Notification, PartRenderer
 from config.http import make_pool
 from config.types import StrictModel
 
@@ -57,7 +57,9 @@ class WeComConfig(StrictModel):
     webhook_key: SecretStr = Field(description="The robot's key (the `key=` of its webhook URL).")
     base_url: AnyHttpUrl = Field(AnyHttpUrl(DEFAULT_BASE_URL), description="The robot send endpoint.")
     mention_userids: tuple[str, ...] = Field((), description="WeCom user ids to @ in every message.")
-    template: MessageTemplate = Field(MessageTemplate(), description="Markdown text (the title is unused).")
+    template: MessageTemplate = Field(
+        DEFAULT_TEMPLATE, description="Markdown text (the title is unused); `language` zh (default) or en."
+    )
     timeout: timedelta = Field(timedelta(seconds=5), gt=timedelta(0), description="Limit on one request.")
     rate_limit: RateLimitConfig = Field(
         DEFAULT_RATE_LIMIT,

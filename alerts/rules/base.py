@@ -41,7 +41,18 @@ StationLabel = Literal["station_id", "district", "basin", "river", "water_body"]
 GroupBy = Literal["district", "basin", "river"]
 # Labels the engine sets itself; rule labels may not shadow them.
 RESERVED_LABELS: Final = frozenset(
-    {"rule", "kind", "severity", "station_id", "parameter", "district", "basin", "river", "alertname"}
+    {
+        "rule",
+        "kind",
+        "severity",
+        "category",
+        "station_id",
+        "parameter",
+        "district",
+        "basin",
+        "river",
+        "alertname",
+    }
 )
 
 
@@ -57,12 +68,17 @@ class Scope(StrEnum):
     STATION: per station on each new reading (at its time) and on ticks (at the station's time:
     now, but not further than one report interval past its newest reading, so a backlog being
     replayed is judged on its own clock). CLOCK: the same, but ticks use the wall clock (silence).
-    REGION: over all stations, on ticks, at the wall clock.
+    REGION: over all stations, on ticks, at the wall clock. STREAM: per station after each new
+    event time, from its period values (`alerts.station_values`; `judge` instead of `evaluate`),
+    at the station's time. PERIOD: over regions' period figures
+    (compliance rate, class I–III share), after each daily assessment (`judge` instead of `evaluate`).
     """
 
     STATION = "station"
     CLOCK = "clock"
     REGION = "region"
+    STREAM = "stream"
+    PERIOD = "period"
 
 
 class RecoveryConfig(StrictModel):
@@ -140,6 +156,7 @@ class Finding:
     water_class: str | None = None
     primary_pollutants: tuple[str, ...] = ()
     context: Mapping[str, str] = field(default_factory=dict)
+    severity: Severity | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,24 +45,30 @@ def test_silence_example_validates() -> None:
 
 
 def test_empty_section_gives_the_default_rule_set() -> None:
-    """`alerts: {}` watches compliance, exceedance, silence, faults, water levels and regional rates."""
+    """`alerts: {}` watches the water (one alert per station), missing data, silence, water levels and
+    regional figures over the month; the instant-reading kinds are there for configs that name them."""
     config = AlertsConfig.model_validate({})
     assert config.rules == DEFAULT_RULES
     assert [r.name for r in config.rules] == [
-        "compliance_drop",
-        "exceedance",
+        "water_quality",
+        "no_valid_data",
         "silent_station",
-        "instrument_fault",
-        "calibration_overrun",
         "warning_level",
         "guaranteed_level",
         "level_rise",
         "district_compliance",
-        "basin_compliance",
+        "basin_good_share",
     ]
-    assert {r.kind for r in config.rules} == set(RULES) - {"class_share"}
-    drop = policy_of(config.rules[0], config.defaults)
-    assert (drop.pending_ns, drop.recovery_samples) == (0, 2)  # learn at once, resolve on two clean samples
+    assert {r.kind for r in config.rules} == set(RULES) - {
+        "class_share",
+        "compliance_drop",
+        "exceedance",
+        "instrument_fault",
+        "regional_compliance",
+    }
+    water = policy_of(config.rules[0], config.defaults)
+    assert (water.pending_ns, water.recovery_samples) == (0, 2)  # learn at once, resolve on two clean values
+    assert (config.basis, config.data_kinds) == ("daily", ("realtime",))
 
 
 def test_rule_settings_fall_back_to_defaults() -> None:

@@ -139,6 +139,7 @@ def test_events_carry_labels_annotations_station_and_values(tmp_path: Path) -> N
         "rule": "compliance_drop",
         "kind": "compliance_drop",
         "severity": "critical",
+        "category": "water",
         "team": "water",
         "station_id": "st-1",
         "district": "Yuzhong",
@@ -157,7 +158,10 @@ def test_events_carry_labels_annotations_station_and_values(tmp_path: Path) -> N
         T0,
         T0 + timedelta(hours=1),
     )
-    assert resolved.annotations["summary"].startswith("已恢复 / RESOLVED")
+    # The resolved summary is the clearing finding's; the channels' templates say 已恢复 themselves.
+    assert (
+        resolved.annotations["summary"] == "Station st-1: 水质II类，达到目标II类 / class II meets target II"
+    )
 
 
 def test_history_records_the_readings_behind_each_transition(tmp_path: Path) -> None:

@@ -48,6 +48,9 @@ ST = station("st-1", target_class="II", warning_level=180.0, guaranteed_level=18
 def test_registry_lists_every_kind_once() -> None:
     """RULES maps each kind to its class, and every class names its scope."""
     assert set(RULES) == {
+        "water_quality",
+        "data_availability",
+        "regional_period",
         "compliance_drop",
         "exceedance",
         "regional_compliance",

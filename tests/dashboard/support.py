@@ -30,6 +30,8 @@ from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig
 from tests.helpers import station
 
 T0: Final = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+# st-river's reports in T0's local day (from 00:00 Asia/Shanghai, 16 h before T0) are class IV.
+RIVER_SPILL_HOURS: Final = 16
 TOKEN: Final = "dashboard-test-token"
 HOSTILE_NAME: Final = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>&amp;"\''
 UNITS: Final = {"ph": "1", "temp": "°C"}
@@ -102,8 +104,8 @@ def reading(
 def history(end: datetime = T0) -> list[Reading]:
     """Hourly reports of the last two days before `end`.
 
-    st-river is class II until its last two reports, where NH3-N is 1.2 (class IV) and one
-    CODMn is flagged M; st-lake is class III on TP (0.04: the lake column); st-evil stays clean.
+    st-river is class II until the local day of `end` (Asia/Shanghai; T0 is 16:00 there), whose
+    reports all have NH3-N 1.2, so its daily value so far is class IV, and one CODMn is flagged M; st-lake is class III on TP (0.04: the lake column); st-evil stays clean.
     """
     out: list[Reading] = []
     for hour in range(HISTORY_HOURS, 0, -1):
@@ -112,7 +114,7 @@ def history(end: datetime = T0) -> list[Reading]:
             values = dict(CLEAN)
             if station_id == "st-lake":
                 values["tp"] = 0.04
-            if station_id == "st-river" and hour <= 2:
+            if station_id == "st-river" and hour <= RIVER_SPILL_HOURS:
                 values["nh3n"] = 1.2
             for code, value in values.items():
                 flagged = station_id == "st-river" and code == "codmn" and hour == 10

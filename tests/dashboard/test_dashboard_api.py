@@ -13,7 +13,16 @@ from config.standards import default_standard
 from ingest.app.dashboard import DashboardConfig
 from ingest.app.dashboard.assets import CONTENT_SECURITY_POLICY, STATIC_DIR
 from ingest.app.query import bucket_ns
-from tests.dashboard.support import HOSTILE_NAME, T0, TOKEN, Stack, history, reading, serve_stack
+from tests.dashboard.support import (
+    HOSTILE_NAME,
+    RIVER_SPILL_HOURS,
+    T0,
+    TOKEN,
+    Stack,
+    history,
+    reading,
+    serve_stack,
+)
 
 
 @pytest.fixture
@@ -159,7 +168,8 @@ def test_readings_answer_the_series_and_the_class_limits(stack: Stack) -> None:
     times = [p[0] for p in points]
     assert times == sorted(times)
     assert times[0] == int((T0.timestamp() - 24 * 3600) * 1000)
-    assert [p[1] for p in points[-3:]] == [0.3, 1.2, 1.2]
+    # Clean until T0's local day, NH3-N 1.2 through it (the fixture's RIVER_SPILL_HOURS).
+    assert [p[1] for p in points[-RIVER_SPILL_HOURS - 1 :]] == [0.3] + [1.2] * RIVER_SPILL_HOURS
     assert [p[3] for p in points] == [False] * 24  # measured values, none below the detection limit
     assert body["parameter"] == {
         "code": "nh3n",

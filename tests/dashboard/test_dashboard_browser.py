@@ -238,7 +238,7 @@ def wait_for_same_classes(page: Page, demo: Demo) -> dict[str, tuple[str, str]]:
 
 
 def spill_alert(demo: Demo) -> dict[str, Any] | None:
-    alerts = demo.api(f"/api/v1/alerts?station_id={SPILL_STATION}&rule=compliance_drop")["alerts"]
+    alerts = demo.api(f"/api/v1/alerts?station_id={SPILL_STATION}&rule=water_quality")["alerts"]
     return alerts[0] if alerts else None
 
 
@@ -317,7 +317,7 @@ def test_token_prompt_and_hostile_names(
 
         # Silence from the page: the form's duration, reason and author reach the alert API.
         now = stack.clock.now = datetime.now(UTC)
-        row = page.locator('#alerts tbody tr[data-station="st-river"]', has_text="compliance_drop")
+        row = page.locator('#alerts tbody tr[data-station="st-river"]', has_text="water_quality")
         row.get_by_role("button", name="Silence").click()
         page.select_option("#silence-duration", "4")
         page.fill("#silence-reason", "<b>dredging</b> upstream")
@@ -325,7 +325,7 @@ def test_token_prompt_and_hostile_names(
         page.click("#silence-submit")
         expect(page.locator("#silence-dialog")).to_be_hidden()
         (silence,) = stack.get_json("/api/v1/silences")["silences"]
-        assert silence["matchers"] == {"rule": "compliance_drop", "station_id": "st-river"}
+        assert silence["matchers"] == {"rule": "water_quality", "station_id": "st-river"}
         assert (silence["by"], silence["reason"]) == ("值班员 张", "<b>dredging</b> upstream")
         ends_at = datetime.fromisoformat(silence["ends_at"])
         assert abs(ends_at - (now + timedelta(hours=4))) < timedelta(minutes=1)

@@ -91,7 +91,8 @@ def test_a_change_is_pushed_as_a_new_update(stack: Stack) -> None:
         _, first = reader.next_event()
         assert {s["id"]: s["class"] for s in first["stations"]}["st-river"] == "IV"
         stack.clock.now = T0 + timedelta(minutes=5)
-        stack.feed(reading("st-river", "nh3n", 3.0, T0) for _ in range(1))
+        # Enough to move the day's mean (16 reports of 1.2 so far) past the class V limit of 2.0.
+        stack.feed(reading("st-river", "nh3n", 20.0, T0) for _ in range(1))
         _, second = reader.next_event()
     finally:
         reader.close()

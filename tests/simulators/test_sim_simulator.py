@@ -219,8 +219,8 @@ def test_a_week_of_backfill_yields_exactly_the_expected_messages(demo_registry: 
 
 
 def test_the_demo_drops_a_station_out_of_class_and_back_within_minutes(demo_registry: Registry) -> None:
-    """At real time with 15 s reports, the demo shows a compliance drop and its recovery, a silent
-    station, a maintenance window and a bad payload within ten minutes."""
+    """At real time with 15 s reports, the demo shows a spill passing and its recovery, a silent
+    station, a communication fault and a bad payload within ten minutes."""
     messages = _run(list(demo_registry.values()), "demo", 10 / 60)
     limit = default_standard().items["nh3n"].limits_for("river")
     assert limit is not None
@@ -235,12 +235,12 @@ def test_the_demo_drops_a_station_out_of_class_and_back_within_minutes(demo_regi
     wanmu = [(m.sim_time - T0).total_seconds() for m in messages if m.station_id == "cq-wj-wanmu"]
     assert wanmu
     assert max(wanmu) < 30
-    maintenance = {
+    link_down = {
         (m.sim_time - T0).total_seconds() // 60
         for m in messages
-        if m.station_id == "cq-wj-wulong" and "M" in flags_of(m).values()
+        if m.station_id == "cq-wj-wulong" and "B" in flags_of(m).values()
     }
-    assert maintenance == {2, 3, 4}
+    assert link_down == {2, 3, 4}
     assert any(m.anomaly for m in messages)
 
 

@@ -197,7 +197,7 @@ def test_a_schema_1_database_is_upgraded(tmp_path: Path) -> None:
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
         assert db.execute("SELECT * FROM daily_values").fetchall() == [
             ("2026-06-30", "st-1", "nh3n", 0.3, 0.0, None, 6)
         ]

@@ -232,7 +232,7 @@ def make_event(
         labels=labels
         if labels is not None
         else {"rule": "exceedance", "station_id": STATION.id, "parameter": "nh3n"},
-        annotations={"summary": f"NH3-N above class III at {STATION.name} (#{n})"},
+        annotations={"summary": f"{STATION.name}：氨氮超过III类标准 (#{n})"},
         starts_at=at,
         event_at=at,
         ends_at=at + timedelta(minutes=5) if status == "resolved" else None,

@@ -63,12 +63,23 @@ def test_message_is_markdown_with_title_and_mentions(receiver: FakeReceiver) -> 
 
     body = receiver.requests[0].json()
     assert body["msgtype"] == "markdown"
-    assert body["markdown"]["title"].startswith("[FIRING]")
+    assert body["markdown"]["title"].startswith("【告警·警告】")
     text = body["markdown"]["text"]
     assert STATION.name in text
-    assert "nh3n=1.81" in text
+    assert "- 监测值：氨氮 1.81 mg/L" in text
     assert text.endswith("@13800000000")
     assert body["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
+
+
+def test_language_en_keeps_the_english_text(receiver: FakeReceiver) -> None:
+    """A receiver whose template says `language: en` gets the English set: [FIRING], Severity, code=value."""
+    receiver.script(OK)
+    _notifier(receiver, template={"language": "en"}).send(Notification((make_event(1),), T0))
+
+    markdown = receiver.requests[0].json()["markdown"]
+    assert markdown["title"].startswith("[FIRING]")
+    assert "- Severity: warning" in markdown["text"].splitlines()
+    assert "- Values: nh3n=1.81" in markdown["text"].splitlines()
 
 
 def test_digest_lists_every_event(receiver: FakeReceiver) -> None:
@@ -78,9 +89,9 @@ def test_digest_lists_every_event(receiver: FakeReceiver) -> None:
     _notifier(receiver).send(Notification(events, T0))
 
     body = receiver.requests[0].json()
-    assert body["markdown"]["title"] == "4 alert notifications"
-    assert "4 alert notifications (4 firing, 0 resolved)" in body["markdown"]["text"]
-    assert body["markdown"]["text"].count("\n- [FIRING]") == 4
+    assert body["markdown"]["title"] == "共 4 条告警通知"
+    assert "共 4 条告警通知：4 条告警中，0 条已恢复" in body["markdown"]["text"]
+    assert body["markdown"]["text"].count("\n- 【告警·警告】") == 4
 
 
 @pytest.mark.parametrize(
@@ -168,12 +179,12 @@ def test_long_digest_is_split_into_parts_within_the_limit_never_cut(receiver: Fa
     bodies = [r.json() for r in receiver.requests]
     assert all(len(r.body) <= MAX_BODY_BYTES for r in receiver.requests)
     lines = [
-        line for b in bodies for line in b["markdown"]["text"].splitlines() if line.startswith("- [FIRING]")
+        line for b in bodies for line in b["markdown"]["text"].splitlines() if line.startswith("- 【告警")
     ]
     assert [line.split("(#")[1].split(")")[0] for line in lines] == [str(n) for n in range(400)]
     assert [b["markdown"]["title"] for b in bodies][:2] == [
-        "400 alert notifications（第 1/" + f"{parts} 部分）",
-        "400 alert notifications（第 2/" + f"{parts} 部分）",
+        f"共 400 条告警通知（第 1/{parts} 部分）",
+        f"共 400 条告警通知（第 2/{parts} 部分）",
     ]
     assert all(b["markdown"]["text"].endswith("@13800000000") for b in bodies)
     assert [r.header("Idempotency-Key") for r in receiver.requests] == [

@@ -23,12 +23,31 @@ def test_message_has_text_and_blocks(receiver: FakeReceiver) -> None:
     (request,) = receiver.requests
     assert request.path == HOOK_PATH
     body = request.json()
-    assert body["text"].startswith("*[FIRING]")
+    assert body["text"].startswith("*【告警·警告】")
     assert STATION.name in body["text"]
     header, section = body["blocks"]
     assert header["type"] == "header"
-    assert header["text"]["text"].startswith("[FIRING]")
+    assert header["text"]["text"].startswith("【告警·警告】")
     assert section["text"] == {"type": "mrkdwn", "text": body["text"]}
+
+
+def test_slack_defaults_are_mrkdwn_in_either_language() -> None:
+    """Slack's defaults have no markdown headings or list dashes; a partial template keeps Slack's for the rest."""
+    notification = Notification((make_event(1),), T0)
+
+    def text(template: dict[str, str]) -> str:
+        config = SlackConfig.model_validate(
+            {"name": "ops", "url": f"http://127.0.0.1:9{HOOK_PATH}", "template": template}
+        )
+        return str(SlackNotifier(config).message(notification)["text"])
+
+    assert text({}).splitlines()[1:3] == [
+        "站点：嘉陵江 磁器口（cq-jl-001）",
+        "位置：沙坪坝区 · 嘉陵江 · 长江",
+    ]
+    assert text({"language": "en"}).startswith("*[FIRING]")
+    assert "Values: nh3n=1.81" in text({"language": "en"}).splitlines()
+    assert text({"title": "{headline}"}).startswith("*【告警·警告】")
 
 
 @pytest.mark.parametrize("answer", [Answer(200, b"ok"), Answer.json(200, {"ok": True}), Answer(204, b"")])

@@ -37,7 +37,7 @@ def test_markdown_message_goes_to_the_key(receiver: FakeReceiver) -> None:
     body = request.json()
     assert body["msgtype"] == "markdown"
     content = body["markdown"]["content"]
-    assert content.startswith("### [FIRING]")
+    assert content.startswith("### 【告警·警告】")
     assert STATION.name in content
     assert content.endswith("<@zhangsan>")
 
@@ -56,9 +56,9 @@ def test_long_content_is_split_into_parts_of_4096_bytes_never_cut(receiver: Fake
     assert all(len(c.encode()) <= MAX_CONTENT_BYTES for c in contents)
     assert all(len(c.encode()) > MAX_CONTENT_BYTES - 300 for c in contents[:-1])  # packed, not sparse
     assert contents[1].startswith(
-        f"### 120 alert notifications (120 firing, 0 resolved)（第 2/{parts} 部分）\n\n- [FIRING]"
+        f"### 共 120 条告警通知：120 条告警中，0 条已恢复（第 2/{parts} 部分）\n\n- 【告警·警告】"
     )
-    lines = [line for c in contents for line in c.splitlines() if line.startswith("- [FIRING]")]
+    lines = [line for c in contents for line in c.splitlines() if line.startswith("- 【告警")]
     assert [line.split("(#")[1].split(")")[0] for line in lines] == [str(n) for n in range(120)]
     assert all(c.endswith("<@zhangsan>") for c in contents)
 

@@ -10,17 +10,40 @@ One event renders `title` and `text`. A digest (several events in one message, s
 receiver's rate limit would otherwise be exceeded) renders `digest_title`, then `digest_header`
 and one `digest_line` per event, in event order.
 
+Language. `language: zh` (the default) words every message in Chinese for the duty rooms and
+river chiefs who read them: 【告警·严重】, 【升级为严重】, 【已恢复】, 水质类别, 主要污染指标, items by
+their GB 3838-2002 names (氨氮) with units, times in the station's local time as
+`2026-07-01 08:00`. `language: en` gives the English set (`[FIRING] ...`, `Severity: warning`,
+codes such as `nh3n=1.81`) for a platform read in English. The language picks the default of
+every template left out and the wording of the fields (`status_label`, `severity_label`,
+`values`, ...); a template given is used as written. Slack has its own defaults (mrkdwn).
+
 Nothing is ever cut. A message longer than its channel takes (WeCom 4096 bytes, DingTalk
 20 000 bytes, Slack 3000 characters a section) is split into parts (`render_parts`), each whole
 lines of the message within the limit, each titled and headed with `part_note`
 ("（第 2/3 部分）"); a line longer than the limit alone is split between parts. Each part is a
 message of its own, which the outbox sends in order and records as it is accepted.
 
-Event fields: key, alert_id, rule, kind, status, status_label (FIRING / RESOLVED), severity,
-summary, description, station_id, station_name, district, basin, river, water_body, parameter,
-water_class, target_class, primary_pollutants, values, starts_at, ends_at, event_at, link,
-reminder (" (reminder)" for a re-notification, else empty). Absent values render as "-".
+Event fields (worded in the template's language; absent values render as "-"):
+    key, alert_id, rule, kind, status (firing | resolved), severity (critical | warning | info)
+    status_label      告警 / 已恢复 / 提醒 (a reminder); FIRING / RESOLVED in English
+    severity_label    严重 / 警告 / 提示; critical / warning / info in English
+    change_label      升级 / 降级 when the alert's severity changed while it fires, else empty
+    headline          what happened, for the title: 告警·严重, 升级为严重, 降级为警告,
+                      提醒：严重告警未恢复, 已恢复, 数据异常 (no valid data), 区域告警·警告 ...
+    summary, description   the engine's texts
+    station_id, station_name, district, basin, river, water_body   the station's ("-" if none)
+    place             the station's name, or the region of a regional alert (区县 渝中区)
+    parameter         the item's code;  parameter_name: its name (氨氮; ammonia nitrogen)
+    water_class, target_class, primary_pollutants (names in Chinese, codes in English), values
+    starts_at, ends_at, event_at   local times, `2026-07-01 08:00`
+    details           the lines that fit the event (station or region, severity, item, class,
+                      values, times; no station lines for a regional alert, no class for a
+                      data alert), each rendered with `detail_line` ({label}, {value})
+    link              the alert's link;  reminder: " (reminder)" / "（提醒）" or empty
 Digest title and header fields: count, firing, resolved. Part note fields: part, parts.
+Times are shown in the zone the event names (annotation `timezone`), else the template's
+`timezone` (Asia/Shanghai).
 
 Example:
     notify:
@@ -29,37 +52,42 @@ Example:
           name: duty-room
           webhook_key: "${WECOM_ROBOT_KEY}"
           template:
-            title: "[{status_label}] {station_name}: {summary}"
-            text: "**{status_label}** {station_name} ({district}) {values}, class {water_class}\\n{link}"
+            title: "【{headline}】{station_name}：{summary}"
+            text: "**【{headline}】** {station_name}（{district}）{values}，水质类别 {water_class}\\n{link}"
+        - type: slack
+          name: provincial-platform
+          url: "${SLACK_WEBHOOK_URL}"
+          template: {language: en}
 """
 
 from __future__ import annotations
 
 import hashlib
-import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Self
-
-from pydantic import Field, model_validator
 
 from alerts.events import AlertEvent
-from config.types import StrictModel
+from alerts.templates.fields import MISSING, WORDING, Wording, event_fields, primary_link
+from alerts.templates.message import (
+    DEFAULT_TEMPLATE,
+    DEFAULT_TIMEZONE,
+    DETAIL_FIELDS,
+    DIGEST_FIELDS,
+    EVENT_FIELDS,
+    MARKDOWN_TEMPLATES,
+    PART_FIELDS,
+    Language,
+    MessageTemplate,
+    TemplateSet,
+)
 
-EVENT_FIELDS: Final = frozenset(
-    {
-        "key", "alert_id", "rule", "kind", "status", "status_label", "severity", "summary",
-        "description", "station_id", "station_name", "district", "basin", "river", "water_body",
-        "parameter", "water_class", "target_class", "primary_pollutants", "values", "starts_at",
-        "ends_at", "event_at", "link", "reminder",
-    }
-)  # fmt: skip
-DIGEST_FIELDS: Final = frozenset({"count", "firing", "resolved"})
-PART_FIELDS: Final = frozenset({"part", "parts"})
-MISSING: Final = "-"
-# Preferred order when an event carries several links; any other link comes after these.
-_LINK_ORDER: Final = ("alert", "dashboard", "station")
+__all__ = [
+    "DEFAULT_TEMPLATE", "DEFAULT_TIMEZONE", "DETAIL_FIELDS", "DIGEST_FIELDS", "EVENT_FIELDS",
+    "MARKDOWN_TEMPLATES", "MISSING", "PART_FIELDS", "WORDING", "Language", "MessageTemplate",
+    "Notification", "PartRenderer", "TemplateSet", "Wording", "event_fields", "pack_lines",
+    "primary_link", "render", "render_parts",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,51 +123,6 @@ class Notification:
     @property
     def is_digest(self) -> bool:
         return len(self.events) > 1
-
-
-class MessageTemplate(StrictModel):
-    title: str = Field(
-        "[{status_label}] {summary}{reminder}",
-        description="Title of one event's message (DingTalk's title, the first line elsewhere).",
-    )
-    text: str = Field(
-        "### [{status_label}] {summary}{reminder}\n"
-        "- Station: {station_name} ({station_id})\n"
-        "- Where: {district} · {river} · {basin}\n"
-        "- Severity: {severity}\n"
-        "- Class: {water_class} (target {target_class})\n"
-        "- Primary pollutants: {primary_pollutants}\n"
-        "- Values: {values}\n"
-        "- Started: {starts_at}\n"
-        "- Ended: {ends_at}\n"
-        "{link}",
-        description="Body of one event's message (markdown for DingTalk and WeCom, mrkdwn for Slack).",
-    )
-    digest_title: str = Field(
-        "{count} alert notifications", description="Title of a digest (several events in one message)."
-    )
-    digest_header: str = Field(
-        "### {count} alert notifications ({firing} firing, {resolved} resolved)",
-        description="First lines of a digest's body.",
-    )
-    digest_line: str = Field(
-        "- [{status_label}] {summary} · {station_name} · {values} · {event_at}",
-        description="One line per event of a digest.",
-    )
-    part_note: str = Field(
-        "（第 {part}/{parts} 部分）",
-        description="Added to the title and the first line of each part of a message split to fit "
-        "the channel's size limit.",
-    )
-
-    @model_validator(mode="after")
-    def _known_fields(self) -> Self:
-        for name in ("title", "text", "digest_line"):
-            _check_fields(name, getattr(self, name), EVENT_FIELDS)
-        for name in ("digest_title", "digest_header"):
-            _check_fields(name, getattr(self, name), DIGEST_FIELDS)
-        _check_fields("part_note", self.part_note, PART_FIELDS)
-        return self
 
 
 def render(template: MessageTemplate, notification: Notification) -> tuple[str, str]:
@@ -192,7 +175,7 @@ def _chunks(
 def _layout(template: MessageTemplate, notification: Notification) -> tuple[str, str, list[str], list[str]]:
     """(title, first line, the blank lines after it, the body lines) of a notification."""
     if not notification.is_digest:
-        fields = event_fields(notification.events[0])
+        fields = event_fields(notification.events[0], template)
         first, *rest = template.text.format_map(fields).split("\n")
         return template.title.format_map(fields), first, [], rest
     firing = sum(1 for e in notification.events if e.status == "firing")
@@ -201,7 +184,7 @@ def _layout(template: MessageTemplate, notification: Notification) -> tuple[str,
         "firing": str(firing),
         "resolved": str(len(notification.events) - firing),
     }
-    lines = [template.digest_line.format_map(event_fields(e)) for e in notification.events]
+    lines = [template.digest_line.format_map(event_fields(e, template)) for e in notification.events]
     return template.digest_title.format_map(counts), template.digest_header.format_map(counts), [""], lines
 
 
@@ -233,75 +216,6 @@ def pack_lines(lines: Sequence[str], fits: Callable[[list[str]], bool]) -> list[
     if current or not chunks:
         chunks.append(current)
     return chunks
-
-
-def event_fields(event: AlertEvent) -> dict[str, str]:
-    """The template fields of one event, every one a string."""
-    station = event.station
-    fields = {
-        "key": event.key,
-        "alert_id": event.alert_id,
-        "rule": event.rule,
-        "kind": event.kind,
-        "status": event.status,
-        "status_label": event.status.upper(),
-        "severity": event.severity,
-        "summary": event.annotations.get("summary") or _default_summary(event),
-        "description": event.annotations.get("description", ""),
-        "station_id": station.id if station else event.labels.get("station_id", ""),
-        "station_name": station.name if station else "",
-        "district": station.district if station else "",
-        "basin": station.basin if station else "",
-        "river": station.river if station else "",
-        "water_body": station.water_body if station else "",
-        "parameter": event.parameter or "",
-        "water_class": event.water_class or "",
-        "target_class": event.target_class or (station.target_class if station else ""),
-        "primary_pollutants": ", ".join(event.primary_pollutants),
-        "values": ", ".join(f"{code}={_number(v)}" for code, v in event.values.items()),
-        "starts_at": _time(event.starts_at),
-        "ends_at": _time(event.ends_at),
-        "event_at": _time(event.event_at),
-        "link": primary_link(event.links),
-        "reminder": " (reminder)" if event.reminder else "",
-    }
-    keep_empty = {"reminder", "description", "link"}
-    return {k: v if v or k in keep_empty else MISSING for k, v in fields.items()}
-
-
-def primary_link(links: Mapping[str, str]) -> str:
-    for name in _LINK_ORDER:
-        if links.get(name):
-            return links[name]
-    return next(iter(links.values()), "")
-
-
-def _default_summary(event: AlertEvent) -> str:
-    parts = [event.rule, event.station.name if event.station else "", event.parameter or ""]
-    return " ".join(p for p in parts if p)
-
-
-def _time(moment: datetime | None) -> str:
-    return moment.isoformat(sep=" ", timespec="seconds") if moment else ""
-
-
-def _number(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def _check_fields(name: str, template: str, allowed: frozenset[str]) -> None:
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc} (write {{{{ and }}}} for literal braces)") from None
-    for _literal, field, _spec, _conversion in parsed:
-        if field is not None and field not in allowed:
-            known = ", ".join(sorted(allowed))
-            raise ValueError(f"{name}: unknown field {{{field}}}; known fields: {known}")
-    try:  # a trial render catches what parsing lets through: nested fields, numeric format specs
-        template.format_map(dict.fromkeys(allowed, "x"))
-    except (ValueError, KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(f"{name}: cannot be rendered: {exc!r}") from None
 
 
 class PartRenderer:
