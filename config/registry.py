@@ -18,6 +18,17 @@ Example:
         mn: "50010300000001"
         warning_level: 175.0
         guaranteed_level: 183.5
+        chainage_km: 250.0
+    network:
+      note: illustrative
+      rivers:
+        - {name: 长江, length_km: 820, speed_km_h: 5.4}
+      district_receivers: {渝中区: [duty-yuzhong]}
+
+`network:` (optional, config/network.py) describes the rivers, their confluences, intakes, boundary
+sections and who must act; a station is placed on it by its `chainage_km` (km along its river,
+increasing downstream). A registry without `network:` is valid: nothing is followed along the
+rivers then, and `chainage_km` is ignored.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from config.network import NetworkSpec, RiverNetwork
 from config.types import TimeZoneName
 
 # Station ids travel in MQTT topics and line-protocol tags: keep them to a safe, printable set.
@@ -84,6 +96,9 @@ class Station(BaseModel):
     report_interval_s: int = Field(
         14400, gt=0, description="Expected seconds between reports (4 h for a national automatic station)."
     )
+    chainage_km: float | None = Field(
+        None, ge=0, description="Position along its river, km increasing downstream (the registry's network)."
+    )
 
     @field_validator("target_class")
     @classmethod
@@ -117,12 +132,13 @@ class RegistryFile(BaseModel):
 
     note: str | None = None
     stations: list[Station]
+    network: NetworkSpec | None = Field(None, description="The rivers between the stations (optional).")
 
 
 class Registry(Mapping[str, Station]):
-    """Stations by id, with a second index by HJ 212 MN."""
+    """Stations by id, with a second index by HJ 212 MN, and the river network when there is one."""
 
-    def __init__(self, stations: list[Station]) -> None:
+    def __init__(self, stations: list[Station], network: NetworkSpec | None = None) -> None:
         self._by_id: dict[str, Station] = {}
         self._by_mn: dict[str, Station] = {}
         for station in stations:
@@ -135,6 +151,8 @@ class Registry(Mapping[str, Station]):
                         f"duplicate MN {station.mn!r} (stations {self._by_mn[station.mn].id}, {station.id})"
                     )
                 self._by_mn[station.mn] = station
+        # Built here so that a network that does not fit the stations fails the load (NetworkError).
+        self.network: RiverNetwork | None = None if network is None else RiverNetwork(network, stations)
 
     def __getitem__(self, station_id: str) -> Station:
         return self._by_id[station_id]
@@ -153,7 +171,8 @@ class Registry(Mapping[str, Station]):
         """Load and validate a registry file; errors name the station and the field."""
         with path.open(encoding="utf-8") as fh:
             raw = yaml.safe_load(fh)
-        return cls(RegistryFile.model_validate(raw).stations)
+        parsed = RegistryFile.model_validate(raw)
+        return cls(parsed.stations, parsed.network)
 
     @classmethod
     def empty(cls) -> Registry:

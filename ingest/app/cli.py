@@ -8,6 +8,7 @@ ecowatch deadletter     list, show, export and replay rejected messages
 ecowatch decode         show what ecowatch makes of raw payloads
 ecowatch classify       GB 3838-2002 class of a set of values
 ecowatch report         assess sections and regions over a period (JSON, CSV, XLSX, HTML)
+ecowatch incidents      follow pollution events along the river network from a CSV of results
 ecowatch hj212-gateway  accept HJ 212 data loggers over TCP and publish their packets
 ecowatch alerts         list, acknowledge and silence alerts; test a notification receiver
 """
@@ -38,6 +39,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from alerts import classify_cli
     from alerts.assessment_method import report_cli
+    from alerts.incidents import cli as incidents_cli
     from ingest.app import deadletter_cli, decode_cli
     from ingest.app import gateway_cli as hj212_gateway_cli
     from simulators import cli as simulate_cli
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode_cli.add_parser(sub, _add_config)
     classify_cli.add_parser(sub)
     report_cli.add_parser(sub, _add_config)
+    incidents_cli.add_parser(sub)
     hj212_gateway_cli.add_parser(sub)
 
     from alerts import cli as alerts_cli
@@ -139,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from alerts.assessment_method import report_cli
 
         return report_cli.run(args, _open_report_store)
+    if command == "incidents":
+        from alerts.incidents import cli as incidents_cli
+
+        return incidents_cli.run(args)
     if command == "alerts":
         status: int = args.func(args)
         return status
