@@ -7,15 +7,9 @@ once by idempotency key.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import math
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,62 +23,16 @@ from simulators.publish import MqttOptions, MqttPublisher
 from simulators.scenario import SCENARIO_DIR, load_scenario
 from simulators.simulator import Simulator
 from tests.helpers import wait_for
+from tests.integration.alert_scenario_support import Receiver
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
-SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-
-
-class Receiver:
-    """A webhook receiver that checks the Standard Webhooks signature and keeps events by key."""
-
-    def __init__(self) -> None:
-        self.events: dict[str, dict[str, Any]] = {}
-        self.deliveries = 0
-        self.bad_signatures = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                signed = f"{self.headers['webhook-id']}.{self.headers['webhook-timestamp']}.".encode() + body
-                expected = base64.b64encode(
-                    hmac.new(base64.b64decode(SECRET), signed, hashlib.sha256).digest()
-                )
-                signatures = [s.split(",", 1)[1].encode() for s in self.headers["webhook-signature"].split()]
-                if expected not in signatures:
-                    receiver.bad_signatures += 1
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                receiver.deliveries += 1
-                document = json.loads(body)
-                for event in document.get("events", [document]):
-                    receiver.events[event["key"]] = event
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+    with Receiver("duty-room") as r:
+        yield r
 
 
 def test_demo_scenario_alerts_reach_the_operators_webhook(
@@ -103,9 +51,7 @@ def test_demo_scenario_alerts_reach_the_operators_webhook(
         mqtt={"port": mosquitto.port, "client_id": "scenario-daemon"},
         http={"port": 0},
         notify={
-            "receivers": [
-                {"type": "webhook", "name": "duty-room", "url": receiver.url, "secret": f"whsec_{SECRET}"}
-            ],
+            "receivers": [receiver.config()],
             "poll_interval": "PT0.2S",
         },
     )
@@ -176,5 +122,6 @@ def test_demo_scenario_alerts_reach_the_operators_webhook(
                 assert datetime.fromisoformat(resolved["event_at"]) - start <= x.resolved_within, x
         # The receiver saw each notification once (the outbox retries only unaccepted ones).
         assert receiver.deliveries == len(receiver.events)
+        assert receiver.repeats == 0
     finally:
         daemon.stop()
