@@ -75,6 +75,7 @@ ROUTES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/v1/silences"): "list_silences",
     ("POST", "/api/v1/silences"): "add_silence",
     ("DELETE", "/api/v1/silences"): "expire_silence",
+    ("GET", "/api/v1/incidents"): "incidents",
 }
 
 
@@ -162,6 +163,33 @@ class AlertsAPI:
             chosen.sort(key=lambda r: (-(r.since_ns or 0), r.alert_id))
             body = [self._alert_json(record, now_ns) for record in chosen[:limit]]
         return body, len(chosen)
+
+    # --- incidents -------------------------------------------------------------------------------
+    def incidents(self, request: Request) -> tuple[int, Any]:
+        """Incidents along the river network: `?id=` one with its timeline; else the open ones,
+        and with `status=all` the closed ones kept too (newest first); `item=` filters."""
+        query = request.query
+        wanted = str_param(query, "id", 64)
+        status = str_param(query, "status") or "open"
+        if status not in ("open", "all"):
+            raise BadRequest("status must be open or all")
+        item = str_param(query, "item", 32)
+        body = self.incident_list(include_closed=status == "all" or wanted is not None)
+        if wanted is not None:
+            found = [i for i in body if i["id"] == wanted]
+            if not found:
+                raise NotFound(f"no incident {wanted}")
+            return 200, {"incident": found[0]}
+        chosen = [i for i in body if item is None or i["item"] == item]
+        return 200, {"incidents": chosen, "count": len(chosen), "network": self._engine.incidents is not None}
+
+    def incident_list(self, *, include_closed: bool = False) -> list[dict[str, Any]]:
+        """The incidents as `Incident.to_json()` gives them; [] without a river network."""
+        feed = self._engine.incidents
+        if feed is None:
+            return []
+        with self._engine.lock:
+            return [i.to_json() for i in feed.tracker.incidents(include_closed=include_closed)]
 
     def history(self, request: Request) -> tuple[int, Any]:
         query = request.query

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from pydantic import ConfigDict, Field, TypeAdapter, field_validator
 
+from alerts.incidents.config import IncidentConfig
 from alerts.rules import RuleConfig
 from alerts.rules.base import RecoveryConfig
 from alerts.station_values import Basis
@@ -159,6 +160,11 @@ class AlertsConfig(StrictModel):
         "daily",
         description="The period whose provisional value the water rules judge: the local day so far "
         "(the assessment method's daily value) or the month so far.",
+    )
+    incidents: IncidentConfig = Field(
+        IncidentConfig(),
+        description="Following a pollution event along the river network (needs the registry's "
+        "`network:`); see alerts/incidents.",
     )
     data_kinds: tuple[DataKind, ...] = Field(
         (DataKind.REALTIME,),

@@ -56,6 +56,7 @@ from prometheus_client import Counter as PromCounter
 from alerts.classify import classify
 from alerts.config import AlertsConfig, RuleDefaults
 from alerts.events import AlertEvent
+from alerts.incidents.feed import IncidentFeed
 from alerts.lifecycle import (
     SEVERITY_RANK,
     AlertRecord,
@@ -164,6 +165,8 @@ class AlertEngine:
         self._keep_samples = keep_samples
         self._kinds = frozenset(config.data_kinds)
         self._not_raised = frozenset(not_raised)
+        # Incidents follow an event along the river network, when the registry has one.
+        self.incidents: IncidentFeed | None = None
         self.started_ns = to_ns(started)
         self._lateness_ns = ns(config.allowed_lateness)
         # Memory holds what the windows and the recognition of late repeats need; the database
@@ -230,6 +233,8 @@ class AlertEngine:
                         values.changed = False
                         touched.append(values)
                 self.store.save_station_values((v.station_id, v.to_json()) for v in touched)
+                if self.incidents is not None:
+                    self._write_incident_events(self.incidents.flush(), now_ns)
                 self.store.save_samples(samples)
                 self.store.save_latest_many(
                     (sid, parameter, sample, normal) for (sid, parameter), (sample, normal) in latest.items()
@@ -265,6 +270,8 @@ class AlertEngine:
             self._evaluate_regions(now_ns)
             for record in list(self.alerts.values()):
                 self._remind(record, now_ns)
+            if self.incidents is not None:
+                self._write_incident_events(self.incidents.tick(now_ns), now_ns)
 
     def housekeep(self, now: datetime) -> dict[str, int]:
         """Prune history, assessments and silences past the retention, and samples past the windows."""
@@ -356,6 +363,7 @@ class AlertEngine:
         windowed = self._windowed
         keep_samples = self._keep_samples
         add = values.add
+        offer = _ignore if self.incidents is None else self.incidents.offer
         new = old = other = 0
         last_tags: object = None
         judged = True
@@ -371,9 +379,11 @@ class AlertEngine:
             parameter = reading.parameter
             if windowed is None or parameter in windowed:
                 fresh = self._admit_to_window(window, reading, admissions, samples, latest) or fresh
-                add(parameter, reading.time_ns, reading.value, reading.flag, reading.below_dl)
+                if add(parameter, reading.time_ns, reading.value, reading.flag, reading.below_dl):
+                    offer(station_id, parameter, reading.time_ns, reading.value, reading.flag)
             elif add(parameter, reading.time_ns, reading.value, reading.flag, reading.below_dl):
                 new += 1
+                offer(station_id, parameter, reading.time_ns, reading.value, reading.flag)
                 if keep_samples:
                     samples.append(
                         (station_id, parameter, Sample(reading.time_ns, reading.value, reading.flag))
@@ -613,6 +623,24 @@ class AlertEngine:
             record.updated_ns = now_ns
             self.store.save_alert(record)
 
+    def _write_incident_events(self, events: list[AlertEvent], now_ns: int) -> None:
+        """The incident threads' events, in the batch's transaction, with the tracker's state."""
+        assert self.incidents is not None
+        for each in events:
+            silenced = silenced_by(self.silences, each.labels, now_ns) is not None
+            event = dataclasses.replace(each, silenced=True) if silenced else each
+            if self.store.add_event(event, now_ns):
+                EVENTS.labels(event.status, str(event.silenced).lower()).inc()
+                log.info(
+                    f"incident_{event.annotations.get('change', event.status)}",
+                    incident_id=event.alert_id,
+                    parameter=event.parameter,
+                    event_key=event.key,
+                )
+        if self.incidents.changed:
+            self.store.save_incident_state(self.incidents.state())
+            self.incidents.changed = False
+
     def _event(self, record: AlertRecord, transition: Transition, now_ns: int) -> AlertEvent:
         silence = self._silence_of(record, now_ns)
         record.sequence += 1
@@ -670,6 +698,12 @@ class AlertEngine:
         for station_id, parameter, sample in self.store.load_samples(self.retention_ns):
             if station_id in self.windows:
                 self.windows[station_id].restore_sample(parameter, sample)
+        network = getattr(self.registry, "network", None)
+        if network is not None:
+            self.incidents = IncidentFeed(network, self.registry, self.standard, self.config.incidents)
+            incident_state = self.store.load_incident_state()
+            if incident_state is not None:
+                self.incidents.restore(incident_state)
         self.alerts = {}
         self._by_station = {}
         for record in self.store.load_alerts():
@@ -733,6 +767,10 @@ class AlertEngine:
         """Counts for /api/v1/stats and logs."""
         states = Counter(r.state.value for r in self.alerts.values())
         return {"alerts": dict(states), "readings": dict(self.counts), "silences": len(self.silences)}
+
+
+def _ignore(station_id: str, item: str, time_ns: int, value: float, flag: str) -> None:
+    """`IncidentFeed.offer` when there is no river network to follow incidents along."""
 
 
 def _identity(rule: Rule, finding: Finding) -> dict[str, str]:

@@ -70,6 +70,9 @@ class AlertEvent:
     silenced: bool = False
     acknowledged: bool = False
     links: dict[str, str] = field(default_factory=dict)
+    # Receivers the event is addressed to by name (an incident's river chiefs, duty rooms and
+    # intake operators), besides those the routes choose.
+    receivers: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,7 @@ class AlertEvent:
             "silenced": self.silenced,
             "acknowledged": self.acknowledged,
             "links": dict(self.links),
+            "receivers": list(self.receivers),
         }
 
     @classmethod
@@ -131,4 +135,5 @@ class AlertEvent:
             silenced=bool(data.get("silenced")),
             acknowledged=bool(data.get("acknowledged")),
             links=dict(data.get("links") or {}),
+            receivers=tuple(data.get("receivers") or ()),
         )

@@ -2,7 +2,9 @@
 
 Routes are tried in order, as Alertmanager's are: the first that matches sends the event to its
 receivers and ends the search, unless it says `continue: true`. An event that no route matches
-goes to `default_receivers` (every receiver when that is not set; `[]` sends it nowhere).
+goes to `default_receivers` (every receiver when that is not set; `[]` sends it nowhere). An event
+may also name receivers itself (`AlertEvent.receivers`: an incident's river chiefs, duty rooms and
+intake operators from the river network); those that are configured get it as well.
 
 A route matches when the event's severity is one of its `severities` (any, when empty) and every
 matcher holds. Matchers use Alertmanager's syntax: `name=value`, `name!=value`, `name=~regex`,
@@ -115,6 +117,7 @@ class Router:
             for r in routes
         ]
         self._default = tuple(receivers if default_receivers is None else default_receivers)
+        self._known = frozenset(receivers)
 
     def receivers_for(self, event: AlertEvent) -> list[str]:
         """The receivers of an event, each once, in route order."""
@@ -136,4 +139,6 @@ class Router:
                     break
         if not matched:
             chosen.update(dict.fromkeys(self._default))
+        # Those the event names itself (an incident's responsible people), if configured.
+        chosen.update(dict.fromkeys(r for r in event.receivers if r in self._known))
         return list(chosen)

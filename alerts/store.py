@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS station_values (
     station_id TEXT PRIMARY KEY,
     state      TEXT NOT NULL      -- JSON: StationValues.to_json()
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incident_state (
+    id    INTEGER PRIMARY KEY CHECK (id = 0),
+    state TEXT NOT NULL           -- JSON: IncidentFeed.state()
+);
 """
 _SCHEMA: Final = (
     """
@@ -288,6 +292,17 @@ class AlertStore:
             " ON CONFLICT (station_id) DO UPDATE SET state = excluded.state",
             ((station_id, orjson.dumps(state).decode()) for station_id, state in states),
         )
+
+    def save_incident_state(self, state: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO incident_state (id, state) VALUES (0, ?)"
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            (orjson.dumps(state).decode(),),
+        )
+
+    def load_incident_state(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT state FROM incident_state WHERE id = 0").fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
 
     def load_station_values(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for station_id, state in self._db.execute("SELECT station_id, state FROM station_values"):

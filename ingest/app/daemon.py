@@ -102,6 +102,7 @@ class Daemon:
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else Registry.load(settings.registry)
+        _warn_unknown_incident_receivers(self.registry, settings)
         data_dir = settings.data_dir
         set_group_readable(settings.data_group_readable)
         make_private_dir(data_dir)
@@ -424,3 +425,14 @@ def _counter_values() -> dict[str, float]:
                     labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                     out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
     return out
+
+
+def _warn_unknown_incident_receivers(registry: Registry, settings: Settings) -> None:
+    """The river network names receivers (river chiefs, duty rooms, intake operators) that incident
+    threads are addressed to; those not configured in `notify.receivers` hear nothing."""
+    network = registry.network
+    if network is None:
+        return
+    missing = sorted(network.receiver_names() - {r.name for r in settings.notify.receivers})
+    if missing:
+        log.warning("incident_receivers_not_configured", receivers=missing, count=len(missing))
