@@ -97,6 +97,7 @@ class AlertSnapshot(TypedDict):
     alerts: list[dict[str, Any]] | None  # GET /api/v1/alerts (the active ones): "alerts"
     compliance: dict[str, Any] | None  # GET /api/v1/compliance without its "at"
     silences: list[dict[str, Any]] | None  # GET /api/v1/silences (current ones): "silences"
+    incidents: list[dict[str, Any]] | None  # GET /api/v1/incidents?status=all: "incidents"
     problems: list[str]
 
 
@@ -352,6 +353,7 @@ class AlertsAPI:
             # "at" changes every call; the snapshot is compared with the last one sent.
             "compliance": lambda: {k: v for k, v in self.compliance_now().items() if k != "at"},
             "silences": self.silence_list,
+            "incidents": lambda: self.incident_list(include_closed=True),
         }
         out: dict[str, Any] = {"problems": []}
         for name, read in parts.items():
