@@ -222,6 +222,7 @@ class DailyAssessment:
         self._keep_days = keep_days
         self._on_stored = on_stored or (lambda: None)
         self._zones = station_zones(list(stations.values()), rules)
+        self._last_failure: str | None = None
 
     def due_days(self, now: datetime) -> list[date]:
         """Days to assess at `now`: day D is due once D + 1 at `daily_assessment_at` has passed."""
@@ -272,7 +273,11 @@ class DailyAssessment:
             try:
                 rows = list(self._source.results(request))
             except SourceError as exc:
-                log.warning("daily_assessment_store_failed", day=day.isoformat(), error=str(exc))
+                # Once per distinct failure, not once per due day: a fresh install's store does not
+                # exist until its first batch, and a catch-up walks up to a month of days.
+                level = log.debug if str(exc) == self._last_failure else log.warning
+                self._last_failure = str(exc)
+                level("daily_assessment_store_failed", day=day.isoformat(), error=str(exc))
             else:
                 if rows:
                     return rows
