@@ -134,7 +134,8 @@ def _work(args: argparse.Namespace, stop: threading.Event) -> Callable[[Publishe
     `--write-registry` saves the stations as the daemon should know them: with the intervals they
     report at, so its silent-station rule expects them as often as they come.
     """
-    registry = list(Registry.load(args.registry).values())
+    loaded = Registry.load(args.registry)
+    registry = list(loaded.values())
     if args.load:
         stations = _load_stations(args, registry)
         if args.write_registry is not None:
@@ -148,14 +149,15 @@ def _work(args: argparse.Namespace, stop: threading.Event) -> Callable[[Publishe
 
         return load
     simulator = Simulator(
-        registry,
+        loaded,  # with its river network: spills given an origin travel along it
         _scenario(args.scenario),
         seed=args.seed,
         format=args.format,
         report_interval=args.report_interval,
     )
     if args.write_registry is not None:
-        write_registry(simulator.registry_stations(), args.write_registry)
+        network = loaded.network.spec if loaded.network is not None else None
+        write_registry(simulator.registry_stations(), args.write_registry, network=network)
     if args.backfill is not None:
         start, end = args.backfill
         if end <= start:

@@ -6,9 +6,14 @@ what its sensors make of the truth (drift, stuck, flags), whether it is silent, 
 is off, and which bad-payload event, if any, applies. It holds no clock: every question carries
 the instant, as seconds since the start of the run.
 
-A pollution slug reaches station k of its path after the travel times of the legs before it, its
-amplitude multiplied by `dilution` per leg and its length by (1 + `spread`) per leg; its shape is
-a plateau with sine-squared ramps on the first and last 15 % of its length.
+A pollution slug with an `origin` (the network form) reaches each water-quality station below it
+after the network's travel time, diluted at confluences and decayed as the tracker's forecast
+assumes (simulators/spills.py). One given as a station list or a `river` (the legacy forms) reaches
+station k of its path after the travel times of the legs before it (straight-line distance over
+`velocity_m_s`, or `travel_time`), its amplitude multiplied by `dilution` per leg. Either way the
+slug's length grows by (1 + `spread`) per station passed, and its shape is a plateau with
+sine-squared ramps on the first and last 15 % of its length. A `spike` is a sensor's, not the
+water's: added to one station's readings, a plateau for its duration, seen nowhere else.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from config.network import RiverNetwork
 from config.parameters import default_catalogue
 from config.registry import Station
 from simulators.scenario import (
@@ -28,10 +34,12 @@ from simulators.scenario import (
     PollutionEvent,
     Scenario,
     SilenceEvent,
+    SpikeEvent,
     StormEvent,
     StuckEvent,
 )
 from simulators.signals import DECIMALS, RainEvent
+from simulators.spills import spill_arrivals
 
 Readings = dict[str, tuple[float, str]]
 # Share of a slug's length spent ramping up, and again ramping down.
@@ -41,7 +49,7 @@ _NORMAL_FLAG = "N"
 
 
 @dataclass(frozen=True, slots=True)
-class _SlugPassage:
+class SlugPassage:
     """One pollution slug as one station sees it: seconds since the start of the run."""
 
     arrival_s: float
@@ -61,10 +69,17 @@ class _SlugPassage:
 class Overlay:
     """The effects of one scenario on one run, by station and instant."""
 
-    def __init__(self, scenario: Scenario, stations: Mapping[str, Station], start_epoch_s: float) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        stations: Mapping[str, Station],
+        start_epoch_s: float,
+        network: RiverNetwork | None = None,
+    ) -> None:
         self._storms: dict[str, list[RainEvent]] = {}
-        self._slugs: dict[str, list[_SlugPassage]] = {}
+        self._slugs: dict[str, list[SlugPassage]] = {}
         self._sensor: dict[str, list[DriftEvent | StuckEvent | FlagEvent]] = {}
+        self._spikes: dict[str, list[SpikeEvent]] = {}
         self._silences: dict[str, list[SilenceEvent]] = {}
         self._skews: dict[str, list[ClockSkewEvent]] = {}
         self._bad: list[BadPayloadsEvent] = []
@@ -81,10 +96,12 @@ class Overlay:
                     for station_id in event.stations:
                         self._storms.setdefault(station_id, []).append(rain)
                 case PollutionEvent():
-                    for station_id, passage in _passages(event, stations):
+                    for station_id, passage in passages(event, stations, network):
                         self._slugs.setdefault(station_id, []).append(passage)
                 case DriftEvent() | StuckEvent() | FlagEvent():
                     self._sensor.setdefault(event.station, []).append(event)
+                case SpikeEvent():
+                    self._spikes.setdefault(event.station, []).append(event)
                 case SilenceEvent():
                     self._silences.setdefault(event.station, []).append(event)
                 case ClockSkewEvent():
@@ -139,6 +156,11 @@ class Overlay:
                 case FlagEvent():
                     for code in codes:
                         flags[code] = event.flag.value
+        for spike in self._spikes.get(station_id, ()):
+            if spike.active(since):
+                for code, delta in spike.deltas.items():
+                    if code in values:
+                        values[code] = _clamp(code, values[code] + delta)
         return {code: (round(value, DECIMALS.get(code, 3)), flags[code]) for code, value in values.items()}
 
     def _stuck_value(self, event: StuckEvent, code: str, truth: Callable[[float], dict[str, float]]) -> float:
@@ -165,19 +187,33 @@ def river_path(event: PollutionEvent, stations: Iterable[Station]) -> list[Stati
     return sorted(on_river, key=axis[event.flows])
 
 
-def _passages(event: PollutionEvent, stations: Mapping[str, Station]) -> list[tuple[str, _SlugPassage]]:
+def passages(
+    event: PollutionEvent, stations: Mapping[str, Station], network: RiverNetwork | None
+) -> list[tuple[str, SlugPassage]]:
+    """Each station the slug passes, with the slug as it sees it there, in downstream order."""
     assert event.duration is not None  # the model requires it
+    start, duration = event.at.total_seconds(), event.duration.total_seconds()
+    if event.origin is not None:
+        if network is None:
+            raise ValueError("a pollution event with an origin needs a registry with a network: section")
+        return [
+            (
+                a.station_id,
+                SlugPassage(start + a.travel_time_s, duration * (1.0 + event.spread) ** k, 1.0, a.deltas),
+            )
+            for k, a in enumerate(spill_arrivals(event, network))
+        ]
     path = river_path(event, stations.values())
-    arrival = event.at.total_seconds()
-    out: list[tuple[str, _SlugPassage]] = []
+    arrival = start
+    out: list[tuple[str, SlugPassage]] = []
     for k, station in enumerate(path):
         if k > 0:
             if event.travel_time is not None:
                 arrival += event.travel_time.total_seconds()
             else:
                 arrival += haversine_m(path[k - 1], station) / event.velocity_m_s
-        length = event.duration.total_seconds() * (1.0 + event.spread) ** k
-        out.append((station.id, _SlugPassage(arrival, length, event.dilution**k, event.deltas)))
+        length = duration * (1.0 + event.spread) ** k
+        out.append((station.id, SlugPassage(arrival, length, event.dilution**k, event.deltas)))
     return out
 
 

@@ -25,6 +25,7 @@ from typing import Final
 
 import yaml
 
+from config.network import NetworkSpec
 from config.registry import Station, WaterClass
 from simulators.formats import make_format
 from simulators.publish import Publisher
@@ -67,15 +68,21 @@ def synthetic_registry(n: int, *, report_interval_s: int = 60, prefix: str = "si
 
 
 def write_registry(
-    stations: Sequence[Station], path: Path, *, note: str = "Synthetic stations for load tests."
+    stations: Sequence[Station],
+    path: Path,
+    *,
+    note: str = "Synthetic stations for load tests.",
+    network: NetworkSpec | None = None,
 ) -> None:
-    """Save stations as a registry file that `Registry.load` reads back."""
-    document = {
+    """Save stations (and the river network, if any) as a registry file that `Registry.load` reads back."""
+    document: dict[str, object] = {
         "note": note,
         "stations": [
             s.model_dump(mode="json", exclude_none=True, exclude={"hj212_password"}) for s in stations
         ],
     }
+    if network is not None:
+        document["network"] = network.model_dump(mode="json", exclude_none=True)
     path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 

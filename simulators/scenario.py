@@ -4,31 +4,52 @@ A scenario is YAML, validated here (unknown keys fail, naming their path). Times
 the start of the run (`at`), lengths are durations (`duration`; absent = to the end of the run),
 both written `90s`, `10m`, `1h30m`, `1d`, a number of seconds or ISO 8601 (`PT10M`). Events:
 
-- `pollution`: a slug entering a river at the first listed station, reaching each next station
-  after the travel time of the leg (distance / `velocity_m_s`, or `travel_time`), diluted by
-  `dilution` per leg and spread by `spread` per leg; `deltas` are added to the concentrations.
-  Name the stations in downstream order, or give `river` and the direction it `flows`.
+- `pollution`: a slug of `deltas` added to the concentrations, released from `at` for `duration`.
+  Network form (use this): `origin` is where it enters, `{river, chainage_km}` or `{between:
+  [upstream station, downstream station], fraction: 0.5}` (that share of the river distance from
+  the first); it reaches every water-quality station below along the registry's river network
+  (config/network.py), crossing confluences into the receiving river, after the network's travel
+  time, diluted by the confluences' flow shares and decayed by `decay_per_h` (k per hour per code)
+  as the incident tracker's forecast assumes (simulators/spills.py). Legacy forms: the stations
+  named in downstream order (`stations`), or every station of a `river` in the direction it
+  `flows` (straight-line distance / `velocity_m_s`, or `travel_time`, per leg; `dilution` per
+  leg); the network form refuses these keys. Either way the slug lengthens by `spread` per
+  station passed.
 - `storm`: rain of `intensity_mm_h` on stations; level, turbidity and flow respond.
 - `drift` (`rate_per_hour` added per hour), `stuck` (the value at `at`, held), `flag` (readings
   carry `flag` M, C, D... with the values still sent): sensor faults on some or all parameters.
+  `spike`: one station's readings read `deltas` high for `duration`, the water unchanged (a
+  fault that looks like a spill at one section and nowhere else).
 - `silence`: the station sends nothing. `clock_skew`: its timestamps are off by `offset`.
 - `bad_payloads`: a share `rate` of messages become malformed, oversized, duplicated or sent
   out of order (after the station's next message).
 
 `expect` lists the alerts a correct daemon raises: rule kind, station, parameter, and the time
 since the start within which it should fire (and, with `resolved_within`, resolve).
+`expect_incidents` lists every incident a correct incident tracker (alerts/incidents) opens, on
+the registry's network with the simulated report intervals: the `item`; the `origin` reach (its
+`river`, the clean `upstream` bounding stations on every branch, the first exceeding station
+`downstream`); the `stations` it reaches in arrival order; optionally `within` (the first
+exceedance, since the start) and `eta_tolerance` (1 h: how close each later station's forecast
+arrival, made before it exceeded, is to its first exceedance); and for a one-station incident
+the clean next section that marks it `not_seen_downstream` (a data problem, not a spill).
+An empty list states that none opens. `length` is how long a run takes to play it all out.
 
 Example:
     name: jialing-spill
-    report_interval: 30s
+    report_interval: 30m
+    length: 16h
     events:
-      - {type: pollution, at: 2m, duration: 10m, stations: [cq-jl-jinzi, cq-jl-beiwenquan],
-         deltas: {nh3n: 2.0}, travel_time: 5m, dilution: 0.6}
+      - {type: pollution, origin: {between: [cq-jl-beiwenquan, cq-jl-daxigou]}, at: 1h,
+         duration: 3h, deltas: {nh3n: 4.0}}
       - {type: storm, stations: [cq-hy-cuntan], at: 0s, duration: 3h, intensity_mm_h: 60}
       - {type: flag, station: cq-wj-wulong, flag: M, at: 1h, duration: 30m}
       - {type: bad_payloads, rate: 0.01}
     expect:
-      - {rule: water_quality, station: cq-jl-jinzi, parameter: nh3n, within: 10m}
+      - {rule: water_quality, station: cq-jl-daxigou, parameter: nh3n, within: 10h}
+    expect_incidents:
+      - {item: nh3n, origin: {river: 嘉陵江, upstream: [cq-jl-beiwenquan], downstream: cq-jl-daxigou},
+         stations: [cq-jl-daxigou, cq-cj-cuntan], within: 10h, eta_tolerance: 1h}
 """
 
 from __future__ import annotations
@@ -72,8 +93,39 @@ class _Event(StrictModel):
         return self.at <= since_start and (self.duration is None or since_start < self.at + self.duration)
 
 
+class SpillOrigin(StrictModel):
+    """Where a spill enters the network: a place on a river, or part of the way between two stations."""
+
+    river: str | None = Field(None, min_length=1, description="The river (with chainage_km).")
+    chainage_km: float | None = Field(None, ge=0, description="Position along the river, km (with river).")
+    between: tuple[str, str] | None = Field(
+        None, description="Two stations, the upstream one first: the spill enters between them."
+    )
+    fraction: float = Field(
+        0.5, gt=0, lt=1, description="With between: the share of the river distance from the first."
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> SpillOrigin:
+        on_river = self.river is not None or self.chainage_km is not None
+        if on_river == (self.between is not None):
+            raise ValueError("give either river and chainage_km, or between: [upstream, downstream]")
+        if on_river and (self.river is None or self.chainage_km is None):
+            raise ValueError("give both river and chainage_km")
+        if self.between is None and "fraction" in self.model_fields_set:
+            raise ValueError("fraction goes with between")
+        return self
+
+
+# Fields of the station-list form that the network form (`origin`) replaces with the network's own.
+_LEGACY_PATH_FIELDS = ("flows", "velocity_m_s", "travel_time", "dilution")
+
+
 class PollutionEvent(_Event):
     type: Literal["pollution"]
+    origin: SpillOrigin | None = Field(
+        None, description="Network form: where the spill enters; it follows the registry's river network."
+    )
     stations: list[str] | None = Field(None, min_length=1, description="Stations in downstream order.")
     river: str | None = Field(None, description="Every station on this river, ordered by `flows`.")
     flows: Literal["east", "west", "north", "south"] = Field("east", description="Direction of the river.")
@@ -81,14 +133,28 @@ class PollutionEvent(_Event):
     velocity_m_s: PositiveFloat = Field(1.0, description="Travel speed of the slug between stations.")
     travel_time: Duration | None = Field(None, description="Fixed travel time per leg, overrides velocity.")
     dilution: float = Field(0.6, gt=0, le=1, description="Share of the slug left after each leg.")
-    spread: float = Field(0.2, ge=0, description="Relative lengthening of the slug per leg.")
+    spread: float = Field(0.2, ge=0, description="Relative lengthening of the slug per station passed.")
+    decay_per_h: dict[str, float] = Field(
+        {}, description="Network form: first-order decay k (1/h) per code over the travel time."
+    )
 
     @model_validator(mode="after")
     def _one_path(self) -> PollutionEvent:
-        if (self.stations is None) == (self.river is None):
-            raise ValueError("give either stations (in downstream order) or river")
+        if sum(x is not None for x in (self.origin, self.stations, self.river)) != 1:
+            raise ValueError("give one of origin (network form), stations (in downstream order) or river")
         if self.duration is None:
             raise ValueError("a pollution event needs a duration")
+        if self.origin is not None:
+            legacy = sorted(set(_LEGACY_PATH_FIELDS) & self.model_fields_set)
+            if legacy:
+                raise ValueError(
+                    f"{', '.join(legacy)}: the network form (origin) takes travel times and dilution from "
+                    "the registry's network; remove them"
+                )
+        elif self.decay_per_h:
+            raise ValueError("decay_per_h goes with origin (the network form)")
+        if any(k < 0 for k in self.decay_per_h.values()):
+            raise ValueError("decay_per_h: a decay rate cannot be negative")
         return self
 
 
@@ -123,6 +189,18 @@ class StuckEvent(_SensorEvent):
 class FlagEvent(_SensorEvent):
     type: Literal["flag"]
     flag: DataFlag = Field(description="HJ 212 data flag: M maintenance, C calibration, D fault...")
+
+
+class SpikeEvent(_Event):
+    type: Literal["spike"]
+    station: str
+    deltas: dict[str, float] = Field(min_length=1, description="Added to the station's readings only.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SpikeEvent:
+        if self.duration is None:
+            raise ValueError("a spike needs a duration")
+        return self
 
 
 class SilenceEvent(_Event):
@@ -160,6 +238,7 @@ Event = Annotated[
     | DriftEvent
     | StuckEvent
     | FlagEvent
+    | SpikeEvent
     | SilenceEvent
     | ClockSkewEvent
     | BadPayloadsEvent,
@@ -177,6 +256,55 @@ class ExpectedAlert(StrictModel):
     resolved_within: Duration | None = Field(None, description="Resolves at most this long after the start.")
 
 
+class ExpectedOrigin(StrictModel):
+    """The origin reach an incident names: between its first station and the clean ones above it."""
+
+    river: str = Field(min_length=1, description="River of the reach's downstream station.")
+    upstream: list[str] = Field(
+        [], description="Bounding stations above, on every branch, any order; none: from the river's top."
+    )
+    downstream: str = Field(description="The first exceeding station.")
+
+
+class ExpectedIncident(StrictModel):
+    """An incident a correct tracker opens for this scenario."""
+
+    item: str = Field(min_length=1, description="Parameter code, e.g. nh3n.")
+    origin: ExpectedOrigin = Field(description="The estimated origin reach.")
+    stations: list[str] = Field(
+        min_length=1,
+        description="Stations where it exceeds, in arrival (flow) order, the first the origin's.",
+    )
+    within: Duration | None = Field(
+        None, description="The first station exceeds at most this long after the start."
+    )
+    eta_tolerance: Duration = Field(
+        timedelta(hours=1),
+        description="Each later station's forecast arrival (before it exceeded) is this close to its first "
+        "exceedance.",
+    )
+    not_seen_downstream: str | None = Field(
+        None,
+        description="A one-station incident: the next section below, clean when the plume should have come "
+        "(a data problem, never confirmed).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExpectedIncident:
+        if self.stations[0] != self.origin.downstream:
+            raise ValueError("the first station is the origin reach's downstream station")
+        if len(set(self.stations)) != len(self.stations):
+            raise ValueError("a station is listed twice")
+        if self.not_seen_downstream is not None and len(self.stations) != 1:
+            raise ValueError("not_seen_downstream goes with a one-station incident")
+        return self
+
+    def station_ids(self) -> set[str]:
+        return {*self.stations, *self.origin.upstream, self.origin.downstream} | (
+            {self.not_seen_downstream} if self.not_seen_downstream else set()
+        )
+
+
 class Scenario(StrictModel):
     """A scenario file."""
 
@@ -185,18 +313,28 @@ class Scenario(StrictModel):
     stations: list[str] | None = Field(None, description="Simulate only these stations; all when absent.")
     report_interval: Duration | None = Field(None, description="Reporting interval of every station.")
     report_intervals: dict[str, Duration] = Field({}, description="Per-station reporting intervals.")
+    length: Duration | None = Field(None, description="How long a run takes to play out the expectations.")
     events: list[Event] = Field([], description="What happens, when.")
     expect: list[ExpectedAlert] = Field([], description="Alerts a correct daemon raises.")
+    expect_incidents: list[ExpectedIncident] | None = Field(
+        None,
+        description="Every incident a correct tracker opens (an empty list: none); absent: not stated.",
+    )
 
     def station_ids(self) -> set[str]:
         """Every station id the scenario names, to check against the registry."""
         named = set(self.stations or ()) | set(self.report_intervals)
         for event in self.events:
             named.update(getattr(event, "stations", None) or ())
+            origin = getattr(event, "origin", None)
+            if origin is not None and origin.between is not None:
+                named.update(origin.between)
             station = getattr(event, "station", None)
             if station is not None:
                 named.add(station)
         named.update(e.station for e in self.expect)
+        for incident in self.expect_incidents or ():
+            named |= incident.station_ids()
         return named
 
     @classmethod

@@ -8,6 +8,9 @@ Out-of-order payloads are the exception to time order, by design: one is held ba
 the station's next message on the same topic. `run_backfill` and `run_realtime` drive a publisher
 from this stream (see `simulators.runner`).
 
+Pollution events with an `origin` follow the registry's river network (simulators/spills.py):
+given a `Registry`, the simulator takes its `network`; given bare stations, pass `network=`.
+
 Usage:
     simulator = Simulator(Registry.load(path), load_scenario(demo), seed=1)
     for message in simulator.iter_messages(start, start + timedelta(hours=1)):
@@ -24,14 +27,15 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from config.network import RiverNetwork
 from config.parameters import default_catalogue
-from config.registry import Station
+from config.registry import Registry, Station
 from simulators import noise, runner
-from simulators.effects import Overlay, Readings
+from simulators.effects import Overlay, Readings, passages
 from simulators.formats import Format, make_format
 from simulators.publish import Publisher
 from simulators.runner import RunSummary
-from simulators.scenario import BadPayloadsEvent, Scenario
+from simulators.scenario import BadPayloadsEvent, PollutionEvent, Scenario
 from simulators.signals import DEFAULT_ZONE, StationSignals
 
 # Counter channels of the per-message draws, so each decision has its own independent number.
@@ -59,12 +63,19 @@ class Simulator:
         seed: int = 0,
         format: str = "json",
         report_interval: timedelta | None = None,
+        network: RiverNetwork | None = None,
     ) -> None:
         self.scenario = scenario or Scenario.quiet()
+        if network is None and isinstance(stations, Registry):
+            network = stations.network
+        self.network = network
         self.seed = seed
         self.format: Format = make_format(format)
         known = {s.id: s for s in (stations.values() if isinstance(stations, Mapping) else stations)}
         _check_names(self.scenario, known)
+        for event in self.scenario.events:
+            if isinstance(event, PollutionEvent) and event.origin is not None:
+                passages(event, known, self.network)  # an origin off the network fails here, not mid-run
         chosen = self.scenario.stations
         self.stations: tuple[Station, ...] = (
             tuple(known[i] for i in chosen) if chosen else tuple(known.values())
@@ -131,7 +142,7 @@ class Simulator:
         """Every message of [start, end) (forever without `end`); scenario times count from `start`."""
         origin = start.timestamp()
         stop = math.inf if end is None else end.timestamp()
-        overlay = Overlay(self.scenario, self._all_stations, origin)
+        overlay = Overlay(self.scenario, self._all_stations, origin, self.network)
         signals = {
             s.id: StationSignals(
                 s, self.seed, storms=overlay.storms(s.id), rain_window_s=self.intervals[s.id]
@@ -229,6 +240,7 @@ def _check_names(scenario: Scenario, known: Mapping[str, Station]) -> None:
         codes.update(getattr(event, "deltas", None) or ())
         codes.update(getattr(event, "parameters", None) or ())
     codes.update(e.parameter for e in scenario.expect if e.parameter is not None)
+    codes.update(i.item for i in scenario.expect_incidents or ())
     bad = sorted(codes - set(catalogue))
     if bad:
         raise ValueError(f"scenario {scenario.name!r} names unknown parameters: {', '.join(bad)}")

@@ -19,6 +19,7 @@ not yet in the incident, up to the forecast horizon.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from alerts.incidents.config import IncidentConfig
 from alerts.incidents.model import ForecastPoint, Incident, IncidentStation
@@ -31,6 +32,10 @@ def front_station(incident: Incident) -> IncidentStation:
     return min(incident.stations.values(), key=lambda s: (s.outlet_km, -s.first_exceeded_ns, s.station_id))
 
 
+# A leg must take this many times the two stations' report intervals to calibrate speeds on.
+MIN_LEG_INTERVALS: Final = 4
+
+
 def speed_scale(incident: Incident, network: RiverNetwork, config: IncidentConfig) -> float:
     """Observed over expected travel time from the first station to the front, clamped; 1 if unknown."""
     if not config.calibrate or incident.single_station:
@@ -39,6 +44,11 @@ def speed_scale(incident: Incident, network: RiverNetwork, config: IncidentConfi
     expected = network.travel_time(first.station_id, front.station_id)
     observed = (front.first_exceeded_ns - first.first_exceeded_ns) / 1e9
     if expected is None or expected <= 0 or observed <= 0:
+        return 1.0
+    # Arrivals are seen at report times: over a leg not much longer than the report intervals the
+    # observed time is mostly sampling, and a scale from it would move far ETAs by hours.
+    sampling = network.report_interval_s(first.station_id) + network.report_interval_s(front.station_id)
+    if expected < MIN_LEG_INTERVALS * sampling:
         return 1.0
     low, high = config.calibration_bounds
     return min(high, max(low, observed / expected))

@@ -12,6 +12,7 @@ import orjson
 from config.registry import Registry
 from ingest.decoders import DECODERS
 from simulators.load import LOAD_CODES, pregenerate, run_load, synthetic_registry, write_registry
+from tests.helpers import DEMO_REGISTRY
 from tests.simulators.support import CollectingPublisher
 
 
@@ -24,6 +25,23 @@ def test_a_synthetic_registry_round_trips_through_yaml(tmp_path: Path) -> None:
     loaded = Registry.load(path)
     assert list(loaded.values()) == stations
     assert loaded.by_mn("99000000000250") == stations[-1]
+
+
+def test_a_registry_written_with_its_network_keeps_it(tmp_path: Path) -> None:
+    """The demo registry written back with its network loads with the same rivers and travel times,
+    so a daemon fed the written file follows incidents as one fed the original would."""
+    original = Registry.load(DEMO_REGISTRY)
+    assert original.network is not None
+    path = tmp_path / "registry.yaml"
+    write_registry(list(original.values()), path, note="copy", network=original.network.spec)
+    loaded = Registry.load(path)
+    assert loaded.network is not None
+    assert loaded.network.spec == original.network.spec
+    assert loaded.network.travel_time("cq-jl-jinzi", "cq-cj-cuntan") == original.network.travel_time(
+        "cq-jl-jinzi", "cq-cj-cuntan"
+    )
+    write_registry(list(original.values()), path)
+    assert Registry.load(path).network is None
 
 
 def test_pregenerated_messages_carry_eight_parameters_each(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 import simulators.scenario
-from config.registry import Station
+from config.registry import Registry, Station
 from simulators.scenario import SCENARIO_DIR, ClockSkewEvent, Scenario, load_scenario, parse_duration
 from simulators.simulator import Simulator
 
@@ -23,19 +23,19 @@ def test_the_shipped_scenarios_are_there() -> None:
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_scenarios_fit_the_demo_registry(path: Path, demo_stations: list[Station]) -> None:
-    """Every shipped scenario validates and names only stations and parameters the demo registry knows."""
+def test_shipped_scenarios_fit_the_demo_registry(path: Path, demo_registry: Registry) -> None:
+    """Every shipped scenario validates and names only stations, parameters and places the demo registry knows."""
     scenario = load_scenario(path)
-    Simulator(demo_stations, scenario)
+    Simulator(demo_registry, scenario)
     assert scenario.events
 
 
-def test_the_docstring_example_validates(demo_stations: list[Station]) -> None:
+def test_the_docstring_example_validates(demo_registry: Registry) -> None:
     """The `Example:` block of the scenario module is a valid scenario."""
     doc = simulators.scenario.__doc__ or ""
     example = doc.split("Example:\n", 1)[1]
     scenario = Scenario.model_validate(yaml.safe_load(example))
-    Simulator(demo_stations, scenario)
+    Simulator(demo_registry, scenario)
 
 
 @pytest.mark.parametrize(
