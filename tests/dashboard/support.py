@@ -2,7 +2,9 @@
 
 `serve_stack` runs what the daemon wires (an SQLite sink, the alert service on a fake clock, the
 dashboard) behind a real `HTTPService` on a loopback port, with the page's files public as the
-daemon serves them.
+daemon serves them; given another `registry` (one with a river network, say), it serves that one
+and feeds no history. `chromium` opens Debian's Chromium through Playwright and fails the test on
+any error the page reports.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Final
 
 import orjson
 import pytest
+from playwright.sync_api import BrowserContext, Playwright
 
 import ingest.app.http
 from alerts.config import AlertsConfig
@@ -202,10 +205,13 @@ def serve_stack(
     token: str | None = TOKEN,
     config: DashboardConfig | None = None,
     with_alerts: bool = True,
+    registry: Registry | None = None,
 ) -> Iterator[Stack]:
+    """The stack on `dashboard_registry()` with its `history()` fed, or on `registry` with nothing fed."""
     # As the daemon serves them: the page and its files need no token (they hold no data).
     monkeypatch.setattr(ingest.app.http, "OPEN_PATHS", ingest.app.http.OPEN_PATHS | PUBLIC_PATHS)
-    registry = dashboard_registry()
+    backfill = registry is None
+    registry = registry or dashboard_registry()
     clock = FakeClock()
     sink = SQLiteSink(SQLiteSinkConfig(name="local", path=tmp_path / "readings.db"))
     alerts = AlertService(AlertsConfig(), registry, tmp_path / "alerts.db", clock=clock)
@@ -221,10 +227,58 @@ def serve_stack(
     service.start()
     stack = Stack(service, dashboard, alerts, sink, clock, registry, token)
     try:
-        stack.feed(history())
+        if backfill:
+            stack.feed(history())
         yield stack
     finally:
         dashboard.close()
         service.stop()
         alerts.close()
         sink.close()
+
+
+CHROMIUM: Final = "/usr/bin/chromium"
+CHROMIUM_ARGS: Final = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+@contextmanager
+def chromium(
+    playwright: Playwright, profile: Path, *, viewport: tuple[int, int] = (1440, 1100)
+) -> Iterator[BrowserContext]:
+    """Debian's Chromium with a fresh profile in Shanghai's zone; fails on any error the page reports.
+
+    Console errors include CSP violations and failed loads; a refused token (401) is the one expected.
+    """
+    context = playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=list(CHROMIUM_ARGS),
+        viewport={"width": viewport[0], "height": viewport[1]},
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+    )
+    errors: list[str] = []
+    context.on("weberror", lambda error: errors.append(str(error.error)))
+    context.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and "401 (Unauthorized)" not in message.text
+            else None
+        ),
+    )
+    try:
+        yield context
+    finally:
+        context.close()
+    assert errors == [], f"the page reported errors: {errors}"

@@ -1,4 +1,4 @@
-"""The operator dashboard, served by the daemon's HTTP server: one page, five files, four endpoints.
+"""The operator dashboard, served by the daemon's HTTP server: one page, five files, five endpoints.
 
     GET /                   the page (static/index.html)
     GET /static/i18n.js     its texts in Chinese and English, then app.js (the live view) and
@@ -6,10 +6,16 @@
                             (a fixed whitelist, `assets`)
     GET /api/v1/registry    stations with coordinates, the parameter catalogue (`charts`)
     GET /api/v1/readings    one station's series of one parameter with its class limits (`charts`)
+    GET /api/v1/network     the river network's geometry: rivers, stations' and points' chainages
+                            and interpolated positions (`geometry`)
     GET /api/v1/stream      live snapshots as server-sent events (`stream`)
 
 Two views. Live (#live, the default): a schematic map of the stations (an SVG scatter of
-longitude and latitude, rivers drawn through their stations) coloured by current class, a station
+longitude and latitude, rivers drawn along the network, or through their stations without one)
+coloured by current class, with intakes (取水口) and boundary sections as their own symbols; the
+pollution incidents (alerts.incidents, in the live snapshot): the selected one's path, origin
+reach and arrival forecast on the map (ETAs in Asia/Shanghai time, ± tolerance) and a panel of
+the open and recently closed ones with the selected one's timeline; a station
 table, the compliance rates per district and basin, the active alerts with Acknowledge and
 Silence actions (POSTs to the alert API), and a trend chart of one station and parameter with the
 class limits drawn. Assessment (#assessment): a period picker (day, month, quarter, year, year to
@@ -54,6 +60,7 @@ from config.standards import Standard, default_standard
 from ingest.app.dashboard.assets import ASSETS, load_assets
 from ingest.app.dashboard.charts import Charts
 from ingest.app.dashboard.config import DashboardConfig
+from ingest.app.dashboard.geometry import NetworkGeometry
 from ingest.app.dashboard.stream import LiveFeed, StreamHub
 from ingest.app.query import ReadingsQuery
 from ingest.routes import Handler, RawBody, Request
@@ -97,6 +104,7 @@ class Dashboard:
             catalogue=catalogue or default_catalogue(),
             clock=clock,
         )
+        self.geometry = NetworkGeometry(registry)
         interval = config.stream_interval.total_seconds()
         self.feed = LiveFeed(registry, alert_state, clock, max_age=interval / 2)
         self.streams = StreamHub(self.feed, interval, config.max_streams)
@@ -107,6 +115,7 @@ class Dashboard:
         }
         routes[("GET", "/api/v1/registry")] = self.charts.registry
         routes[("GET", "/api/v1/readings")] = self.charts.readings
+        routes[("GET", "/api/v1/network")] = self.geometry.network
         routes[("GET", "/api/v1/stream")] = self.streams.open
         return routes
 

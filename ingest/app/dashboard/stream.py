@@ -4,14 +4,15 @@ Every `stream_interval` a stream looks at the current snapshot and sends
 
     event: update
     data: {"at", "alerts_enabled", "stations": [...], "alerts": [...], "compliance": {...},
-           "silences": [...], "problems": [...]}
+           "silences": [...], "incidents": [...], "problems": [...]}
 
 when it changed since its last one, or a `: ping` comment when not (which is also how a stream
 learns that its client went away: the write fails, or makes no progress for `http.send_timeout`
 because the client stopped reading, and the server closes the iterator). Snapshots come from
 one function the daemon passes in, the alert service's `snapshot()` (`alerts.api.AlertSnapshot`):
 the answers of /api/v1/stations, /api/v1/alerts, /api/v1/compliance and /api/v1/silences without
-parameters, so they have exactly the shapes of that API; one snapshot is shared by all streams
+parameters and of /api/v1/incidents?status=all (open and kept closed incidents), so they have
+exactly the shapes of that API; one snapshot is shared by all streams
 for half an interval. Without the alert engine, stations come from the registry, unclassified.
 A part that fails is left out and named in `problems`.
 
@@ -37,6 +38,7 @@ from ingest.routes import EventStream, Request
 log = structlog.get_logger(__name__)
 
 # The parts of a snapshot that come from the alert engine.
+# (`incidents` is left out of both fallbacks: the page reads a missing part as none.)
 ALERT_PARTS: Final = ("stations", "alerts", "compliance", "silences")
 # The browser waits this long before reconnecting a dropped stream (the `retry:` field).
 RECONNECT_MS: Final = 3000

@@ -13,6 +13,15 @@
 // views draw themselves again on `ecowatch:lang`. Views: the live one here, the assessment in
 // assessment.js (which uses the helpers this file exports as `window.ecowatchDash`); the
 // address's #live / #assessment picks one.
+//
+// Incidents (the snapshot's `incidents`, alerts.incidents): the map draws the rivers along the
+// network (GET /api/v1/network: each river's line of [km, lat, lon]) with intakes and boundary
+// sections as their own symbols, and over it the selected incident (the newest open one unless
+// the operator picked another): its path along the rivers between the stations it reached, its
+// origin reach, and a dashed line to the points it is forecast to reach, each with its ETA in
+// Asia/Shanghai time ± tolerance. Other open incidents are drawn muted and can be clicked. The
+// incident panel lists the open and recently closed ones and the selected one's forecast and
+// timeline.
 'use strict';
 
 (() => {
@@ -26,6 +35,10 @@
   const OPERATOR_KEY = 'ecowatch.operator';
   // The server pings every couple of seconds; this long without a byte means the stream is dead.
   const STREAM_SILENCE_MS = 20000;
+  // The smallest extent (degrees) the map zooms to around an incident: about 50 km.
+  const FOCUS_MIN_SPAN = 0.45;
+  // Forecast points the incident view keeps in frame: the next few, not three days of river.
+  const FOCUS_FORECAST = 3;
   const CHART_REFRESH_MS = 5000;
 
   const state = {
@@ -34,6 +47,10 @@
     parameters: new Map(), // code -> catalogue entry
     snapshot: null,
     layout: null, // map positions
+    network: null, // GET /api/v1/network
+    mapView: 'incident', // 'incident': fit the selected open incident; 'all': the whole network
+    layoutKey: null, // what the layout fits
+    incident: { selected: null }, // the incident the operator picked (null: the newest open one)
     chart: { station: null, parameter: null, hours: 72, lastReading: null, loadedAt: 0, data: null },
     tokenPrompt: null,
     alertsById: new Map(),
@@ -84,7 +101,12 @@
 
   let timeFormat = null;
   let clockFormat = null;
+  // Incident times and ETAs: local time where the rivers are, whatever the browser's zone.
+  let zoneFormat = null;
   function makeFormats() {
+    zoneFormat = new Intl.DateTimeFormat(i18n.locale(), {
+      timeZone: 'Asia/Shanghai', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+    });
     timeFormat = new Intl.DateTimeFormat(i18n.locale(), {
       month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false,
     });
@@ -268,6 +290,7 @@
     state.alertsById = new Map((snapshot.alerts || []).map((a) => [a.alert_id, a]));
     $('updated').textContent = t('updated', { time: clockFormat.format(new Date(snapshot.at)) });
     renderMap();
+    renderIncidents();
     renderStations();
     renderAlerts();
     renderCompliance();
@@ -285,12 +308,24 @@
   }
 
   // --- map ------------------------------------------------------------------------------------
-  function computeLayout(stations) {
+  // `focus` ([lat, lon] places, or null): fit those rather than everything (the rest is clipped).
+  function computeLayout(stations, network, focus) {
     const width = 800;
     const height = 500;
     const pad = 48;
-    const lats = stations.map((s) => s.lat);
-    const lons = stations.map((s) => s.lon);
+    const net = network && network.enabled ? network : null;
+    // Everything drawn counts for the extent: stations, and the network's lines (which hold its
+    // points, confluences and extrapolated river ends).
+    const coords = focus ? [...focus] : stations.map((s) => [s.lat, s.lon]);
+    if (!focus) for (const river of net ? net.rivers : []) for (const [, lat, lon] of river.line) coords.push([lat, lon]);
+    if (focus) {
+      // Never closer than FOCUS_MIN_SPAN degrees: the sections around stay in view.
+      const [la, lo] = [coords.map((c) => c[0]), coords.map((c) => c[1])];
+      const [cLat, cLon] = [(Math.min(...la) + Math.max(...la)) / 2, (Math.min(...lo) + Math.max(...lo)) / 2];
+      coords.push([cLat - FOCUS_MIN_SPAN / 2, cLon - FOCUS_MIN_SPAN / 2], [cLat + FOCUS_MIN_SPAN / 2, cLon + FOCUS_MIN_SPAN / 2]);
+    }
+    const lats = coords.map((c) => c[0]);
+    const lons = coords.map((c) => c[1]);
     const midLat = (Math.min(...lats) + Math.max(...lats)) / 2;
     const kx = Math.cos((midLat * Math.PI) / 180); // equirectangular: keep angles near the centre
     const xs = lons.map((lon) => lon * kx);
@@ -301,17 +336,30 @@
     const scale = Math.min((width - 2 * pad) / spanX, (height - 2 * pad) / spanY);
     const offsetX = (width - spanX * scale) / 2;
     const offsetY = (height - spanY * scale) / 2;
+    const project = (lat, lon) => [offsetX + (lon * kx - x0) * scale, offsetY + (y1 - lat) * scale];
     const positions = new Map();
-    for (const s of stations) {
-      positions.set(s.id, [offsetX + (s.lon * kx - x0) * scale, offsetY + (y1 - s.lat) * scale]);
+    for (const s of stations) positions.set(s.id, project(s.lat, s.lon));
+    const lines = [];
+    const byRiver = new Map(); // river -> {river, kms, points}: the network's lines, by chainage
+    for (const river of net ? net.rivers : []) {
+      if (!river.line.length) continue;
+      const line = {
+        river: river.name, kms: river.line.map((v) => v[0]), points: river.line.map((v) => project(v[1], v[2])),
+      };
+      lines.push(line);
+      byRiver.set(river.name, line);
     }
-    // Rivers: their stations in order along the river's longer extent (a schematic, not a survey).
+    for (const point of net ? net.points : []) {
+      if (point.lat !== null && point.lon !== null) positions.set(point.id, project(point.lat, point.lon));
+    }
+    // Rivers the network does not draw: their stations in order along the river's longer extent
+    // (a schematic, not a survey).
     const rivers = new Map();
     for (const s of stations) {
+      if (byRiver.has(s.river)) continue;
       if (!rivers.has(s.river)) rivers.set(s.river, []);
       rivers.get(s.river).push(s);
     }
-    const lines = [];
     for (const [river, members] of rivers) {
       const points = members.map((s) => positions.get(s.id));
       const rangeX = Math.max(...points.map((p) => p[0])) - Math.min(...points.map((p) => p[0]));
@@ -320,13 +368,21 @@
       points.sort((a, b) => a[axis] - b[axis]);
       lines.push({ river, points });
     }
-    return { positions, lines };
+    return { positions, lines, byRiver };
   }
 
   function renderMap() {
     const map = $('map');
     if (!state.registry) return;
-    if (!state.layout) state.layout = computeLayout(state.registry.stations);
+    const focus = incidentFocus();
+    const key = focus ? focus.key : 'all';
+    if (!state.layout || state.layoutKey !== key) {
+      state.layout = computeLayout(state.registry.stations, state.network, focus && focus.coords);
+      state.layoutKey = key;
+    }
+    const zoom = $('map-zoom');
+    zoom.hidden = !focus && state.mapView !== 'all';
+    zoom.textContent = t(focus ? 'map.zoom.all' : 'map.zoom.incident');
     const { positions, lines } = state.layout;
     clear(map);
     const riverLayer = svg('g', { class: 'rivers' });
@@ -337,16 +393,20 @@
       riverLayer.append(svg('text', { x: lx - 8, y: ly - 14, class: 'river-label', 'text-anchor': 'end' }, line.river));
     }
     map.append(riverLayer);
+    const overlay = incidentOverlay(state.layout);
+    map.append(overlay.under);
     const live = new Map(((state.snapshot && state.snapshot.stations) || []).map((s) => [s.id, s]));
     const layer = svg('g', { class: 'points' });
     let missing = 0;
     let classified = 0;
     // Labels that would overlap an earlier one are left to the tooltip; points in trouble go first.
-    const placed = [];
+    // The incident's labels (ETAs, origin) were placed first; a station with an ETA label needs no other.
+    const placed = [...overlay.boxes];
     const trouble = (s) => { const n = live.get(s.id) || {}; return (n.compliant === false ? 2 : 0) + ((n.active_alerts || []).length ? 1 : 0); };
     const order = [...state.registry.stations].sort((a, b) => trouble(b) - trouble(a));
     const labelled = new Set();
     for (const station of order) {
+      if (overlay.named.has(station.id)) continue;
       const [x, y] = positions.get(station.id);
       const box = [x + 10, y - 8, x + 12 + shortName(station).length * 11, y + 6];
       if (placed.some((o) => box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3])) continue;
@@ -387,6 +447,7 @@
       layer.append(group);
     }
     map.append(layer);
+    map.append(overlay.over);
     $('map-summary').textContent = state.snapshot
       ? t('map.summary', { classified, missing })
       : t('map.waiting');
@@ -400,6 +461,427 @@
     }
     legend.append(el('li', {}, el('span', { class: 'swatch c0' }), t('legend.nodata')));
     legend.append(el('li', {}, el('span', { class: 'swatch missed-key' }), t('legend.missed')));
+    if (state.network && state.network.enabled) {
+      for (const key of ['intake', 'boundary', 'path', 'origin', 'forecast']) {
+        legend.append(el('li', {}, el('span', { class: `swatch key-${key}` }), t(`legend.${key}`)));
+      }
+    }
+  }
+
+  // --- incidents ------------------------------------------------------------------------------
+  // Closed incidents stay in the panel this long after they closed (by the server's clock, the
+  // snapshot's `at`), at most this many: the duty room sees what just ended, not the archive.
+  const RECENT_CLOSED_MS = 3 * 86400000;
+  const MAX_CLOSED_SHOWN = 10;
+
+  function incidentTime(value) {
+    if (!value) return '—';
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? '—' : zoneFormat.format(date);
+  }
+
+  function tolerance(seconds) {
+    if (seconds < 5400) return t('inc.tol.min', { n: Math.max(1, Math.round(seconds / 60)) });
+    const hours = seconds / 3600;
+    return t('inc.tol.h', { n: hours < 10 ? hours.toFixed(1) : Math.round(hours) });
+  }
+
+  function networkPoint(id) {
+    return state.network && state.network.enabled ? state.network.points.find((p) => p.id === id) || null : null;
+  }
+
+  function placeName(id, short = false) {
+    const station = state.stations.get(id);
+    if (station) return short ? shortName(station) : station.name;
+    const point = networkPoint(id);
+    if (!point) return id;
+    return short ? shortName(point) : point.name;
+  }
+
+  // The item's name in the page's language, capitalised (English catalogue names are lower case).
+  function itemLabel(code) {
+    const p = state.parameters.get(code);
+    const name = !p ? code : i18n.lang === 'zh' && p.name_zh ? p.name_zh : p.name;
+    return name.charAt(0).toUpperCase() + name.slice(1);
+  }
+
+  function itemUnit(code) {
+    const p = state.parameters.get(code);
+    return p && p.unit && p.unit !== '1' ? ` ${p.unit}` : '';
+  }
+
+  // Open ones first, newest first; then the recently closed ones, last closed first.
+  function listedIncidents() {
+    const all = (state.snapshot && state.snapshot.incidents) || [];
+    const at = state.snapshot ? new Date(state.snapshot.at).getTime() : 0;
+    const open = all.filter((i) => i.status !== 'closed')
+      .sort((a, b) => String(b.opened_at).localeCompare(String(a.opened_at)) || a.id.localeCompare(b.id));
+    const closed = all.filter((i) => i.status === 'closed' && i.closed_at && at - new Date(i.closed_at).getTime() <= RECENT_CLOSED_MS)
+      .sort((a, b) => String(b.closed_at).localeCompare(String(a.closed_at)))
+      .slice(0, MAX_CLOSED_SHOWN);
+    return [...open, ...closed];
+  }
+
+  function selectedIncident(listed) {
+    const chosen = listed.find((i) => i.id === state.incident.selected);
+    return chosen || listed.find((i) => i.status !== 'closed') || null;
+  }
+
+  // (lat, lon) of `km` along a river of the network, from its line; null off the network.
+  function geoAt(river, km) {
+    const line = ((state.network && state.network.rivers) || []).find((r) => r.name === river);
+    if (!line || !line.line.length) return null;
+    const v = line.line;
+    if (km <= v[0][0] || v.length === 1) return [v[0][1], v[0][2]];
+    for (let i = 1; i < v.length; i += 1) {
+      if (km <= v[i][0]) {
+        const share = (km - v[i - 1][0]) / (v[i][0] - v[i - 1][0] || 1);
+        return [v[i - 1][1] + share * (v[i][1] - v[i - 1][1]), v[i - 1][2] + share * (v[i][2] - v[i - 1][2])];
+      }
+    }
+    return [v[v.length - 1][1], v[v.length - 1][2]];
+  }
+
+  function geoOf(id) {
+    const station = state.stations.get(id);
+    if (station) return [station.lat, station.lon];
+    const point = networkPoint(id);
+    return point && point.lat !== null ? [point.lat, point.lon] : null;
+  }
+
+  // What the map fits while an open incident is selected (and the operator did not ask for the
+  // whole map): its sections, origin reach and next forecast points; null otherwise.
+  function incidentFocus() {
+    if (state.mapView === 'all' || !state.network || !state.network.enabled) return null;
+    const incident = selectedIncident(listedIncidents());
+    if (!incident || incident.status === 'closed') return null;
+    const forecast = (incident.forecast || []).slice(0, FOCUS_FORECAST);
+    const coords = [...incident.stations.map((s) => geoOf(s.station_id)), ...forecast.map((f) => geoOf(f.point_id))];
+    if (incident.origin) {
+      coords.push(...incident.origin.upstream.map((b) => geoOf(b.station_id)));
+      for (const g of incident.origin.segments) coords.push(geoAt(g.river, g.from_km), geoAt(g.river, g.to_km));
+    }
+    const known = coords.filter(Boolean);
+    if (!known.length) return null;
+    const key = [incident.id, ...incident.stations.map((s) => s.station_id), ...forecast.map((f) => f.point_id)].join('|');
+    return { key, coords: known };
+  }
+
+  function selectIncident(id) {
+    state.incident.selected = id;
+    renderMap();
+    renderIncidents();
+  }
+
+  // Along the flow from (river, km) to (toRiver, toKm): [{river, from, to}], null when the second
+  // place is not downstream of the first (two branches above a confluence).
+  function route(river, km, toRiver, toKm) {
+    const rivers = new Map(((state.network && state.network.rivers) || []).map((r) => [r.name, r]));
+    const legs = [];
+    let [current, at] = [river, km];
+    for (let hops = 0; hops <= rivers.size; hops += 1) {
+      if (current === toRiver && toKm >= at) {
+        legs.push({ river: current, from: at, to: toKm });
+        return legs;
+      }
+      const config = rivers.get(current);
+      if (!config || !config.joins) return null;
+      legs.push({ river: current, from: at, to: config.length_km });
+      [current, at] = [config.joins.river, config.joins.at_km];
+    }
+    return null;
+  }
+
+  // The drawn polyline of `river` between two chainages (clamped to its line).
+  function linePoints(layout, river, from, to) {
+    const line = layout.byRiver && layout.byRiver.get(river);
+    if (!line) return [];
+    const { kms, points } = line;
+    if (kms.length === 1) return [points[0]];
+    const lo = Math.max(kms[0], Math.min(from, to));
+    const hi = Math.min(kms[kms.length - 1], Math.max(from, to));
+    const at = (km) => {
+      let i = 0;
+      while (i < kms.length - 2 && kms[i + 1] < km) i += 1;
+      const span = kms[i + 1] - kms[i];
+      const share = span > 0 ? (km - kms[i]) / span : 0;
+      return [points[i][0] + share * (points[i + 1][0] - points[i][0]), points[i][1] + share * (points[i + 1][1] - points[i][1])];
+    };
+    if (hi < lo) return [];
+    return [at(lo), ...points.filter((_, i) => kms[i] > lo && kms[i] < hi), at(hi)];
+  }
+
+  function legsPath(layout, legs) {
+    let d = '';
+    for (const leg of legs || []) {
+      linePoints(layout, leg.river, leg.from, leg.to).forEach((p, i) => {
+        d += `${i ? 'L' : 'M'}${p[0].toFixed(1)},${p[1].toFixed(1)} `;
+      });
+    }
+    return d.trim();
+  }
+
+  function pathBetween(layout, a, b) {
+    return legsPath(layout, route(a.river, a.chainage_km, b.river, b.chainage_km));
+  }
+
+  // Rough label size in the map's units (10.5 px text): CJK characters are about twice as wide.
+  function labelBox(x, y, text, anchor) {
+    let width = 0;
+    for (const ch of text) width += ch.codePointAt(0) > 0x2e80 ? 11 : 6.2;
+    const left = anchor === 'end' ? x - width : x;
+    return [left, y - 10, left + width, y + 3];
+  }
+
+  function fits(box, boxes) {
+    if (box[0] < 0 || box[1] < 0 || box[2] > 800 || box[3] > 500) return false;
+    return !boxes.some((o) => box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3]);
+  }
+
+  // A label beside (x, y) where it overlaps nothing placed yet, or null (the tooltip keeps it).
+  function placeLabel(boxes, x, y, text, cls) {
+    const spots = [[12, 4, 'start'], [-12, 4, 'end'], [9, -10, 'start'], [9, 17, 'start'], [-9, -10, 'end'], [-9, 17, 'end']];
+    for (const [dx, dy, anchor] of spots) {
+      const box = labelBox(x + dx, y + dy, text, anchor);
+      if (fits(box, boxes)) {
+        boxes.push(box);
+        return svg('text', { x: (x + dx).toFixed(1), y: (y + dy).toFixed(1), 'text-anchor': anchor, class: cls }, text);
+      }
+    }
+    return null;
+  }
+
+  function pointSymbol(point, x, y) {
+    const kind = ['intake', 'boundary'].includes(point.kind) ? point.kind : 'other';
+    const group = svg('g', {
+      class: `netpoint ${kind}`, transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`, 'data-point': point.id,
+    });
+    const where = point.kind === 'boundary'
+      ? `${point.upstream_district} → ${point.downstream_district}`
+      : point.district || '';
+    group.append(svg('title', {}, `${point.name} · ${t(`inc.kind.${kind}`)}${where ? ` · ${where}` : ''}`));
+    if (kind === 'intake') {
+      // A water tap's square with a drop in it: drinking water is taken here.
+      group.append(svg('rect', { x: -6, y: -6, width: 12, height: 12, rx: 2, class: 'mark' }));
+      group.append(svg('circle', { r: 2.6, class: 'drop' }));
+    } else if (kind === 'boundary') {
+      group.append(svg('path', { d: 'M0,-6 L6,0 L0,6 L-6,0 Z', class: 'mark' }));
+    } else {
+      group.append(svg('circle', { r: 3.5, class: 'mark' }));
+    }
+    return group;
+  }
+
+  // The map's incident layers: `under` (muted other incidents, the selected one's path, origin
+  // and forecast lines, the network's points) goes below the stations, `over` (rings, order
+  // numbers, ETA labels) above them; `boxes` are the labels placed, `named` the stations whose
+  // name an ETA label already shows.
+  function incidentOverlay(layout) {
+    const under = svg('g', { class: 'incident-layer' });
+    const over = svg('g', { class: 'incident-marks' });
+    const boxes = [];
+    const named = new Set();
+    const network = state.network && state.network.enabled ? state.network : null;
+    const listed = listedIncidents();
+    const chosen = selectedIncident(listed);
+    for (const incident of listed) {
+      if (incident.status === 'closed' || incident === chosen) continue;
+      const d = incident.stations.slice(1).map((s, i) => pathBetween(layout, incident.stations[i], s)).join(' ');
+      const origin = incident.origin ? legsPath(layout, incident.origin.segments.map((g) => ({ river: g.river, from: g.from_km, to: g.to_km }))) : '';
+      const group = svg('g', { class: 'incident other', 'data-incident': incident.id, role: 'button', tabindex: 0 });
+      group.append(svg('title', {}, t('inc.map.other', { item: itemLabel(incident.item), station: placeName(incident.stations[0].station_id) })));
+      if (origin) group.append(svg('path', { d: origin, class: 'incident-origin' }));
+      if (d) group.append(svg('path', { d, class: 'incident-path' }));
+      for (const s of incident.stations) {
+        const at = layout.positions.get(s.station_id);
+        if (at) group.append(svg('circle', { cx: at[0].toFixed(1), cy: at[1].toFixed(1), r: 11, class: 'incident-hit' }));
+      }
+      group.addEventListener('click', () => selectIncident(incident.id));
+      group.addEventListener('keydown', (event) => { if (event.key === 'Enter' || event.key === ' ') selectIncident(incident.id); });
+      under.append(group);
+    }
+    const points = svg('g', { class: 'netpoints' });
+    for (const point of network ? network.points : []) {
+      const at = layout.positions.get(point.id);
+      if (at) points.append(pointSymbol(point, at[0], at[1]));
+    }
+    if (chosen) {
+      const closed = chosen.status === 'closed';
+      const group = svg('g', { class: `incident selected${closed ? ' closed' : ''}`, 'data-incident': chosen.id });
+      const marks = svg('g', { class: 'incident-labels', 'data-incident': chosen.id });
+      if (chosen.origin) {
+        const legs = chosen.origin.segments.map((g) => ({ river: g.river, from: g.from_km, to: g.to_km }));
+        const d = legsPath(layout, legs);
+        if (d) {
+          group.append(svg('path', { d, class: 'incident-origin' }, svg('title', {}, originText(chosen))));
+          const main = legs[0];
+          const mid = linePoints(layout, main.river, main.from, main.to);
+          if (mid.length) {
+            const [x, y] = mid[Math.floor(mid.length / 2)];
+            const label = placeLabel(boxes, x, y, t('inc.map.origin'), 'origin-label');
+            if (label) marks.append(label);
+          }
+        }
+      }
+      const reached = chosen.stations;
+      const path = reached.slice(1).map((s, i) => pathBetween(layout, reached[i], s)).filter(Boolean).join(' ');
+      if (path) group.append(svg('path', { d: path, class: 'incident-path' }));
+      const forecast = closed ? [] : chosen.forecast || [];
+      if (forecast.length && reached.length) {
+        const front = reached[reached.length - 1];
+        const last = forecast[forecast.length - 1];
+        const d = legsPath(layout, route(front.river, front.chainage_km, last.river, last.chainage_km));
+        if (d) group.append(svg('path', { d, class: 'incident-forecast' }));
+      }
+      reached.forEach((s, index) => {
+        const at = layout.positions.get(s.station_id);
+        if (!at) return;
+        const [x, y] = at;
+        const hit = svg('g', { class: 'incident-hit', transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`, 'data-station': s.station_id });
+        hit.append(svg('title', {}, t('inc.map.hit', {
+          name: placeName(s.station_id), time: incidentTime(s.first_exceeded_at), peak: formatValue(s.peak), unit: itemUnit(chosen.item),
+        })));
+        hit.append(svg('circle', { r: 12, class: 'ring' }));
+        hit.append(svg('circle', { cx: -10, cy: -10, r: 6.5, class: 'order' }));
+        hit.append(svg('text', { x: -10, y: -7, 'text-anchor': 'middle', class: 'order-number' }, String(index + 1)));
+        boxes.push([x - 17, y - 17, x - 3, y - 3]);
+        marks.append(hit);
+      });
+      for (const f of forecast) {
+        const at = layout.positions.get(f.point_id);
+        if (!at) continue;
+        const [x, y] = at;
+        const text = t('inc.map.eta', { name: placeName(f.point_id, true), eta: incidentTime(f.eta), tol: tolerance(f.eta_tolerance_s) });
+        const eta = svg('g', { class: `eta ${f.kind}`, 'data-point': f.point_id });
+        eta.append(svg('title', {}, t('inc.map.eta.title', {
+          name: placeName(f.point_id), eta: incidentTime(f.eta), tol: tolerance(f.eta_tolerance_s),
+          value: formatValue(f.expected_value), unit: itemUnit(chosen.item),
+        })));
+        eta.append(svg('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 10, class: 'eta-ring' }));
+        const label = placeLabel(boxes, x, y, text, 'eta-label');
+        if (label) {
+          eta.append(label);
+          named.add(f.point_id);
+        }
+        marks.append(eta);
+      }
+      under.append(group);
+      over.append(marks);
+    }
+    under.append(points);
+    const caption = $('map-incident');
+    caption.hidden = !chosen;
+    caption.textContent = chosen ? t('inc.map.caption', {
+      item: itemLabel(chosen.item),
+      status: t(`inc.status.${chosen.status}`),
+      path: chosen.stations.map((s) => placeName(s.station_id, true)).join(' → '),
+      more: listed.filter((i) => i.status !== 'closed').length > 1 ? t('inc.map.more') : '',
+    }) : '';
+    return { under, over, boxes, named };
+  }
+
+  function originText(incident) {
+    const origin = incident.origin;
+    if (!origin) return '—';
+    const bounds = origin.upstream.map((b) => `${placeName(b.station_id, true)}${b.verified ? '' : t('inc.unverified')}`);
+    return t('inc.origin', {
+      river: origin.river,
+      upper: bounds.length ? bounds.join(t('as.list.sep')) : t('inc.source'),
+      lower: placeName(origin.downstream, true),
+    });
+  }
+
+  function statusBadge(incident) {
+    return el('span', { class: `inc-status ${incident.status}` }, t(`inc.status.${incident.status}`));
+  }
+
+  function firstStation(incident) {
+    const first = [...incident.stations].sort((a, b) => String(a.first_exceeded_at).localeCompare(String(b.first_exceeded_at)))[0];
+    return first ? first.station_id : null;
+  }
+
+  function renderIncidents() {
+    if (!state.registry) return;
+    const snapshot = state.snapshot || {};
+    const listed = listedIncidents();
+    const chosen = selectedIncident(listed);
+    const open = listed.filter((i) => i.status !== 'closed').length;
+    $('incident-count').textContent = String(open);
+    $('incident-count').className = open ? 'count hot' : 'count';
+    let note = '';
+    if (state.network && !state.network.enabled) note = t('inc.no_network');
+    else if (snapshot.alerts_enabled === false) note = t('alerts.disabled');
+    $('incidents-state').textContent = note;
+    $('no-incidents').hidden = listed.length > 0;
+    const body = $('incidents').tBodies[0];
+    clear(body);
+    for (const incident of listed) {
+      const first = firstStation(incident);
+      const reached = el('ol', { class: 'reached' });
+      for (const s of incident.stations) {
+        reached.append(el('li', { 'data-station': s.station_id },
+          el('span', { class: 'where' }, placeName(s.station_id, true)), ' ',
+          el('span', { class: 'muted' }, incidentTime(s.first_exceeded_at)), ' ',
+          t('inc.peak', { peak: formatValue(s.peak), unit: itemUnit(incident.item) }),
+          s.cleared_at ? el('span', { class: 'muted' }, ` ${t('inc.cleared')}`) : null));
+      }
+      const status = el('td', {}, statusBadge(incident));
+      if (incident.not_seen_downstream) status.append(el('span', { class: 'summary' }, t('inc.unconfirmed')));
+      const row = el('tr', {
+        'data-incident': incident.id, tabindex: 0, class: chosen && chosen.id === incident.id ? 'selected' : null,
+      },
+      el('td', {}, el('span', { class: 'name' }, itemLabel(incident.item)),
+        el('span', { class: 'id' }, t('inc.opened_at', { time: incidentTime(incident.opened_at) }))),
+      status,
+      el('td', {}, first ? placeName(first) : '—'),
+      el('td', {}, originText(incident)),
+      el('td', {}, reached));
+      row.addEventListener('click', () => selectIncident(incident.id));
+      row.addEventListener('keydown', (event) => { if (event.key === 'Enter') selectIncident(incident.id); });
+      body.append(row);
+    }
+    renderIncidentDetail(chosen);
+  }
+
+  function timelineText(event) {
+    const station = event.station_id ? placeName(event.station_id, true) : '';
+    return t(`inc.event.${event.kind}`, { station });
+  }
+
+  function renderIncidentDetail(incident) {
+    const detail = $('incident-detail');
+    detail.hidden = !incident;
+    if (!incident) return;
+    detail.setAttribute('data-incident', incident.id);
+    $('incident-heading').textContent = t('inc.heading', { item: itemLabel(incident.item), status: t(`inc.status.${incident.status}`) });
+    const facts = $('incident-facts');
+    clear(facts);
+    if (incident.origin) {
+      facts.append(el('li', {}, el('span', { class: 'label' }, t('inc.col.origin')), ' ', originText(incident)));
+      facts.append(el('li', {}, el('span', { class: 'label' }, t('inc.entry')), ' ',
+        `${incidentTime(incident.origin.entry_earliest)} – ${incidentTime(incident.origin.entry_latest)}`));
+    }
+    if (incident.single_station && incident.not_seen_downstream) {
+      facts.append(el('li', { class: 'bad' }, t('inc.not_seen', { station: placeName(incident.not_seen_downstream, true) })));
+    }
+    const forecastBody = $('incident-forecast').tBodies[0];
+    clear(forecastBody);
+    const forecast = incident.status === 'closed' ? [] : incident.forecast || [];
+    for (const f of forecast) {
+      forecastBody.append(el('tr', { 'data-point': f.point_id, class: `kind-${f.kind}` },
+        el('td', {}, el('span', { class: 'name' }, placeName(f.point_id)),
+          el('span', { class: 'id' }, `${t(`inc.kind.${['station', 'intake', 'boundary'].includes(f.kind) ? f.kind : 'other'}`)} · ${f.river} ${f.distance_km} km`)),
+        el('td', { class: 'since' }, incidentTime(f.eta), el('span', { class: 'muted' }, ` ± ${tolerance(f.eta_tolerance_s)}`)),
+        el('td', {}, `${formatValue(f.expected_value)}${itemUnit(incident.item)}`)));
+    }
+    $('no-forecast').hidden = forecast.length > 0;
+    const timeline = $('incident-timeline');
+    clear(timeline);
+    // Forecast updates are left out: the table above is the current forecast.
+    for (const event of incident.timeline.filter((e) => e.kind !== 'forecast_updated')) {
+      timeline.append(el('li', { class: `event ${event.kind}`, 'data-kind': event.kind },
+        el('time', { datetime: event.time }, incidentTime(event.time)), ' ', timelineText(event)));
+    }
   }
 
   // --- station table --------------------------------------------------------------------------
@@ -841,6 +1323,10 @@
       loadChart();
     });
     $('chart-controls').addEventListener('submit', (event) => event.preventDefault());
+    $('map-zoom').addEventListener('click', () => {
+      state.mapView = state.mapView === 'all' ? 'incident' : 'all';
+      renderMap();
+    });
     $('station-filter').addEventListener('input', renderStations);
     $('ack-form').addEventListener('submit', submitAck);
     $('silence-form').addEventListener('submit', submitSilence);
@@ -882,6 +1368,7 @@
     renderLegend();
     if (state.registry) {
       renderMap();
+      renderIncidents();
       fillStationOptions();
       if (state.chart.station) fillParameters(state.stations.get(state.chart.station));
     }
@@ -918,9 +1405,17 @@
     }
     for (const s of state.registry.stations) state.stations.set(s.id, s);
     for (const p of state.registry.parameters) state.parameters.set(p.code, p);
+    try {
+      state.network = await apiJson('/api/v1/network');
+    } catch (error) {
+      notify(t('network.failed', { error: error.message }), 'error'); // the map draws rivers through stations
+    }
+    state.layout = null;
+    renderLegend();
     fillStationOptions();
     registryLoaded(state.registry);
     renderMap();
+    renderIncidents();
     runStream();
   }
 
