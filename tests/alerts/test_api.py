@@ -228,7 +228,8 @@ def test_silences_crud(client: Client, clock: FakeClock) -> None:
 def test_snapshot_holds_the_get_answers_and_a_failing_part_alone_is_left_out(
     client: Client, service: AlertService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """snapshot() gives what GET stations, alerts, compliance (less `at`) and silences answer; a part that raises is None."""
+    """snapshot() gives what GET stations, alerts, compliance (less `at`), silences and incidents
+    (status=all) answer; a part that raises is None."""
     snapshot = json.loads(json.dumps(service.snapshot()))
     compliance = client.get("/api/v1/compliance")
     assert snapshot == {
@@ -237,6 +238,7 @@ def test_snapshot_holds_the_get_answers_and_a_failing_part_alone_is_left_out(
         "alerts": client.get("/api/v1/alerts")["alerts"],
         "compliance": {k: v for k, v in compliance.items() if k != "at"},
         "silences": client.get("/api/v1/silences")["silences"],
+        "incidents": client.get("/api/v1/incidents?status=all")["incidents"],
     }
 
     def broken(group_by: object = None) -> dict[str, Any]:
