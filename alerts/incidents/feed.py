@@ -77,6 +77,9 @@ class IncidentFeed:
         self._limits: dict[tuple[str, str], float | None] = {}
         self._pending: list[tuple[int, str, str, float, float]] = []
         self._sequence: dict[str, int] = {}
+        self._addressed: dict[str, tuple[str, ...]] = {}
+        # The newest event time offered: time acts on incidents no further than the data have come.
+        self._newest_ns = 0
         self.changed = False
 
     # --- feeding ---------------------------------------------------------------------------------
@@ -93,6 +96,7 @@ class IncidentFeed:
             )
         if limit is not None and counts(flag, value, limit):
             self._pending.append((time_ns, station_id, item, value, limit))
+            self._newest_ns = max(self._newest_ns, time_ns)
 
     def flush(self) -> list[AlertEvent]:
         """Feed the offered readings in event-time order; the notification events of the changes."""
@@ -107,18 +111,28 @@ class IncidentFeed:
         return self._events(changes)
 
     def tick(self, now_ns: int) -> list[AlertEvent]:
-        changes = self.tracker.tick(now_ns)
+        """Let time act (receding, closed, unconfirmed), up to `now_ns` but never past the newest
+        reading offered: while a backlog is being read, its later readings are not in yet, and the
+        wall clock would call a plume receding before its next section's readings arrive."""
+        changes = self.tracker.tick(min(now_ns, self._newest_ns))
         if changes:
             self.changed = True
         return self._events(changes)
 
     # --- state -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"tracker": self.tracker.to_json(), "sequence": dict(self._sequence)}
+        return {
+            "tracker": self.tracker.to_json(),
+            "sequence": dict(self._sequence),
+            "addressed": {k: list(v) for k, v in self._addressed.items()},
+            "newest_ns": self._newest_ns,
+        }
 
     def restore(self, data: dict[str, Any]) -> None:
         self.tracker = IncidentTracker.from_json(data["tracker"], self.network, self._config)
         self._sequence = {k: int(v) for k, v in data.get("sequence", {}).items()}
+        self._addressed = {k: tuple(v) for k, v in data.get("addressed", {}).items()}
+        self._newest_ns = int(data.get("newest_ns", 0))
 
     # --- notifications ---------------------------------------------------------------------------
     def _events(self, changes: list[IncidentEvent]) -> list[AlertEvent]:
@@ -172,13 +186,15 @@ class IncidentFeed:
         )
 
     def _receivers(self, incident: Incident) -> tuple[str, ...]:
-        names: dict[str, None] = {}
+        """Who must act now, and everyone told before: a thread never drops a receiver it addressed."""
+        names: dict[str, None] = dict.fromkeys(self._addressed.get(incident.id, ()))
         if incident.origin is not None:
             reach = self.network.reach_of(incident.origin.downstream)
             names.update(dict.fromkeys(self.network.responsible(reach).receivers))
         front = incident.in_flow_order()[-1].station_id
         names.update(dict.fromkeys(self.network.responsible_downstream(front).receivers))
-        return tuple(names)
+        self._addressed[incident.id] = addressed = tuple(names)
+        return addressed
 
     def _texts(self, incident: Incident, change: IncidentEvent) -> tuple[str, str]:
         item = self._standard.items.get(incident.item)

@@ -19,8 +19,8 @@ a plume up to one interval after it arrived) and by how long the other station h
 opens. A station already in an open incident updates it (peak, last exceedance).
 
 Status: open → confirmed (another section joined) → receding (every station seen reported clean
-after its last exceedance, and the arrival window of the next section below has passed: the plume
-is no longer seen nor expected) → closed (receding for `quiet_time`, or no exceedance for
+after its last exceedance, and the next section below reported clean after its arrival window
+passed: the plume is no longer seen nor expected) → closed (receding for `quiet_time`, or no exceedance for
 `stale_after`). A receding incident that exceeds again
 resumes. A one-station incident whose next section below reported clean after the plume should
 have arrived, and the window then passed, gets `not_seen_downstream` (event `unconfirmed`): it
@@ -102,6 +102,7 @@ class IncidentTracker:
                 incident.status is not Status.RECEDING
                 and all(s.cleared_ns is not None for s in incident.stations.values())
                 and self._now > self._expected_until(incident)
+                and self._next_section_clean_past_window(incident)
             ):
                 incident.status = Status.RECEDING
                 incident.receding_since_ns = self._now
@@ -324,6 +325,17 @@ class IncidentTracker:
             return 0
         window = self._window(front_station(incident), pending.point_id)
         return 0 if window is None else window[1]
+
+    def _next_section_clean_past_window(self, incident: Incident) -> bool:
+        """Whether the next section below has reported clean after its arrival window (or there is
+        none): the plume did not reach it, rather than its readings not being in yet (a logger's
+        buffered upload, a backlog being read), which the clock alone cannot tell apart."""
+        pending = next((f for f in incident.forecast if f.kind == "station"), None)
+        if pending is None:
+            return True
+        window = self._window(front_station(incident), pending.point_id)
+        clean = self._last_clean.get((pending.point_id, incident.item))
+        return window is None or (clean is not None and clean[0] >= window[1])
 
     def _close(self, incident: Incident) -> None:
         del self._open[incident.id]

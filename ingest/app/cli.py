@@ -64,8 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run the whole product on embedded defaults",
         description="Start an embedded MQTT broker (amqtt), the daemon with the SQLite store, and a "
-        "simulator publishing the demo registry in real time with an occasional bad payload; "
-        "print a live summary.",
+        "simulator publishing the demo registry in real time with an occasional bad payload, and a "
+        "spill followed along the river network, replayed as recent history; print a live summary.",
+    )
+    demo.add_argument(
+        "--story-seconds",
+        type=float,
+        default=None,
+        help="Play the story's 12.5 h of river history in this many seconds "
+        "(default 60; at most half of --duration).",
     )
     demo.add_argument(
         "--duration",
