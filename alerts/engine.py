@@ -700,7 +700,10 @@ class AlertEngine:
                 self.windows[station_id].restore_sample(parameter, sample)
         network = getattr(self.registry, "network", None)
         if network is not None:
-            self.incidents = IncidentFeed(network, self.registry, self.standard, self.config.incidents)
+            # Reach speeds fall back to the stations' own velocity readings where they report them.
+            self.incidents = IncidentFeed(
+                network.with_velocity(self._velocity_of), self.registry, self.standard, self.config.incidents
+            )
             incident_state = self.store.load_incident_state()
             if incident_state is not None:
                 self.incidents.restore(incident_state)
@@ -759,6 +762,14 @@ class AlertEngine:
             if code not in latest or sample.time_ns > latest[code].time_ns:
                 latest[code] = sample
         return latest
+
+    def _velocity_of(self, station_id: str) -> float | None:
+        """The station's newest valid flow velocity (m/s) within a day of its newest reading, or None."""
+        values = self.values.get(station_id)
+        item = None if values is None else values.items.get("velocity")
+        if item is None or values is None or values.newest_ns is None or item.instant_flag != DataFlag.NORMAL:
+            return None
+        return item.instant if values.newest_ns - item.instant_ns <= DAY_NS else None
 
     def station_alerts(self, station_id: str | None) -> list[AlertRecord]:
         return [self.alerts[a] for a in sorted(self._by_station.get(station_id, ()))]

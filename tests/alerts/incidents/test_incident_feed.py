@@ -164,3 +164,25 @@ def test_without_a_network_there_are_no_incidents(tmp_path: Path) -> None:
         assert service.api.incident_list() == []
     finally:
         service.close()
+
+
+def test_forecasts_use_the_stations_own_velocity_readings(tmp_path: Path) -> None:
+    """M2 reports a flow velocity of 20 km/h (twice the river's configured 10 km/h): the incident's
+    forecast reaches M3, 60 km below, in 3 h rather than 6 h."""
+    registry = _registry()
+    clock = FakeClock(datetime.fromtimestamp(0, UTC))
+    service = _service(tmp_path, registry, clock)
+    t0 = 1_800_000_000 * 10**9
+    try:
+        service.write(
+            [
+                Reading("M2", "hydrology", "velocity", 20 / 3.6, "m/s", t0, DataFlag.NORMAL),
+                Reading("M2", "water_quality", "nh3n", 4.0, "mg/L", t0, DataFlag.NORMAL),
+            ]
+        )
+        (incident,) = service.api.incident_list()
+    finally:
+        service.close()
+    eta = {f["point_id"]: datetime.fromisoformat(f["eta"]) for f in incident["forecast"]}
+    opened = datetime.fromisoformat(incident["stations"][0]["first_exceeded_at"])
+    assert (eta["M3"] - opened).total_seconds() == 3 * 3600
