@@ -1,0 +1,52 @@
+"""Configuration of cluster ownership: the servers, the partition count, lease timing, buckets."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from config.types import StrictModel
+
+
+class ClusterConfig(StrictModel):
+    """Partitions and their leases (cluster mode); see `ingest.cluster` for the guarantees."""
+
+    servers: list[str] = Field(
+        min_length=1, description="NATS client URLs (nats://host:4222); the client fails over between them."
+    )
+    partitions: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Partitions of the stations (sha256 of the station id mod this). Fixed for a "
+        "deployment: changing it moves most stations; a worker with another value refuses to start.",
+    )
+    worker_id: str | None = Field(
+        None,
+        pattern=r"^[-_=.A-Za-z0-9]{1,64}$",
+        description="This worker's name in leases and status; default host-pid-random (unique per run).",
+    )
+    lease_ttl: timedelta = Field(
+        timedelta(seconds=5),
+        description="A lease not renewed for this long is taken over: the bound on failover time.",
+    )
+    renew_interval: timedelta = Field(
+        timedelta(seconds=1),
+        description="How often leases are renewed and the partitions rebalanced; at most lease_ttl / 2.",
+    )
+    replicas: int = Field(
+        3, ge=1, le=5, description="Replicas of the leases and workers buckets: 3 on a three-node cluster."
+    )
+    bucket_prefix: str = Field(
+        "ecowatch",
+        pattern=r"^[-_A-Za-z0-9]{1,32}$",
+        description="KV buckets `<prefix>-leases` and `<prefix>-workers`.",
+    )
+
+    @model_validator(mode="after")
+    def _renewals_fit_the_lease(self) -> Self:
+        if self.renew_interval * 2 > self.lease_ttl:
+            raise ValueError("renew_interval must be at most half of lease_ttl (a renewal may be missed)")
+        return self

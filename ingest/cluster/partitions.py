@@ -1,0 +1,48 @@
+"""Which partition a station belongs to: a stable hash of its id, the same on every worker and run.
+
+A station's readings, alert state and incidents must live in one place, so the unit of ownership
+is a partition of stations, never a single message. The mapping is
+
+    partition = int.from_bytes(sha256(station_id as UTF-8).digest()[:8], "big") % partitions
+
+sha256 because it is the same in every process, Python version and machine (Python's `hash` of a
+str is salted per process, PYTHONHASHSEED), and spreads any station-id scheme evenly; the first 8
+bytes as an unsigned integer keep the modulo bias below 2^-40 for any sane `partitions`. Only the
+station id counts, not its district: a station that moves district keeps its partition.
+
+Changing `partitions` moves most stations to another partition: it is fixed for a deployment (the
+ownership bucket records it and a worker started with another value refuses to run).
+
+Subjects: `ecowatch.v1.<district>.<station>.water` (and the other kinds); `station_of_subject`
+reads the station token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+# The subject scheme's tokens: ecowatch . v1 . <district> . <station> . <kind>
+_SUBJECT_TOKENS: Final = 5
+_STATION_TOKEN: Final = 3
+
+
+def partition_of(station_id: str, partitions: int) -> int:
+    """The partition (0 .. partitions-1) of `station_id`; the same everywhere, every time."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, not {partitions}")
+    digest = hashlib.sha256(station_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % partitions
+
+
+def station_of_subject(subject: str) -> str:
+    """The station id in `ecowatch.v1.<district>.<station>.<kind>`; ValueError for other subjects."""
+    tokens = subject.split(".")
+    if len(tokens) != _SUBJECT_TOKENS or tokens[:2] != ["ecowatch", "v1"] or not all(tokens):
+        raise ValueError(f"not an ecowatch.v1.<district>.<station>.<kind> subject: {subject!r}")
+    return tokens[_STATION_TOKEN]
+
+
+def partition_of_subject(subject: str, partitions: int) -> int:
+    """The partition of the station a subject names."""
+    return partition_of(station_of_subject(subject), partitions)

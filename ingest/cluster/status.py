@@ -1,0 +1,70 @@
+"""`cluster_status`: the partitions, their owners and epochs, and the live workers, read from KV.
+
+For `ecowatch cluster status` and the operator API. It reads what the workers wrote and decides
+nothing: an owner listed here may have stopped renewing less than `lease_ttl` ago (its
+`renewed_seconds_ago`, from the writer's wall clock, tells); a released lease shows owner None.
+
+An answer (abridged):
+    {"partitions": 12, "live_workers": ["w1", "w2"],
+     "owners": {"w1": [0, 2, 5], "w2": [1, 3, 4]},
+     "leases": [{"partition": 0, "owner": "w1", "epoch": 3, "revision": 812, "renewed_seconds_ago": 0.4}]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import nats.js.errors
+
+from ingest.cluster.buckets import connect, leases_bucket, workers_bucket
+from ingest.cluster.leases import PARTITIONS_KEY, Lease, lease_key
+
+
+def cluster_status(
+    servers: Sequence[str], *, bucket_prefix: str = "ecowatch", timeout: float = 2.0
+) -> dict[str, Any]:
+    """The cluster's ownership as plain data (JSON-ready); KeyError-free on an empty cluster."""
+    return asyncio.run(_status(servers, bucket_prefix, timeout))
+
+
+async def _status(servers: Sequence[str], prefix: str, timeout: float) -> dict[str, Any]:
+    nc = await connect(servers, "ecowatch-cluster-status", timeout)
+    try:
+        js = nc.jetstream(timeout=timeout)
+        try:
+            leases = await js.key_value(leases_bucket(prefix))
+        except nats.js.errors.BucketNotFoundError:
+            return {"partitions": 0, "live_workers": [], "owners": {}, "leases": []}
+        partitions = int((await leases.get(PARTITIONS_KEY)).value or b"0")
+        try:
+            workers = await (await js.key_value(workers_bucket(prefix))).keys()
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+            workers = []
+        now = time.time()
+        rows: list[dict[str, Any]] = []
+        owners: dict[str, list[int]] = {}
+        for partition in range(partitions):
+            try:
+                entry = await leases.get(lease_key(partition))
+            except nats.js.errors.KeyNotFoundError:
+                rows.append({"partition": partition, "owner": None, "epoch": 0, "revision": 0})
+                continue
+            lease = Lease.decode(entry.value or b"")
+            owner = lease.owner or None
+            if owner is not None:
+                owners.setdefault(owner, []).append(partition)
+            rows.append(
+                {
+                    "partition": partition,
+                    "owner": owner,
+                    "epoch": lease.epoch,
+                    "revision": entry.revision,
+                    "renewed_seconds_ago": round(max(0.0, now - lease.renewed_at), 3),
+                }
+            )
+        return {"partitions": partitions, "live_workers": sorted(workers), "owners": owners, "leases": rows}
+    finally:
+        await nc.close()
