@@ -11,6 +11,7 @@ ecowatch report         assess sections and regions over a period (JSON, CSV, XL
 ecowatch incidents      follow pollution events along the river network from a CSV of results
 ecowatch hj212-gateway  accept HJ 212 data loggers over TCP and publish their packets
 ecowatch alerts         list, acknowledge and silence alerts; test a notification receiver
+ecowatch cluster status partitions, owners and live workers of the cluster mode
 """
 
 from __future__ import annotations
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
     from alerts.assessment_method.source import OpenedStore
 
 CONFIG_HELP = "YAML configuration file (default: $ECOWATCH_CONFIG, else built-in defaults)."
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    import json
+
+    from ingest.app.settings import load_settings
+    from ingest.cluster import cluster_status
+
+    cluster = load_settings(args.config).cluster
+    if cluster is None:
+        print("ecowatch cluster: the configuration has no `cluster:` section", file=sys.stderr)
+        return 2
+    status = cluster_status(cluster.servers, bucket_prefix=cluster.bucket_prefix)
+    print(json.dumps(status, indent=2, ensure_ascii=False))
+    return 0
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Serves /metrics, /healthz, /readyz and the API. SIGTERM stops it gracefully.",
     )
     _add_config(run)
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="cluster mode: partitions, their owners and the live workers",
+        description="Print the cluster's partitions, each one's owner and lease epoch, and the live "
+        "workers, as JSON, from the JetStream KV buckets of the `cluster:` section.",
+    )
+    cluster.add_argument("action", choices=["status"], help="what to show")
+    _add_config(cluster)
 
     demo = sub.add_parser(
         "demo",
@@ -129,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args)
     if command == "check-config":
         return _check_config(args)
+    if command == "cluster":
+        return _cluster_status(args)
     if command == "simulate":
         from simulators import cli as simulate_cli
 

@@ -4,7 +4,10 @@
         -> one delivery loop per sink;   rejections -> dead-letter store
 
 Start-up opens the logs (recovering torn tails), drops the offsets of sinks no longer configured,
-and starts consumers before the source so nothing waits on an idle stage. SIGTERM stops the source
+and starts consumers before the source so nothing waits on an idle stage. The logs are the local
+write-ahead logs under data_dir/wal, or with `wal.backend: jetstream` the JetStream streams
+`<stream>-raw` and `<stream>-readings` (cluster mode); every stage uses them through the log seam
+(`ingest.wal.seam`) only, so the pipeline is the same on both. SIGTERM stops the source
 from reading, flushes and acknowledges what is logged, lets the processor and the sinks finish
 within the grace period, and exits 0; what is left is in the logs and resumes on the next start.
 """
@@ -16,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import structlog
 
@@ -31,7 +34,7 @@ from ingest.app.assessment_source import assessment_config, make_source
 from ingest.app.dashboard import PUBLIC_PATHS, Dashboard
 from ingest.app.http import HTTPService
 from ingest.app.query import make_query
-from ingest.app.settings import Settings
+from ingest.app.settings import JETSTREAM_SUFFIXES, Settings
 from ingest.deadletter import DeadLetterStore
 from ingest.decoders import DECODERS, Decoder
 from ingest.decoders.hj212 import HJ212Decoder
@@ -45,7 +48,8 @@ from ingest.sinks.base import SinkConfigBase
 from ingest.sources.hj212_gateway import HJ212Gateway
 from ingest.sources.mqtt import AckToken, MQTTSource
 from ingest.validate import Validator
-from ingest.wal import GroupCommitter, WriteAheadLog
+from ingest.wal import Consumer, GroupCommitter, Log, WriteAheadLog
+from ingest.wal.jetstream import FIRST_OFFSET, JetStreamLog
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +94,41 @@ def _decoder(settings: Settings, fmt: str) -> Decoder:
     return DECODERS[fmt]()
 
 
+class DurableLogs(NamedTuple):
+    """The raw and the readings log of the configured backend, and how to count their offsets."""
+
+    raw: Log
+    readings: Log
+    backend: str
+    first_offset: int  # of a log's first record: counts are offsets minus this
+    jetstream: tuple[JetStreamLog, ...]  # the same logs when they are JetStream streams (health)
+
+
+def open_logs(settings: Settings) -> DurableLogs:
+    """Open the raw and the readings log: local write-ahead logs, or JetStream streams."""
+    wal = settings.wal
+    if wal.backend == "jetstream":
+        if wal.jetstream is None:  # refused by WalConfig already
+            raise ValueError("wal.backend jetstream needs wal.jetstream")
+        config = wal.jetstream
+        opened: list[JetStreamLog] = []
+        try:
+            for suffix in JETSTREAM_SUFFIXES:
+                opened.append(JetStreamLog.from_config(config, stream=f"{config.stream}{suffix}"))
+        except BaseException:
+            for stream in opened:
+                stream.close()
+            raise
+        raw, readings = opened
+        return DurableLogs(raw, readings, "jetstream", FIRST_OFFSET, (raw, readings))
+    directory = settings.data_dir / "wal"
+    logs = [
+        WriteAheadLog(directory / name, segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes)
+        for name in ("raw", "readings")
+    ]
+    return DurableLogs(logs[0], logs[1], "wal", 0, ())
+
+
 def build_processor_core(settings: Settings, registry: Registry) -> MessageProcessor:
     validator = Validator(settings.validation, registry, default_catalogue())
     routes = [
@@ -107,12 +146,10 @@ class Daemon:
         set_group_readable(settings.data_group_readable)
         make_private_dir(data_dir)
         wal = settings.wal
-        self.raw_wal = WriteAheadLog(
-            data_dir / "wal" / "raw", segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes
-        )
-        self.readings_wal = WriteAheadLog(
-            data_dir / "wal" / "readings", segment_bytes=wal.segment_bytes, quota_bytes=wal.quota_bytes
-        )
+        self.logs = open_logs(settings)
+        # The logs behind the seam: a WriteAheadLog or a JetStreamLog (the names are historical).
+        self.raw_wal: Log = self.logs.raw
+        self.readings_wal: Log = self.logs.readings
         self.deadletters = DeadLetterStore(data_dir / "deadletter.db", settings.deadletter)
         self.committer: GroupCommitter[DurableToken] = GroupCommitter(
             self.raw_wal,
@@ -126,9 +163,10 @@ class Daemon:
         self.gateway: HJ212Gateway | None = None
         if settings.hj212_gateway is not None:
             self.gateway = HJ212Gateway(settings.hj212_gateway, LogHandoff(self.committer), self.registry)
+        self.processor_reader: Consumer = self.raw_wal.reader(PROCESSOR_CONSUMER, "beginning")
         self.processor = Processor(
             build_processor_core(settings, self.registry),
-            self.raw_wal.reader(PROCESSOR_CONSUMER, "beginning"),
+            self.processor_reader,
             self.readings_wal,
             self.deadletters,
             workers=settings.validation.workers,
@@ -222,6 +260,9 @@ class Daemon:
             data_dir=str(self.settings.data_dir),
             stations=len(self.registry),
             sinks=[r.config.name for r in self.runners],
+            wal=self.logs.backend,
+            raw_log=str(self.raw_wal),
+            readings_log=str(self.readings_wal),
             broker=f"{self.settings.mqtt.host}:{self.settings.mqtt.port}",
         )
         self.deadletters.start()  # its retention, every deadletter.housekeeping_interval
@@ -331,7 +372,11 @@ class Daemon:
         return any(not r.failing and r.reader.lag() > INGEST_BUSY_BACKLOG for r in self.runners)
 
     def processor_reader_lag(self) -> int:
-        return self.raw_wal.durable_offset - self.raw_wal.consumers().get(PROCESSOR_CONSUMER, 0)
+        return self.processor_reader.lag()
+
+    def _count(self, offset: int) -> int:
+        """Records below `offset` in a log (offsets are dense from the backend's first offset)."""
+        return max(0, offset - self.logs.first_offset)
 
     def _update_gauges(self) -> None:
         telemetry.WAL_USAGE.labels("raw").set(self.raw_wal.usage_bytes())
@@ -349,22 +394,28 @@ class Daemon:
         """
         raw_consumers = self.raw_wal.consumers()
         readings_consumers = self.readings_wal.consumers()
+        count = self._count
         return {
+            "wal": {
+                "backend": self.logs.backend,
+                "raw": str(self.raw_wal),
+                "readings": str(self.readings_wal),
+            },
             "logs": {
-                "raw_logged": self.raw_wal.durable_offset,
-                "raw_processed": raw_consumers.get(PROCESSOR_CONSUMER, 0),
-                "readings_logged": self.readings_wal.durable_offset,
+                "raw_logged": count(self.raw_wal.durable_offset),
+                "raw_processed": count(raw_consumers.get(PROCESSOR_CONSUMER, 0)),
+                "readings_logged": count(self.readings_wal.durable_offset),
             },
             "sinks": {
                 r.config.name: {
-                    "committed": readings_consumers.get(sink_consumer(r.config.name), 0),
+                    "committed": count(readings_consumers.get(sink_consumer(r.config.name), 0)),
                     "pending": r.reader.lag(),
                     "down": r.down,
                 }
                 for r in self.runners
             },
             "alerts": {
-                "committed": readings_consumers.get(ALERTS_CONSUMER, 0),
+                "committed": count(readings_consumers.get(ALERTS_CONSUMER, 0)),
                 "pending": self.alert_runner.reader.lag(),
             },
             "deadletters": self.deadletters.counts_by_reason(),
@@ -384,6 +435,11 @@ class Daemon:
             problems["wal"] = "raw log at its quota: acknowledgements are held"
         if self.processor.blocked_on_full_log:
             problems["readings_wal"] = "readings log at its quota"
+        for name, stream in zip(("wal", "readings_wal"), self.logs.jetstream, strict=False):
+            if (problem := stream.health()) is not None:
+                problems.setdefault(name, f"{stream}: {problem}")
+        if self.committer.failed is not None:
+            problems["wal"] = f"raw log {self.raw_wal} failed: {self.committer.failed}"
         try:
             self.alerts.check()
         except SinkError as exc:

@@ -18,13 +18,30 @@ Example:
       - {type: influxdb, name: influx, url: "http://127.0.0.1:8086", org: eco, bucket: water,
          token: "${INFLUX_TOKEN}"}
     shutdown_grace: PT10S
+
+Cluster mode keeps the raw and the readings log as replicated streams on a NATS JetStream cluster
+(`<stream>-raw`, `<stream>-readings`, each with its offsets in `<stream>-raw-offsets`, ...) instead
+of under data_dir; dead letters and the alert database stay in data_dir. One daemon writes a pair
+of streams: give each daemon a stream name of its own. `wal.fsync_interval` and `fsync_max_records`
+still pace the group commit; `jetstream.quota_bytes` bounds each stream, and every node's
+`max_file_store` must hold both streams' quotas, or no node can take them and start-up fails after
+`jetstream.sync_timeout` (the server says "no suitable peers for placement").
+
+Example (cluster mode):
+    wal:
+      backend: jetstream
+      jetstream:
+        servers: ["${NATS_URL}", "nats://nats-2:4222", "nats://nats-3:4222"]
+        stream: ecowatch-1
+        replicas: 3
+        quota_bytes: 2147483648
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -37,12 +54,14 @@ from config.types import StrictModel
 from ingest.app.assessment_source import AssessmentConfig
 from ingest.app.dashboard.config import DashboardConfig
 from ingest.app.http_config import HTTPConfig
+from ingest.cluster.config import ClusterConfig
 from ingest.deadletter import DeadLetterConfig
 from ingest.sinks import SinkConfig
 from ingest.sinks.sqlite import SQLiteSinkConfig
 from ingest.sources.hj212_gateway.config import HJ212GatewayConfig
 from ingest.sources.mqtt import MQTTConfig
 from ingest.validate import ValidationConfig
+from ingest.wal.jetstream.config import JetStreamLogConfig
 
 DEMO_REGISTRY = DATA_DIR / "stations" / "chongqing-demo.yaml"
 
@@ -54,15 +73,57 @@ class LogConfig(StrictModel):
     )
 
 
+# What the daemon appends to the configured stream name for its two logs.
+JETSTREAM_SUFFIXES: Final = ("-raw", "-readings")
+_LONGEST_STREAM: Final = 48 - max(len(suffix) for suffix in JETSTREAM_SUFFIXES)
+
+
 class WalConfig(StrictModel):
-    segment_bytes: int = Field(64 * 2**20, ge=2**16, description="Size at which a log segment is closed.")
+    """The durable logs (raw messages, readings): local write-ahead logs, or JetStream streams."""
+
+    backend: Literal["wal", "jetstream"] = Field(
+        "wal",
+        description="wal: write-ahead logs under data_dir/wal (single node, the default). jetstream: "
+        "the streams `<jetstream.stream>-raw` and `<jetstream.stream>-readings` on a NATS cluster "
+        "(cluster mode), each written by this daemon alone.",
+    )
+    jetstream: JetStreamLogConfig | None = Field(
+        None,
+        description="Servers, stream name prefix, replicas and per-stream quota of the JetStream "
+        "backend; required by `backend: jetstream`.",
+    )
+    segment_bytes: int = Field(
+        64 * 2**20, ge=2**16, description="Size at which a log segment is closed (backend wal)."
+    )
     quota_bytes: int = Field(
-        2 * 2**30, ge=2**20, description="Disk quota per log; when full the daemon stops acknowledging MQTT."
+        2 * 2**30,
+        ge=2**20,
+        description="Disk quota per log (backend wal; jetstream: `jetstream.quota_bytes`); when full "
+        "the daemon stops acknowledging MQTT.",
     )
     fsync_interval: timedelta = Field(
-        timedelta(milliseconds=5), description="Group commit: fsync at most this often..."
+        timedelta(milliseconds=5),
+        description="Group commit (either backend): sync the raw log at most this often...",
     )
     fsync_max_records: int = Field(1000, ge=1, description="...or as soon as this many records wait.")
+
+    @model_validator(mode="after")
+    def _backend_configured(self) -> WalConfig:
+        jetstream = self.jetstream
+        if self.backend == "jetstream" and jetstream is None:
+            raise ValueError("backend jetstream needs wal.jetstream with `servers` and `stream`")
+        if jetstream is not None:
+            if jetstream.subject is not None:
+                raise ValueError(
+                    "wal.jetstream.subject cannot be set: each of the daemon's streams is published "
+                    "on its own subject, `ecowatch.log.<stream>-raw` and `ecowatch.log.<stream>-readings`"
+                )
+            if len(jetstream.stream) > _LONGEST_STREAM:
+                raise ValueError(
+                    f"wal.jetstream.stream is at most {_LONGEST_STREAM} characters, so that "
+                    f"`{jetstream.stream}-readings` is a valid stream name"
+                )
+        return self
 
 
 class Settings(BaseSettings):
@@ -86,7 +147,11 @@ class Settings(BaseSettings):
     http: HTTPConfig = HTTPConfig()
     mqtt: MQTTConfig = MQTTConfig()
     validation: ValidationConfig = ValidationConfig()
-    wal: WalConfig = WalConfig()
+    wal: WalConfig = Field(
+        WalConfig(),
+        description="The durable logs between the source, the processor and the sinks: local "
+        "write-ahead logs (default) or JetStream streams (cluster mode), and the group commit.",
+    )
     deadletter: DeadLetterConfig = Field(
         DeadLetterConfig(),
         description="Bounds of the dead-letter store: rows per rejected message, quota, retention.",
@@ -101,6 +166,11 @@ class Settings(BaseSettings):
     assessment: AssessmentConfig = Field(
         AssessmentConfig(),
         description="The 2011 assessment method: its rules, and the store periods are read from.",
+    )
+    cluster: ClusterConfig | None = Field(
+        None,
+        description="Cluster mode: partitions of the stations leased to one worker at a time through "
+        "JetStream KV (ingest.cluster); `ecowatch cluster status` reports them. Absent: one process.",
     )
     hj212_gateway: HJ212GatewayConfig | None = Field(
         None,

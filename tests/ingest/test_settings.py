@@ -111,3 +111,56 @@ def test_a_placeholder_that_becomes_a_tag_needs_its_allowed_values() -> None:
     template = settings.mqtt.subscriptions[0].template()
     assert template.disallowed({"kind": "hydro"}) is None
     assert template.disallowed({"kind": "hydro2"}) is not None
+
+
+def test_the_logs_are_local_write_ahead_logs_by_default() -> None:
+    """With no `wal.backend` the daemon keeps its logs under data_dir, as before cluster mode."""
+    settings = load_settings(None)
+    assert settings.wal.backend == "wal"
+    assert settings.wal.jetstream is None
+
+
+def test_jetstream_backend_reads_servers_from_references_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${VAR}` works in the jetstream section, ECOWATCH_WAL__BACKEND switches it on, defaults fill the rest."""
+    monkeypatch.setenv("NATS_SEED_FOR_TEST", "nats://n1.example:4222")
+    monkeypatch.setenv("ECOWATCH_WAL__BACKEND", "jetstream")
+    path = write(
+        tmp_path,
+        "wal:\n  jetstream:\n    servers: ['${NATS_SEED_FOR_TEST}', 'nats://n2.example:4222']\n"
+        "    stream: ecowatch-1\n",
+    )
+    settings = load_settings(path)
+    assert settings.wal.backend == "jetstream"
+    jetstream = settings.wal.jetstream
+    assert jetstream is not None
+    assert jetstream.servers == ["nats://n1.example:4222", "nats://n2.example:4222"]
+    assert (jetstream.stream, jetstream.replicas, jetstream.subject) == ("ecowatch-1", 3, None)
+
+
+@pytest.mark.parametrize(
+    ("wal", "message"),
+    [
+        ({"backend": "jetstream"}, "backend jetstream needs wal.jetstream"),
+        ({"backend": "jetstream", "jetstream": {"stream": "eco"}}, "wal.jetstream.servers"),
+        ({"backend": "jetstream", "jetstream": {"servers": []}}, "wal.jetstream.servers"),
+        ({"backend": "jetstream", "jetstream": {"servers": ["nats://a:4222"]}}, "wal.jetstream.stream"),
+        ({"backend": "jetstream", "jetstream": {"servers": ["nats://a:4222"], "stream": "a.b"}}, "pattern"),
+        (
+            {"jetstream": {"servers": ["nats://a:4222"], "stream": "x" * 40}},
+            "at most 39 characters",
+        ),
+        (
+            {"jetstream": {"servers": ["nats://a:4222"], "stream": "eco", "subject": "eco.raw"}},
+            "subject cannot be set",
+        ),
+        ({"backend": "kafka"}, "wal.backend"),
+    ],
+)
+def test_an_incomplete_jetstream_backend_is_refused_naming_the_key(
+    wal: dict[str, object], message: str
+) -> None:
+    """Cluster mode needs servers and a stream name that fits both stream names; each gap is named."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, wal=wal)

@@ -60,6 +60,11 @@ of 300 bytes, syncs of 1 000, servers on loopback, one run):
 (CPU per record is the client's; nats-server's is on top.) A killed R3 leader costs one sync
 ~5-7 s (the election); a frozen one about as much.
 
+Operating it: `health()` says why the log cannot take records now (not connected, failed), for
+/readyz; `str(log)` and the log lines name the servers without credentials. The daemon
+(`ingest.app.daemon`, `wal.backend: jetstream`) opens `<stream>-raw` and `<stream>-readings` with
+`JetStreamLog.from_config`.
+
 Usage:
     log = JetStreamLog(["nats://n1:4222", "nats://n2:4222", "nats://n3:4222"], "raw", replicas=3)
     committer = GroupCommitter(log, on_durable=ack_message_ids)
@@ -70,6 +75,6 @@ Usage:
 
 from ingest.wal.jetstream.config import JetStreamLogConfig
 from ingest.wal.jetstream.consumer import JetStreamConsumer
-from ingest.wal.jetstream.log import JetStreamLog, SyncError
+from ingest.wal.jetstream.log import FIRST_OFFSET, JetStreamLog, SyncError
 
-__all__ = ["JetStreamConsumer", "JetStreamLog", "JetStreamLogConfig", "SyncError"]
+__all__ = ["FIRST_OFFSET", "JetStreamConsumer", "JetStreamLog", "JetStreamLogConfig", "SyncError"]

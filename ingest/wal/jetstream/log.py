@@ -34,6 +34,7 @@ from nats.js.kv import KeyValue
 
 from ingest.errors import WalFullError
 from ingest.wal.jetstream.bridge import LoopThread
+from ingest.wal.jetstream.config import JetStreamLogConfig
 from ingest.wal.jetstream.consumer import JetStreamConsumer
 from ingest.wal.offsets import validate_consumer_name
 from ingest.wal.seam import Start
@@ -43,7 +44,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# Offsets are stream sequences: the first record ever appended to a stream is at 1.
+FIRST_OFFSET: Final = 1
 _STREAM_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+# The user:password@ of a server URL, kept out of log lines and names.
+_USERINFO: Final = re.compile(r"(?<=://)[^/@]*@")
 _EXPECTED_LAST: Final = "Nats-Expected-Last-Sequence"
 # Stored bytes of one record in a file-store stream, as the server counts them against
 # max_bytes (measured: 22 + subject + headers + payload + 8, +4 with headers). The headers are
@@ -61,6 +66,8 @@ _TRANSIENT: Final = (
     nats.errors.NoRespondersError,
     nats.errors.ConnectionClosedError,
     nats.js.errors.ServiceUnavailableError,
+    # A publish (a KV put: a commit) while the stream has no leader.
+    nats.js.errors.NoStreamResponseError,
 )
 
 T = TypeVar("T")
@@ -125,11 +132,25 @@ class JetStreamLog:
         log.info(
             "jetstream_log_opened",
             stream=stream,
-            servers=self.servers,
+            servers=[redact_url(url) for url in self.servers],
             replicas=replicas,
             oldest_offset=self._oldest,
             end_offset=self._end,
             consumers=len(self._offsets),
+        )
+
+    @classmethod
+    def from_config(cls, config: JetStreamLogConfig, *, stream: str | None = None) -> JetStreamLog:
+        """The log `config` describes; `stream` (and its default subject) instead of `config.stream`."""
+        return cls(
+            config.servers,
+            stream or config.stream,
+            subject=config.subject if stream is None else None,
+            replicas=config.replicas,
+            quota_bytes=config.quota_bytes,
+            sync_timeout=config.sync_timeout.total_seconds(),
+            request_timeout=config.request_timeout.total_seconds(),
+            purge_interval=config.purge_interval.total_seconds(),
         )
 
     # -- writing ---------------------------------------------------------------------------
@@ -187,7 +208,18 @@ class JetStreamLog:
     # -- state -----------------------------------------------------------------------------
 
     def __str__(self) -> str:
-        return f"jetstream:{self.stream}@{','.join(self.servers)}"
+        return f"jetstream:{self.stream}@{','.join(redact_url(url) for url in self.servers)}"
+
+    def health(self) -> str | None:
+        """Why the log cannot take records now (for /readyz); None when it can."""
+        with self._lock:
+            if self._failed is not None:
+                return f"failed, reopen it: {self._failed}"
+            if self._closed:
+                return "closed"
+        if not self._nc.is_connected:
+            return "not connected to a NATS server (reconnecting)"
+        return None
 
     @property
     def durable_offset(self) -> int:
@@ -430,6 +462,8 @@ class JetStreamLog:
                 if stored.data != records[offset - first]:
                     raise SyncError(f"JetStream log {self}: the stream has another writer (at {offset})")
             done = last - first + 1
+            if done == len(records):  # every one was stored; only the PubAcks were lost
+                return
 
     async def _publish_once(self, records: list[bytes], first: int, done: int) -> int:
         """One pipelined attempt from records[done]; how many records are then stored in order."""
@@ -557,6 +591,11 @@ class JetStreamLog:
                 log.warning("jetstream_request_retry", stream=self.stream, what=what, error=repr(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def redact_url(url: str) -> str:
+    """`url` without its credentials (nats://user:pw@host:4222 -> nats://***@host:4222)."""
+    return _USERINFO.sub("***@", url)
 
 
 def _stored_at(answer: Msg, offset: int) -> bool:

@@ -1,0 +1,919 @@
+"""deploy/cluster: the NATS cluster and the ecowatch workers of cluster mode, in compose and Kubernetes.
+
+Docker, Compose and Kubernetes do not run here, so their files are checked statically. nats.conf is
+checked three ways: `nats-server -t` on it, a small parser for what the manifests rely on (routes,
+ports, store, variables), and three real nodes on loopback started from it (only the addresses and
+the store rewritten), to which a station publishes over MQTT as the README says it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sysconfig
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import nats
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from config.loader import read_yaml
+from ingest.app.settings import Settings, load_settings
+from ingest.cluster import ClusterConfig
+from ingest.sinks.influxdb import InfluxDBSinkConfig
+from tests.deploy.deploy_files import (
+    DEMO_REGISTRY,
+    DEPLOY,
+    ROOT,
+    dummy_environment,
+    is_reference,
+    load_documents,
+    load_yaml,
+    value_references,
+)
+from tests.helpers import wait_for
+from tests.servers import HOST, MosquittoServer, free_port, http_request
+
+CLUSTER = DEPLOY / "cluster"
+K8S = CLUSTER / "k8s"
+COMPOSE = CLUSTER / "compose.yaml"
+ECOWATCH_YAML = CLUSTER / "ecowatch.yaml"
+NATS_CONF = CLUSTER / "nats" / "nats.conf"
+NATS_SERVER = Path(sysconfig.get_path("scripts")) / "nats-server"
+# JetStream API requests (creating an R3 stream: a Raft group on three nodes) on a busy 2-core machine.
+JETSTREAM_TIMEOUT = 30.0
+
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY$")
+# A tag naming a release (2.7.11, 2.15.1-alpine), never `latest` or none.
+PINNED_TAG = re.compile(r"^[\w./-]+:\d+(\.\d+)+(-[a-z]+)?$")
+# The per-worker identity, set in the environment of each worker (compose service, pod name).
+IDENTITY = ("ECOWATCH_WAL__JETSTREAM__STREAM", "ECOWATCH_CLUSTER__WORKER_ID", "ECOWATCH_MQTT__CLIENT_ID")
+_SIZE = re.compile(r"^(\d+)\s*(K|KB|M|MB|G|GB|T|TB)?$", re.IGNORECASE)
+_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti)?$")
+_BINARY = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DURATION = re.compile(r"^(\d+)(s|m)$")
+
+Objects = Mapping[tuple[str, str], dict[str, Any]]
+
+
+# --- nats.conf ------------------------------------------------------------------------------------
+
+
+_TOKEN = re.compile(r"\s*(?:(#[^\n]*)|([{}\[\]])|(\"[^\"]*\")|([^\s{}\[\],#]+)|(,))")
+
+
+def parse_nats_conf(text: str) -> dict[str, Any]:
+    """The subset of nats-server's configuration format used here: `key: value`, `key value`,
+    `key { ... }`, arrays `[ ... ]` split by newlines or commas, maps, comments. Values stay text."""
+    tokens = [t for t in _tokens(text) if t != ","]
+    position = 0
+
+    def value() -> Any:
+        nonlocal position
+        token = tokens[position]
+        position += 1
+        if token == "{":
+            return block("}")
+        if token == "[":
+            items = []
+            while tokens[position] != "]":
+                items.append(value())
+            position += 1
+            return items
+        return token.strip('"')
+
+    def block(end: str | None) -> dict[str, Any]:
+        nonlocal position
+        result: dict[str, Any] = {}
+        while position < len(tokens) and tokens[position] != end:
+            key = tokens[position].rstrip(":=")
+            position += 1
+            if tokens[position] in (":", "="):
+                position += 1
+            assert key not in result, f"{key} set twice"
+            result[key] = value()
+        position += 1
+        return result
+
+    return block(None)
+
+
+def _tokens(text: str) -> Iterator[str]:
+    for line in text.splitlines():
+        rest = line
+        while rest.strip():
+            match = _TOKEN.match(rest)
+            assert match, f"cannot read {rest!r}"
+            rest = rest[match.end() :]
+            if match.group(1) is None:
+                yield match.group(0).strip()
+
+
+def conf_bytes(value: str) -> int:
+    """A nats-server size: K/M/G/T are powers of 1000, KB/MB/GB/TB powers of 1024 (checked live below)."""
+    match = _SIZE.match(value)
+    assert match, f"unsupported size {value}"
+    unit = (match.group(2) or "").upper()
+    base = 1024 if unit.endswith("B") else 1000
+    exponent = "KMGT".index(unit[0]) + 1 if unit else 0
+    return int(match.group(1)) * int(base**exponent)
+
+
+def conf_seconds(value: str) -> int:
+    match = _DURATION.match(value)
+    assert match, f"unsupported duration {value}"
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+def conf_variables(text: str) -> set[str]:
+    """Names of the environment variables nats.conf references as `$NAME` (outside comments)."""
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    return set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", code))
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def conf() -> dict[str, Any]:
+    return parse_nats_conf(NATS_CONF.read_text(encoding="utf-8"))
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def objects() -> Objects:
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in load_documents(path):
+            if doc.get("kind") == "Kustomization":
+                continue
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in found, f"{key} defined twice"
+            found[key] = doc
+    return found
+
+
+def pod_spec(objects: Objects, kind: str, name: str) -> dict[str, Any]:
+    spec = objects[kind, name]["spec"]["template"]["spec"]
+    assert isinstance(spec, dict)
+    return spec
+
+
+def only_container(objects: Objects, kind: str, name: str) -> dict[str, Any]:
+    (found,) = pod_spec(objects, kind, name)["containers"]
+    assert isinstance(found, dict)
+    return found
+
+
+def quantity_bytes(value: str) -> int:
+    match = _QUANTITY.match(value)
+    assert match, f"unsupported quantity {value}"
+    return int(match.group(1)) * _BINARY[match.group(2)]
+
+
+def matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def container_ports(container: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+# --- the worker configuration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    settings: Settings
+    cluster: ClusterConfig
+
+
+def worker_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environ: Mapping[str, str] | None = None
+) -> WorkerConfig:
+    """deploy/cluster/ecowatch.yaml loaded as a worker does (secrets set to dummies, `environ` on top).
+    `cluster` is validated with ClusterConfig as long as the settings do not carry it themselves."""
+    text = ECOWATCH_YAML.read_text(encoding="utf-8")
+    path = tmp_path / "ecowatch.yaml"
+    with dummy_environment(monkeypatch, text):
+        for name, value in (environ or {}).items():
+            monkeypatch.setenv(name, value)
+        raw = read_yaml(ECOWATCH_YAML)
+        if "cluster" in Settings.model_fields:
+            settings = load_settings(ECOWATCH_YAML)
+            cluster = settings.cluster  # type: ignore[attr-defined, unused-ignore]
+        else:
+            cluster = ClusterConfig.model_validate(raw.pop("cluster"))
+            path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+            settings = load_settings(path)
+    assert isinstance(cluster, ClusterConfig)
+    return WorkerConfig(settings, cluster)
+
+
+@pytest.fixture
+def worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> WorkerConfig:
+    return worker_config(monkeypatch, tmp_path)
+
+
+# --- compose --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = load_yaml(COMPOSE)
+    assert isinstance(document, dict)
+    return document
+
+
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    value = compose["services"]
+    assert isinstance(value, dict)
+    return value
+
+
+def nats_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services(compose).items() if re.fullmatch(r"nats-\d", name)}
+
+
+def worker_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services(compose).items() if re.fullmatch(r"ecowatch-\d", name)}
+
+
+def mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    result = []
+    for volume in service.get("volumes", []):
+        source, target, *_ = (
+            volume.split(":") if isinstance(volume, str) else (volume["source"], volume["target"])
+        )
+        result.append((source, target))
+    return result
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment as a mapping, so keys can be checked"
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)s", value)
+    assert match, value
+    return int(match.group(1))
+
+
+# --- the tests: files -------------------------------------------------------------------------------
+
+
+def test_every_file_parses_and_no_object_pins_a_namespace(objects: Objects) -> None:
+    """Each YAML document under deploy/cluster parses; the Kubernetes kinds are complete, no namespace."""
+    for path in sorted(CLUSTER.rglob("*.yaml")):
+        assert load_documents(path), path
+    assert {kind for kind, _ in objects} == {
+        "ConfigMap",
+        "Service",
+        "StatefulSet",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "Secret",
+    }
+    for key, obj in objects.items():
+        assert "namespace" not in obj["metadata"], key
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "ecowatch", key
+
+
+def test_nats_server_accepts_the_configuration(tmp_path: Path) -> None:
+    """`nats-server -t` (test the configuration) passes with the variables set and fails without one."""
+    names = conf_variables(NATS_CONF.read_text(encoding="utf-8"))
+    assert names == {"NATS_SERVER_NAME", "ECOWATCH_NATS_PASSWORD", "STATION_MQTT_PASSWORD"}
+    env = {"PATH": os.environ.get("PATH", ""), **{name: f"dummy-{name.lower()}" for name in names}}
+    result = subprocess.run(
+        [str(NATS_SERVER), "-t", "-c", str(NATS_CONF)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "is valid" in result.stderr
+    del env["STATION_MQTT_PASSWORD"]
+    result = subprocess.run(
+        [str(NATS_SERVER), "-t", "-c", str(NATS_CONF)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "STATION_MQTT_PASSWORD" in result.stderr
+
+
+def test_nats_conf_routes_to_all_three_peers_with_jetstream_and_mqtt(conf: dict[str, Any]) -> None:
+    """Routes name nats-0..2 behind the headless Service; JetStream on a file store; MQTT replicated."""
+    assert conf["server_name"] == "$NATS_SERVER_NAME"
+    cluster = conf["cluster"]
+    assert cluster["name"]
+    assert cluster["routes"] == [f"nats://nats-{i}.nats:{port_of(cluster['listen'])}" for i in range(3)]
+    jetstream = conf["jetstream"]
+    assert PurePosixPath(jetstream["store_dir"]).is_absolute()
+    assert conf_bytes(jetstream["max_file_store"]) >= 4 * 2**30
+    mqtt_block = conf["mqtt"]
+    assert port_of(mqtt_block["listen"]) == 1883
+    assert mqtt_block["stream_replicas"] == "3"
+    assert conf_seconds(conf["lame_duck_duration"]) > 0
+
+
+def test_passwords_in_nats_conf_are_variables_and_stations_may_only_publish(conf: dict[str, Any]) -> None:
+    """Every user's password is a $VAR; `station` publishes readings and subscribes to nothing."""
+    users = {user["user"]: user for user in conf["authorization"]["users"]}
+    assert set(users) == {"ecowatch", "station"}
+    for user in users.values():
+        assert re.fullmatch(r"\$[A-Z_]+", user["password"]), user["user"]
+    station = users["station"]["permissions"]
+    assert "ecowatch.v1.>" in station["publish"]
+    assert station["subscribe"] == {"deny": ">"}
+
+
+# --- the tests: Kubernetes ------------------------------------------------------------------------
+
+
+def test_the_nats_statefulset_runs_three_nodes_that_find_each_other(
+    objects: Objects, conf: dict[str, Any]
+) -> None:
+    """3 replicas in parallel behind the headless Service the routes name; server_name is the pod name."""
+    statefulset = objects["StatefulSet", "nats"]
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 3
+    assert spec["podManagementPolicy"] == "Parallel"
+    headless = objects["Service", spec["serviceName"]]["spec"]
+    assert headless["clusterIP"] == "None"
+    assert headless["publishNotReadyAddresses"] is True
+    assert matches(headless["selector"], spec["template"]["metadata"]["labels"])
+    hosts = {route.split("//")[1].split(":")[0] for route in conf["cluster"]["routes"]}
+    assert hosts == {
+        f"{statefulset['metadata']['name']}-{i}.{spec['serviceName']}" for i in range(spec["replicas"])
+    }
+    container = only_container(objects, "StatefulSet", "nats")
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NATS_SERVER_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    ports = container_ports(container)
+    assert ports["client"] == port_of(conf["listen"])
+    assert ports["cluster"] == port_of(conf["cluster"]["listen"])
+    assert ports["mqtt"] == port_of(conf["mqtt"]["listen"])
+    assert ports["monitor"] == int(conf["http_port"])
+    assert {p["name"]: p["port"] for p in headless["ports"]} == ports
+
+
+def test_nats_keeps_its_store_on_a_claim_larger_than_the_store_limit(
+    objects: Objects, conf: dict[str, Any]
+) -> None:
+    """store_dir is on the volume claim, which exceeds max_file_store; the claims outlive the pods."""
+    spec = objects["StatefulSet", "nats"]["spec"]
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    mounted = {
+        m["name"]: PurePosixPath(m["mountPath"])
+        for m in only_container(objects, "StatefulSet", "nats")["volumeMounts"]
+    }
+    store = PurePosixPath(conf["jetstream"]["store_dir"])
+    assert mounted[claim["metadata"]["name"]] in (store, *store.parents[:-1])
+    storage = quantity_bytes(claim["spec"]["resources"]["requests"]["storage"])
+    assert storage >= conf_bytes(conf["jetstream"]["max_file_store"]) + 2**30
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    config_volume = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}["config"]
+    assert config_volume["configMap"]["name"] == "nats-config"
+    assert mounted["config"] == PurePosixPath("/etc/nats")
+
+
+def test_nats_nodes_spread_over_machines_and_at_most_one_is_taken_down(objects: Objects) -> None:
+    """Required anti-affinity per host, and a PodDisruptionBudget of maxUnavailable 1 on the nodes."""
+    pod = pod_spec(objects, "StatefulSet", "nats")
+    labels = objects["StatefulSet", "nats"]["spec"]["template"]["metadata"]["labels"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert matches(term["labelSelector"]["matchLabels"], labels)
+    budget = objects["PodDisruptionBudget", "nats"]["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert matches(budget["selector"]["matchLabels"], labels)
+    worker_budget = objects["PodDisruptionBudget", "ecowatch"]["spec"]
+    assert worker_budget["maxUnavailable"] == 1
+    assert matches(
+        worker_budget["selector"]["matchLabels"],
+        objects["StatefulSet", "ecowatch"]["spec"]["template"]["metadata"]["labels"],
+    )
+
+
+def test_nats_probes_and_shutdown_fit_lame_duck_mode(objects: Objects, conf: dict[str, Any]) -> None:
+    """Probes ask /healthz on the monitoring port; preStop enters lame-duck mode, within the grace period."""
+    container = only_container(objects, "StatefulSet", "nats")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"].split("?")[0] == "/healthz", probe
+        assert get["port"] == "monitor", probe
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[-1] == f"ldm={conf['pid_file']}"
+    pid_mount = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(PurePosixPath(conf["pid_file"]).parent) in pid_mount
+    grace = pod_spec(objects, "StatefulSet", "nats")["terminationGracePeriodSeconds"]
+    assert grace > conf_seconds(conf["lame_duck_duration"]) + conf_seconds(conf["lame_duck_grace_period"])
+    limit = quantity_bytes(container["resources"]["limits"]["memory"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert quantity_bytes(env["GOMEMLIMIT"].removesuffix("B")) < limit  # Go writes MiB, Kubernetes Mi
+
+
+def test_the_client_service_offers_nats_and_mqtt_and_the_policy_guards_routes(objects: Objects) -> None:
+    """nats-client selects the nodes on 4222 and 1883; the NetworkPolicy admits routes only from nodes."""
+    client = objects["Service", "nats-client"]["spec"]
+    labels = objects["StatefulSet", "nats"]["spec"]["template"]["metadata"]["labels"]
+    assert matches(client["selector"], labels)
+    assert {p["name"]: p["port"] for p in client["ports"]} == {"client": 4222, "mqtt": 1883}
+    policy = objects["NetworkPolicy", "nats"]["spec"]
+    assert matches(policy["podSelector"]["matchLabels"], labels)
+    for rule in policy["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        if "cluster" in ports:
+            (peer,) = rule["from"]
+            assert matches(peer["podSelector"]["matchLabels"], labels)
+        if "from" not in rule:
+            assert ports == {"mqtt"}, "only MQTT is open to everyone"
+
+
+def test_the_workers_are_several_replicas_ready_on_readyz(objects: Objects, worker: WorkerConfig) -> None:
+    """A StatefulSet of more than one worker; readiness /readyz and liveness /healthz on the HTTP port;
+    a claim for data_dir that outlives the pod."""
+    spec = objects["StatefulSet", "ecowatch"]["spec"]
+    assert spec["replicas"] > 1
+    assert objects["Service", spec["serviceName"]]["spec"]["clusterIP"] == "None"
+    (claim,) = spec["volumeClaimTemplates"]
+    assert quantity_bytes(claim["spec"]["resources"]["requests"]["storage"]) >= 2**30
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    container = only_container(objects, "StatefulSet", "ecowatch")
+    ports = container_ports(container)
+    expected = {"livenessProbe": "/healthz", "startupProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, probe
+        assert ports[get["port"]] == worker.settings.http.port, probe
+    resources = container["resources"]
+    assert resources["requests"]["cpu"]
+    assert resources["requests"]["memory"]
+    assert resources["limits"]["memory"]
+    pod = pod_spec(objects, "StatefulSet", "ecowatch")
+    assert pod["terminationGracePeriodSeconds"] > worker.settings.shutdown_grace.total_seconds()
+    assert pod["enableServiceLinks"] is False  # they would inject ECOWATCH_* overrides
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    service = objects["Service", "ecowatch"]["spec"]
+    assert matches(service["selector"], spec["template"]["metadata"]["labels"])
+    (endpoint,) = objects["ServiceMonitor", "ecowatch"]["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["ports"]}
+
+
+def test_the_workers_read_the_configmap_and_take_their_identity_from_the_pod_name(
+    objects: Objects, worker: WorkerConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The ConfigMap holds deploy/cluster/ecowatch.yaml and a registry at the configured path; the
+    stream pair, the worker id and the MQTT client id are the pod name, over the file's values."""
+    data = objects["ConfigMap", "ecowatch-cluster-config"]["data"]
+    assert data["ecowatch.yaml"] == ECOWATCH_YAML.read_text(encoding="utf-8")
+    assert data["stations.yaml"] == DEMO_REGISTRY.read_text(encoding="utf-8")
+    container = only_container(objects, "StatefulSet", "ecowatch")
+    mounts_by_name = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts_by_name["config"]["readOnly"] is True
+    assert PurePosixPath(worker.settings.registry).parent == PurePosixPath(
+        mounts_by_name["config"]["mountPath"]
+    )
+    assert PurePosixPath(mounts_by_name["data"]["mountPath"]) == PurePosixPath(worker.settings.data_dir)
+    (claim,) = objects["StatefulSet", "ecowatch"]["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    volumes = {v["name"]: v for v in pod_spec(objects, "StatefulSet", "ecowatch")["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "ecowatch-cluster-config"
+    env = {e["name"]: e for e in container["env"]}
+    for name in IDENTITY:
+        assert env[name]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", name
+    pod = worker_config(monkeypatch, tmp_path, dict.fromkeys(IDENTITY, "ecowatch-1"))
+    assert pod.settings.wal.jetstream is not None
+    assert pod.settings.wal.jetstream.stream == "ecowatch-1"
+    assert pod.settings.wal.jetstream.servers == worker.settings.wal.jetstream.servers  # type: ignore[union-attr]
+    assert pod.settings.mqtt.client_id == "ecowatch-1"
+    assert pod.cluster.worker_id in (None, "ecowatch-1")  # None: `cluster` not in the settings yet
+    assert objects["ConfigMap", "nats-config"]["data"]["nats.conf"] == NATS_CONF.read_text(encoding="utf-8")
+
+
+def test_the_workers_reach_every_node_and_the_mqtt_listener(
+    objects: Objects, conf: dict[str, Any], worker: WorkerConfig
+) -> None:
+    """wal.jetstream and cluster name each StatefulSet pod on the client port as user `ecowatch`, R3;
+    every worker's two streams fit a node's store; MQTT goes to nats-client over 3.1.1."""
+    statefulset = objects["StatefulSet", "nats"]
+    name, spec = statefulset["metadata"]["name"], statefulset["spec"]
+    jetstream = worker.settings.wal.jetstream
+    assert worker.settings.wal.backend == "jetstream"
+    assert jetstream is not None
+    password = "dummy-ecowatch_nats_password"
+    expected = [
+        f"nats://ecowatch:{password}@{name}-{i}.{spec['serviceName']}:{port_of(conf['listen'])}"
+        for i in range(spec["replicas"])
+    ]
+    assert jetstream.servers == expected
+    assert worker.cluster.servers == expected
+    assert jetstream.replicas == worker.cluster.replicas == 3 <= spec["replicas"]
+    # Every worker's two logs, R3, are on every node: with the MQTT streams, within max_file_store.
+    workers = objects["StatefulSet", "ecowatch"]["spec"]["replicas"]
+    assert workers * 2 * jetstream.quota_bytes + 2**30 <= conf_bytes(conf["jetstream"]["max_file_store"])
+    assert worker.settings.mqtt.host == "nats-client"
+    assert worker.settings.mqtt.port == port_of(conf["mqtt"]["listen"])
+    assert worker.settings.mqtt.protocol == "3.1.1"  # nats-server's MQTT listener refuses 5
+    assert worker.settings.mqtt.username == "ecowatch"
+    assert worker.settings.mqtt.clean_start is False
+    (influx,) = [s for s in worker.settings.sinks if isinstance(s, InfluxDBSinkConfig)]
+    assert influx.url.host == "influxdb"
+
+
+def test_no_secret_values_are_in_the_repository(objects: Objects) -> None:
+    """Secrets are placeholders outside the kustomization; configs reference variables; pods get each."""
+    secrets = {name: obj for (kind, name), obj in objects.items() if kind == "Secret"}
+    assert set(secrets) == {"nats-auth", "ecowatch-secrets"}
+    for name, secret in secrets.items():
+        assert secret["stringData"], name
+        assert set(secret["stringData"].values()) == {"CHANGE-ME"}, name
+        assert "data" not in secret, name
+    raw = load_yaml(ECOWATCH_YAML)
+    user_info = re.compile(r"^nats://ecowatch:\$\{ECOWATCH_NATS_PASSWORD\}@[a-z0-9.-]+:\d+$")
+    for server in [*raw["wal"]["jetstream"]["servers"], *raw["cluster"]["servers"]]:
+        assert user_info.match(server), server
+    assert is_reference(raw["mqtt"]["password"])
+    assert is_reference(raw["http"]["token"])
+    assert all(is_reference(sink["token"]) for sink in raw["sinks"])
+    # Each pod gets every variable its configuration references, from a Secret that declares it.
+    provided: dict[str, set[str]] = {}
+    for kind, name in (("StatefulSet", "nats"), ("StatefulSet", "ecowatch")):
+        container = only_container(objects, kind, name)
+        names = provided.setdefault(name, set())
+        for source in container.get("envFrom", []):
+            names |= set(secrets[source["secretRef"]["name"]]["stringData"])
+        for entry in container.get("env", []):
+            ref = entry.get("valueFrom", {}).get("secretKeyRef")
+            if ref is not None:
+                assert ref["key"] in secrets[ref["name"]]["stringData"]
+            if SECRET_NAME.search(entry["name"]):
+                assert "value" not in entry, entry["name"]
+            names.add(entry["name"])
+    assert conf_variables(NATS_CONF.read_text(encoding="utf-8")) <= provided["nats"]
+    assert value_references(raw) <= provided["ecowatch"]
+    for path in CLUSTER.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"(?i)(password|token)\s*[:=]\s*['\"]?[A-Za-z0-9+/]{16,}", text), path
+
+
+def test_the_kustomization_applies_everything_but_the_placeholder_secrets(objects: Objects) -> None:
+    """kustomization.yaml lists every manifest except *-secret.yaml; kubectl renders it where installed."""
+    listed = set(load_yaml(K8S / "kustomization.yaml")["resources"])
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == {f for f in files if not f.endswith("-secret.yaml")}
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:  # the real tool where it exists; the assertions above hold anyway
+        rendered = subprocess.run(
+            [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+        documents = [d for d in yaml.safe_load_all(rendered) if d]
+        assert {(d["kind"], d["metadata"]["name"]) for d in documents} == {
+            k for k in objects if k[0] != "Secret"
+        }
+
+
+# --- the tests: compose ---------------------------------------------------------------------------
+
+
+def test_compose_runs_three_nats_nodes_under_the_names_the_routes_use(
+    compose: dict[str, Any], conf: dict[str, Any]
+) -> None:
+    """nats-0..2 with pinned images, our nats.conf, own volumes, and aliases nats-N.nats and nats-client."""
+    nodes = nats_services(compose)
+    assert sorted(nodes) == ["nats-0", "nats-1", "nats-2"]
+    route_hosts = {route.split("//")[1].split(":")[0] for route in conf["cluster"]["routes"]}
+    store = PurePosixPath(conf["jetstream"]["store_dir"])
+    data_volumes = set()
+    for name, node in nodes.items():
+        assert PINNED_TAG.match(node["image"]), node["image"]
+        assert node["command"] == ["--config", "/etc/nats/nats.conf"]
+        assert ("./nats/nats.conf", "/etc/nats/nats.conf") in mounts(node)
+        aliases = set(node["networks"]["default"]["aliases"])
+        assert aliases == {f"{name}.nats", "nats-client"}
+        assert environment(node)["NATS_SERVER_NAME"] == name
+        (data,) = [s for s, t in mounts(node) if PurePosixPath(t) in (store, *store.parents[:-1])]
+        data_volumes.add(data)
+        assert seconds(node["stop_grace_period"]) > conf_seconds(conf["lame_duck_duration"])
+        assert node["stop_signal"] == "SIGUSR2"  # lame-duck mode
+        assert conf_variables(NATS_CONF.read_text(encoding="utf-8")) <= environment(node).keys()
+        for key, value in environment(node).items():
+            if SECRET_NAME.search(key):
+                assert is_reference(value), f"{name}.{key}"
+    assert route_hosts == {f"{name}.nats" for name in nodes}
+    assert len(data_volumes) == 3
+
+
+def test_compose_ports_and_volumes_are_consistent(compose: dict[str, Any], conf: dict[str, Any]) -> None:
+    """No host port published twice; MQTT open, the rest on 127.0.0.1; named volumes declared and used."""
+    published: dict[str, str] = {}
+    for name, service in services(compose).items():
+        for port in service.get("ports", []):
+            *host, container = port.split(":")
+            key = ":".join(host)
+            assert key not in published, f"{name} and {published[key]} both publish {key}"
+            published[key] = name
+            if name.startswith("nats-") and int(container) == port_of(conf["mqtt"]["listen"]):
+                continue
+            if name != "grafana":
+                assert host[0] == "127.0.0.1", f"{name} publishes {port} beyond the host"
+    mqtt_ports = [p for p in nats_services(compose)["nats-0"]["ports"] if p.endswith(":1883")]
+    assert mqtt_ports == ["1883:1883"]
+    used = {
+        source
+        for service in services(compose).values()
+        for source, _ in mounts(service)
+        if not source.startswith((".", "/"))
+    }
+    assert used == set(compose["volumes"])
+    for service in services(compose).values():
+        for source, _ in mounts(service):
+            if source.startswith("."):
+                assert (CLUSTER / source).exists(), source
+        if "build" in service:
+            assert (CLUSTER / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        else:
+            assert PINNED_TAG.match(service["image"]), service["image"]
+
+
+def test_compose_workers_start_after_a_healthy_cluster_with_their_own_identity(
+    compose: dict[str, Any], worker: WorkerConfig
+) -> None:
+    """Three workers, each with its own client id, volume and port, after every node and InfluxDB is healthy."""
+    workers = worker_services(compose)
+    assert len(workers) == 3
+    all_services = services(compose)
+    identities = set()
+    for name, service in workers.items():
+        depends = service["depends_on"]
+        assert set(nats_services(compose)) | {"influxdb"} <= depends.keys()
+        for dependency, condition in depends.items():
+            assert condition == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+            assert all_services[dependency]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
+        env = environment(service)
+        identities.add(tuple(env[key] for key in IDENTITY))
+        assert value_references(load_yaml(ECOWATCH_YAML)) <= env.keys()
+        for key, value in env.items():
+            if SECRET_NAME.search(key):
+                assert is_reference(value), f"{name}.{key}"
+        assert ("./ecowatch.yaml", "/etc/ecowatch/ecowatch.yaml") in mounts(service)
+        assert [s for s, t in mounts(service) if PurePosixPath(t) == PurePosixPath(worker.settings.data_dir)]
+        assert seconds(service["stop_grace_period"]) > worker.settings.shutdown_grace.total_seconds()
+    assert identities == {(name,) * len(IDENTITY) for name in workers}
+    init = environment(all_services["influxdb"])
+    (influx,) = [s for s in worker.settings.sinks if isinstance(s, InfluxDBSinkConfig)]
+    assert (init["DOCKER_INFLUXDB_INIT_ORG"], init["DOCKER_INFLUXDB_INIT_BUCKET"]) == (
+        influx.org,
+        influx.bucket,
+    )
+    simulator = all_services["simulator"]
+    assert simulator["profiles"] == ["demo"]
+    assert {"--host=nats-client", "--protocol=3.1.1", "--username=station"} <= set(simulator["command"])
+
+
+def test_the_env_example_lists_exactly_the_compose_variables(compose: dict[str, Any]) -> None:
+    """compose.env.example names every variable compose.yaml interpolates, secrets as CHANGE-ME."""
+    example = (CLUSTER / "compose.env.example").read_text(encoding="utf-8")
+    entries = dict(
+        line.split("=", 1) for line in example.splitlines() if line.strip() and not line.startswith("#")
+    )
+    assert set(entries) == value_references(compose)
+    for key, value in entries.items():
+        if SECRET_NAME.search(key):
+            assert value == "CHANGE-ME", key
+
+
+def test_the_readme_links_resolve() -> None:
+    """Every relative link in deploy/cluster/README.md names a file that exists; deploy/README.md links it."""
+    readme = (CLUSTER / "README.md").read_text(encoding="utf-8")
+    relative = [link for link in re.findall(r"\]\(([^)#]+)\)", readme) if "://" not in link]
+    assert len(relative) >= 5
+    for link in relative:
+        assert (CLUSTER / link).resolve().exists(), link
+    assert (ROOT / "Dockerfile").is_file()
+
+
+# --- the tests: the configuration, live -----------------------------------------------------------
+
+
+@dataclass
+class Node:
+    name: str
+    process: subprocess.Popen[bytes]
+    client: int
+    monitor: int
+    mqtt: int
+    log: Path
+
+    def healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-2000:]}")
+        try:
+            return http_request("GET", f"http://{HOST}:{self.monitor}/healthz", timeout=1.0)[0] == 200
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def loopback_cluster(tmp_path: Path, conf: dict[str, Any]) -> Iterator[list[Node]]:
+    """Three nodes from deploy/cluster/nats/nats.conf, with only addresses, store and pid file moved."""
+    text = NATS_CONF.read_text(encoding="utf-8")
+    route_ports = [free_port() for _ in range(3)]
+    nodes: list[Node] = []
+    try:
+        for i, route_port in enumerate(route_ports):
+            client, monitor, mqtt_port = free_port(), free_port(), free_port()
+            replacements = {
+                conf["listen"]: f"{HOST}:{client}",
+                f"http_port: {conf['http_port']}": f"http: {HOST}:{monitor}",
+                conf["cluster"]["listen"]: f"{HOST}:{route_port}",
+                conf["mqtt"]["listen"]: f"{HOST}:{mqtt_port}",
+                f"store_dir: {conf['jetstream']['store_dir']}": f"store_dir: {tmp_path / f'store-{i}'}",
+                conf["pid_file"]: str(tmp_path / f"nats-{i}.pid"),
+                f"max_file_store: {conf['jetstream']['max_file_store']}": "max_file_store: 1GB",
+                **{
+                    f"nats-{j}.nats:{port_of(conf['cluster']['listen'])}": f"{HOST}:{p}"
+                    for j, p in enumerate(route_ports)
+                },
+            }
+            node_text = text
+            for old, new in replacements.items():
+                assert old in node_text, old
+                node_text = node_text.replace(old, new)
+            path = tmp_path / f"nats-{i}.conf"
+            path.write_text(node_text, encoding="utf-8")
+            log = tmp_path / f"nats-{i}.log"
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "NATS_SERVER_NAME": f"nats-{i}",
+                "ECOWATCH_NATS_PASSWORD": "worker-password",
+                "STATION_MQTT_PASSWORD": "station-password",
+            }
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [str(NATS_SERVER), "-c", str(path)], env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            nodes.append(Node(f"nats-{i}", process, client, monitor, mqtt_port, log))
+        for node in nodes:
+            wait_for(node.healthy, f"{node.name} healthy with JetStream", 30.0, interval=0.1)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.process.terminate()
+        for node in nodes:
+            try:
+                node.process.wait(10)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait()
+
+
+def _mqtt_session(port: int, protocol: MQTTProtocolVersion, client_id: str) -> tuple[mqtt.Client, Any]:
+    """A paho client logged in as `station`, connected (or refused); returns it and the CONNACK code."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    client.username_pw_set("station", "station-password")
+    codes: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, code, _p=None: codes.append(code)
+    client.connect(HOST, port)
+    client.loop_start()
+    return client, wait_for(lambda: codes, "CONNACK", 10.0)[0]
+
+
+async def _create_stream(servers: list[str]) -> None:
+    """The stream a worker would read stations' messages from, R3, as user `ecowatch`."""
+    connection = await nats.connect(servers, user="ecowatch", password="worker-password")
+    try:
+        await connection.jetstream(timeout=JETSTREAM_TIMEOUT).add_stream(
+            name="stations", subjects=["ecowatch.>", "hj212.>"], num_replicas=3
+        )
+    finally:
+        await connection.close()
+
+
+async def _stored(servers: list[str]) -> tuple[dict[str, int], int]:
+    """Messages per subject in that stream, and its replicas."""
+    connection = await nats.connect(servers, user="ecowatch", password="worker-password")
+    try:
+        info = await connection.jetstream(timeout=JETSTREAM_TIMEOUT).stream_info(
+            "stations", subjects_filter=">"
+        )
+        return dict(info.state.subjects or {}), info.config.num_replicas or 0
+    finally:
+        await connection.close()
+
+
+def wait_stored(servers: list[str], count: int) -> tuple[dict[str, int], int]:
+    """Poll until the stream holds `count` messages (whether a PUBACK waits for it is not asserted)."""
+
+    def enough() -> tuple[dict[str, int], int] | None:
+        subjects, replicas = asyncio.run(_stored(servers))
+        return (subjects, replicas) if sum(subjects.values()) >= count else None
+
+    return wait_for(enough, f"the stream to hold {count} messages", 10.0, interval=0.1)
+
+
+def test_the_configuration_forms_a_cluster_that_stores_mqtt_readings_r3(
+    loopback_cluster: list[Node], conf: dict[str, Any]
+) -> None:
+    """Three nodes from nats.conf elect a leader; a station's QoS 1 publish over MQTT 3.1.1 lands in an
+    R3 stream as ecowatch.v1.<district>.<station>.water; a subject outside its permissions is acknowledged
+    but not stored; it may not subscribe; MQTT 5 is refused; the store limit is what the claim was sized for."""
+    nodes = loopback_cluster
+    servers = [f"nats://{HOST}:{node.client}" for node in nodes]
+    asyncio.run(_create_stream(servers))
+    client, code = _mqtt_session(nodes[1].mqtt, MQTTProtocolVersion.MQTTv311, "station-1")
+    try:
+        assert not code.is_failure
+        # A subject the station may not publish to is acknowledged all the same, and dropped.
+        denied = client.publish("ecowatch/other/x", b"{}", qos=1)
+        denied.wait_for_publish(10)
+        assert denied.is_published()
+        info = client.publish("ecowatch/v1/jiangbei/cq-cj-cuntan/water", b'{"do": 7.1}', qos=1)
+        info.wait_for_publish(10)
+        granted: list[Any] = []
+        client.on_subscribe = lambda _c, _u, _m, codes, _p: granted.extend(codes)
+        client.subscribe("ecowatch/#", qos=1)
+        wait_for(lambda: granted, "SUBACK", 10.0)
+        assert granted[0].is_failure, "a station may not subscribe"
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    refused, code = _mqtt_session(nodes[2].mqtt, MQTTProtocolVersion.MQTTv5, "station-5")
+    refused.loop_stop()
+    assert code.is_failure  # MQTT 5: unsupported protocol version
+    assert wait_stored(servers, 1) == ({"ecowatch.v1.jiangbei.cq-cj-cuntan.water": 1}, 3)
+    status, body = http_request("GET", f"http://{HOST}:{nodes[0].monitor}/varz")
+    assert status == 200
+    varz = json.loads(body)
+    assert varz["jetstream"]["config"]["max_storage"] == conf_bytes("1GB")  # GB counts in 1024s
+    assert (varz["server_name"], varz["cluster"]["name"]) == ("nats-0", conf["cluster"]["name"])
+    assert varz["mqtt"]["port"] == nodes[0].mqtt
+
+
+def test_the_mosquitto_bridge_forwards_stations_to_the_cluster(
+    loopback_cluster: list[Node], tmp_path: Path
+) -> None:
+    """bridges/mosquitto-bridge.conf (address and password filled in) forwards QoS 1 readings from a
+    Mosquitto to the NATS MQTT listener: `/` becomes `.`, a `.` inside a level becomes `//`."""
+    nodes = loopback_cluster
+    servers = [f"nats://{HOST}:{node.client}" for node in nodes]
+    asyncio.run(_create_stream(servers))
+    text = (CLUSTER / "bridges" / "mosquitto-bridge.conf").read_text(encoding="utf-8")
+    replacements = {
+        "address nats.example.org:1883": f"address {HOST}:{nodes[1].mqtt} {HOST}:{nodes[2].mqtt}",
+        "remote_password CHANGE-ME": "remote_password station-password",
+    }
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    with MosquittoServer(tmp_path, config_extra=text) as broker:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="station-behind-mosquitto")
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        try:
+            topics = [
+                "ecowatch/v1/江北区/cq-cj-cuntan/water",
+                "ecowatch/v1/jiangbei/cq.cj.cuntan/water",
+                "ecowatch/senml/cq-cj-cuntan",
+                "hj212/50000000000003",
+            ]
+            for topic in topics:
+                client.publish(topic, b"{}", qos=1).wait_for_publish(10)
+            subjects, replicas = wait_stored(servers, 4)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+    assert replicas == 3
+    assert subjects == {
+        "ecowatch.v1.江北区.cq-cj-cuntan.water": 1,
+        "ecowatch.v1.jiangbei.cq//cj//cuntan.water": 1,
+        "ecowatch.senml.cq-cj-cuntan": 1,
+        "hj212.50000000000003": 1,
+    }
