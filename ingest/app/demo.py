@@ -32,13 +32,13 @@ from ingest.app.demo_story import (
     DemoReceiver,
     Story,
     story_lines,
-    write_network_registry,
 )
 from ingest.app.embedded_broker import EmbeddedBroker
 from ingest.app.settings import DEMO_REGISTRY, load_settings
 from ingest.mqtt import PublisherConfig, WindowedPublisher
 from ingest.sinks.sqlite import SQLiteSink
 from ingest.telemetry import configure_logging
+from simulators.load import write_registry
 from simulators.scenario import PollutionEvent, Scenario, load_scenario
 from simulators.simulator import Simulator
 
@@ -102,11 +102,11 @@ class _Cast:
         )
         # The daemon expects reports as often as the simulators send them, so silence shows in minutes.
         simulated = {s.id: s for s in [*self.simulator.registry_stations(), *self.story.registry_stations()]}
-        write_network_registry(
+        write_registry(
             [simulated.get(s.id, s) for s in demo.values()],
-            None if demo.network is None else demo.network.spec,
             registry_file,
             note="Demo registry: illustrative, not official; report intervals shortened for the demo.",
+            network=None if demo.network is None else demo.network.spec,
         )
         self.registry_file = registry_file
         self.registry = Registry.load(registry_file)

@@ -40,9 +40,6 @@ from types import TracebackType
 from typing import Any, Final, Self
 from zoneinfo import ZoneInfo
 
-import yaml
-
-from config.network import NetworkSpec
 from config.registry import Registry, Station
 from config.standards import default_standard
 from simulators.publish import Publisher
@@ -107,21 +104,6 @@ class Story:
             publisher.publish(message.topic, message.payload)
             sent += 1
         return sent
-
-
-def write_network_registry(
-    stations: Sequence[Station], network: NetworkSpec | None, path: Path, *, note: str
-) -> None:
-    """Save stations and the river network as a registry file that `Registry.load` reads back."""
-    document: dict[str, Any] = {
-        "note": note,
-        "stations": [
-            s.model_dump(mode="json", exclude_none=True, exclude={"hj212_password"}) for s in stations
-        ],
-    }
-    if network is not None:
-        document["network"] = network.model_dump(mode="json", exclude_none=True)
-    path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 # --- the receiving end ----------------------------------------------------------------------------

@@ -36,22 +36,11 @@ from simulators.load import write_registry
 from simulators.publish import MqttOptions, MqttPublisher
 from simulators.scenario import SCENARIO_DIR, Scenario, load_scenario
 from simulators.simulator import SimMessage, Simulator
-from tests.dashboard.support import HOSTILE_NAME, TOKEN, serve_stack
+from tests.dashboard.support import HOSTILE_NAME, TOKEN, chromium, serve_stack
 from tests.servers import MosquittoServer, http_request
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM: Final = "/usr/bin/chromium"
-CHROMIUM_ARGS: Final = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "test-artifacts"
 # The spill reaches 金子 at 1:00 into the demo scenario; before 0:45 every Jialing point is clean.
 BEFORE_SPILL: Final = timedelta(seconds=45)
@@ -70,31 +59,8 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture
 def browser(playwright: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
     """Debian's Chromium with a fresh profile, nothing downloaded, no traffic but to loopback."""
-    context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "chromium-profile"),
-        executable_path=CHROMIUM,
-        headless=True,
-        args=CHROMIUM_ARGS,
-        viewport={"width": 1440, "height": 1100},
-        locale="zh-CN",
-        timezone_id="Asia/Shanghai",
-    )
-    errors: list[str] = []
-    context.on("weberror", lambda error: errors.append(str(error.error)))
-    # Console errors include CSP violations and failed loads; a refused token is the one expected.
-    context.on(
-        "console",
-        lambda message: (
-            errors.append(message.text)
-            if message.type == "error" and "401 (Unauthorized)" not in message.text
-            else None
-        ),
-    )
-    try:
+    with chromium(playwright, tmp_path / "chromium-profile") as context:
         yield context
-    finally:
-        context.close()
-    assert errors == [], f"the page reported errors: {errors}"
 
 
 @dataclass

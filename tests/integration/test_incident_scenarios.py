@@ -39,9 +39,10 @@ import pytest
 from config.network import RiverNetwork
 from config.registry import Registry, Station
 from ingest.app.daemon import Daemon
-from ingest.app.demo_story import DemoReceiver, Story, story_lines, write_network_registry
+from ingest.app.demo_story import DemoReceiver, Story, story_lines
 from ingest.app.settings import load_settings
 from simulators.formats import JsonFormat
+from simulators.load import write_registry
 from simulators.publish import MqttOptions, MqttPublisher
 from tests.helpers import DEMO_REGISTRY, wait_for
 from tests.integration.alert_scenario_support import LOCAL, WAIT, Receiver, Report, readings
@@ -112,7 +113,7 @@ class IncidentDaemon:
             s.model_copy(update={"report_interval_s": int(INTERVAL.total_seconds())}) for s in demo.values()
         ]
         registry_file = tmp_path / "stations.yaml"
-        write_network_registry(stations, demo.network.spec, registry_file, note="incident scenarios")
+        write_registry(stations, registry_file, note="incident scenarios", network=demo.network.spec)
         self.registry = Registry.load(registry_file)
         assert self.registry.network is not None
         self.network: RiverNetwork = self.registry.network
@@ -473,7 +474,7 @@ def test_the_demo_story_confirms_its_incident_and_a_signed_webhook_arrives(
     timed = {s.id: s for s in story.registry_stations()}
     stations: list[Station] = [timed.get(s.id, s) for s in demo.values()]
     registry_file = tmp_path / "stations.yaml"
-    write_network_registry(stations, demo.network.spec, registry_file, note="demo story")
+    write_registry(stations, registry_file, note="demo story", network=demo.network.spec)
     registry = Registry.load(registry_file)
     stop = threading.Event()
     with DemoReceiver(demo.network.receiver_names()) as receiver:
