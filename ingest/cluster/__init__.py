@@ -4,6 +4,8 @@
 - `leases`: the lease value and the balancing plan (pure).
 - `ownership`: `Ownership`, one worker's leases in JetStream KV (asyncio on a thread of its own).
 - `status`: `cluster_status(servers)` for `ecowatch cluster status`.
+- `outbox`: `OutboxStream` (notifications deduplicated by idempotency key) and `ReceiverDispatch`
+  (one dispatcher per receiver at a time, on a lease of its own); the exactly-once argument is there.
 
 The lease protocol. Bucket `<prefix>-leases` holds one key per partition; its value names the
 owner ("" = released) and the partition's epoch. Every write is a compare-and-set on the key's
@@ -39,13 +41,17 @@ Guarantees:
 """
 
 from ingest.cluster.config import ClusterConfig
+from ingest.cluster.outbox import OutboxStream, Published, ReceiverDispatch
 from ingest.cluster.ownership import Ownership
 from ingest.cluster.partitions import partition_of, partition_of_subject, station_of_subject
 from ingest.cluster.status import cluster_status
 
 __all__ = [
     "ClusterConfig",
+    "OutboxStream",
     "Ownership",
+    "Published",
+    "ReceiverDispatch",
     "cluster_status",
     "partition_of",
     "partition_of_subject",
