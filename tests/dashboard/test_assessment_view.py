@@ -33,7 +33,8 @@ from ingest.app.http import HTTPService
 from ingest.app.query import SQLiteQuery
 from ingest.sinks.sqlite import SQLiteSink, SQLiteSinkConfig
 from tests.alerts.assessment_method.report_data import readings_of, write_dataset
-from tests.dashboard.test_dashboard_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.dashboard.support import CHROMIUM, CHROMIUM_ARGS
+from tests.dashboard.test_dashboard_browser import ARTIFACTS
 from tests.servers import http_request
 
 pytestmark = pytest.mark.integration
@@ -111,7 +112,7 @@ def browser(playwright: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
         str(tmp_path / "chromium-profile"),
         executable_path=CHROMIUM,
         headless=True,
-        args=CHROMIUM_ARGS,
+        args=list(CHROMIUM_ARGS),
         viewport={"width": 1440, "height": 1000},
         locale="zh-CN",
         timezone_id="Asia/Shanghai",
