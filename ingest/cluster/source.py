@@ -1,0 +1,391 @@
+"""`PartitionSource`: a worker takes in the stations of the partitions it owns, from the cluster.
+
+The stream `ecowatch-stations` (`ingest.cluster.stations`) stores every station message under
+`ecowatch.part.<p>.…`, `p` computed by the server from the station id. For each partition this
+worker owns (`on_acquired(p, epoch)` from `ingest.cluster.Ownership`) a thread reads a durable
+pull consumer filtered on that partition and, per fetched batch:
+
+    fetch ≤ batch → append (topic, payload, received_ns) records to the raw log → raw log sync()
+      → holds(p, epoch)? → ack the batch (AckAll on its last message, confirmed by the server)
+
+- Durable before ack: a message is acknowledged only after `sync()` returned for the records
+  that carry it, and only while `holds(p, epoch)`; `on_lost(p)` (or `stop`) marks the partition
+  inactive under the lock its acks are sent under, so once `on_lost` returned no ack of that
+  partition is sent by this worker (it then waits for the thread to finish its batch).
+- Fencing by consumer, one per epoch: the consumer of partition `p` at epoch `e` is named
+  `part-<p>-e<e>`. A new owner reads the previous consumers' ack floors, creates its own starting
+  right after the highest one, then deletes the older consumers. So the next owner resumes in
+  stream order at the first unacknowledged message (no wait for `ack_wait`, no reordering of a
+  station's messages), and a late ack from a paused old owner lands on a consumer that is no
+  longer read (it cannot acknowledge the new owner's messages). A worker that finds a consumer
+  of a higher epoch stops: it is stale.
+- At least once: what was fetched but not acknowledged (a crash, a lost lease, a failed sync, a
+  lost ack) is read again by the partition's next reader, so it may be in two workers' raw logs
+  (the handover window: the batch in flight at the loss). Downstream is idempotent (sinks
+  overwrite the same points, the alert engine skips readings it has seen); `received_ns` is the
+  time the stream stored the message, the same in every copy.
+- Order: a station is in one partition; one thread reads it in stream order and appends in that
+  order, so a worker's raw log holds each station's messages in the order the stream stored them
+  (a redelivery inside one owner's period, after `ack_wait` expired on a stalled sync, excepted).
+- Every message becomes a record, malformed or not (the processor dead-letters); a payload too
+  large for the raw log is cut to fit (and dead-lettered downstream as malformed), logged.
+
+Usage (the composition root):
+    source = PartitionSource(servers, raw_log, partitions=cfg.partitions)
+    ownership = Ownership(servers, partitions=cfg.partitions,
+                          on_acquired=source.on_acquired, on_lost=source.on_lost)
+    source.start(ownership)     # connect and create/bind the stream
+    ownership.start()
+    ...
+    ownership.stop(); source.stop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, Self, TypeVar
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from ingest.cluster.buckets import TRANSIENT, connect
+from ingest.cluster.stations import DEFAULT_STREAM, ensure_stream, filters, topic_of_subject
+from ingest.errors import WalFullError
+from ingest.records import encode_message
+from ingest.wal.jetstream.bridge import LoopThread
+from ingest.wal.seam import Producer
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+_CONSUMER: Final = re.compile(r"^part-(\d+)-e(\d+)$")
+_RAW_HEADER_ROOM: Final = 16  # encode_message's header (received_ns, topic length)
+_V1_ACK_TOKENS: Final = 9
+
+
+class Holder(Protocol):
+    """What the source needs of `Ownership`: is this worker still the owner at this epoch?"""
+
+    def holds(self, partition: int, epoch: int) -> bool: ...
+
+
+class StaleOwnerError(RuntimeError):
+    """A consumer of a higher epoch exists: another worker owns the partition now."""
+
+
+def consumer_name(partition: int, epoch: int) -> str:
+    return f"part-{partition}-e{epoch}"
+
+
+def received_ns(msg: Msg) -> int:
+    """When the stream stored `msg` (ns since the epoch, from its ack subject): the same on redelivery."""
+    tokens = (msg.reply or "").split(".")
+    index = 7 if len(tokens) == _V1_ACK_TOKENS else Msg.Ack.Timestamp
+    try:
+        return int(tokens[index])
+    except (IndexError, ValueError):
+        return time.time_ns()
+
+
+@dataclass(slots=True)
+class _Partition:
+    partition: int
+    epoch: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Acks are sent under it; `on_lost` clears `active` under it: no ack after `on_lost`.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    active: bool = True
+    thread: threading.Thread | None = None
+
+
+class PartitionSource:
+    """Reads the owned partitions of the stations stream into the worker's raw log."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        producer: Producer,
+        *,
+        partitions: int,
+        stream: str = DEFAULT_STREAM,
+        replicas: int = 1,
+        max_bytes: int = 2 * 2**30,
+        batch: int = 256,
+        fetch_wait: float = 0.5,
+        ack_wait: float = 30.0,
+        request_timeout: float = 2.0,
+        name: str = "worker",
+    ) -> None:
+        if partitions < 1 or batch < 1:
+            raise ValueError("partitions and batch must be at least 1")
+        self.servers = list(servers)
+        self._producer = producer
+        self.partitions = partitions
+        self.stream = stream
+        self._replicas = replicas
+        self._max_bytes = max_bytes
+        self._batch = batch
+        self._fetch_wait = fetch_wait
+        self._ack_wait = ack_wait
+        self._timeout = request_timeout
+        self._name = name
+        self._holder: Holder | None = None
+        self._bridge: LoopThread | None = None
+        self._parts: dict[int, _Partition] = {}
+        self._lock = threading.Lock()
+        self._counts = {"fetched": 0, "appended": 0, "acked": 0, "ack_failed": 0, "redelivered": 0, "cut": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, holder: Holder) -> Self:
+        """Connect and create (or bind to) the stations stream; partitions come via `on_acquired`."""
+        self._holder = holder
+        self._bridge = LoopThread(f"partition-source-{self._name}")
+        try:
+            self._bridge.run(self._open())
+        except BaseException:
+            self._bridge.stop()
+            self._bridge = None
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every partition (no ack after this returns) and disconnect. Idempotent."""
+        with self._lock:
+            parts = list(self._parts)
+        for partition in parts:
+            self.on_lost(partition)
+        bridge, self._bridge = self._bridge, None
+        if bridge is None:
+            return
+        try:
+            bridge.run(self._attempt(self._nc.close()))
+        finally:
+            bridge.stop()
+
+    def reading(self) -> dict[int, int]:
+        """The partitions being read, with their epochs."""
+        with self._lock:
+            return {p: s.epoch for p, s in self._parts.items()}
+
+    def stats(self) -> dict[str, int]:
+        """fetched, appended, acked (messages), ack_failed (batches), redelivered, cut (oversized)."""
+        with self._lock:
+            return dict(self._counts)
+
+    # -- Ownership's callbacks (its callbacks thread, one at a time) ----------------------------
+
+    def on_acquired(self, partition: int, epoch: int) -> None:
+        """Start reading `partition` as its owner at `epoch`."""
+        self.on_lost(partition)  # a previous epoch's reader, if any, ends first
+        state = _Partition(partition, epoch)
+        state.thread = threading.Thread(
+            target=self._run, args=(state,), name=f"partition-{partition}-e{epoch}", daemon=True
+        )
+        with self._lock:
+            self._parts[partition] = state
+        log.info("partition_source_started", worker=self._name, partition=partition, epoch=epoch)
+        state.thread.start()
+
+    def on_lost(self, partition: int) -> None:
+        """Stop acknowledging `partition` now, then wait for its reader to finish its batch."""
+        with self._lock:
+            state = self._parts.pop(partition, None)
+        if state is None:
+            return
+        state.stop.set()
+        with state.lock:
+            state.active = False
+        if state.thread is not None and state.thread is not threading.current_thread():
+            state.thread.join(self._ack_wait)
+        log.info("partition_source_stopped", worker=self._name, partition=partition, epoch=state.epoch)
+
+    # -- one partition's reader (a thread of its own) ------------------------------------------
+
+    def _holds(self, state: _Partition) -> bool:
+        holder = self._holder
+        return holder is not None and not state.stop.is_set() and holder.holds(state.partition, state.epoch)
+
+    def _run(self, state: _Partition) -> None:
+        bridge = self._bridge
+        if bridge is None:
+            return
+        sub: Any = None
+        try:
+            while self._holds(state):
+                try:
+                    if sub is None:
+                        sub = bridge.run(self._subscribe(state.partition, state.epoch))
+                    if not self._step(state, bridge, sub):
+                        sub = None  # the consumer is gone or its leader moved: bind again
+                        state.stop.wait(0.2)
+                except StaleOwnerError:
+                    log.warning("partition_source_stale", partition=state.partition, epoch=state.epoch)
+                    return
+                except RuntimeError:
+                    if self._bridge is None:
+                        return  # stopping: the loop is closing
+                    raise
+                except Exception as exc:
+                    log.warning("partition_source_retry", partition=state.partition, error=repr(exc))
+                    sub = None
+                    state.stop.wait(0.2)
+        except Exception:
+            log.exception("partition_source_failed", partition=state.partition)
+        finally:
+            if sub is not None and self._bridge is not None:
+                with contextlib.suppress(RuntimeError):
+                    bridge.run(self._attempt(sub.unsubscribe()))
+
+    def _step(self, state: _Partition, bridge: LoopThread, sub: Any) -> bool:
+        """One batch: fetch, append, sync, ack while held. False: the consumer must be bound again."""
+        msgs = bridge.run(self._fetch(sub))
+        if msgs is None:
+            return False
+        if not msgs or not self._holds(state):
+            return True  # unacknowledged: read again by the next reader
+        if not self._append(state, msgs):
+            return True
+        self._producer.sync()
+        with state.lock:
+            if state.active and self._holds(state):
+                acked = bridge.run(self._ack(msgs[-1]))
+                self._count("acked" if acked else "ack_failed", len(msgs) if acked else 1)
+        return True
+
+    def _append(self, state: _Partition, msgs: list[Msg]) -> bool:
+        """Append the batch's records, holding (not dropping) while the raw log is full."""
+        limit = self._producer.max_record_bytes
+        redelivered = 0
+        for msg in msgs:
+            topic = topic_of_subject(msg.subject).encode("utf-8", "replace")
+            payload = msg.data
+            room = limit - _RAW_HEADER_ROOM - len(topic)
+            if len(payload) > room:
+                log.warning("partition_payload_cut", topic=topic.decode(), bytes=len(payload), kept=room)
+                payload = payload[: max(0, room)]
+                self._count("cut")
+            record = encode_message(topic, payload, received_ns(msg))
+            while True:
+                try:
+                    self._producer.append(record)
+                    break
+                except WalFullError:
+                    if not self._holds(state):
+                        return False  # unacknowledged: the next owner reads it again
+                    state.stop.wait(0.05)
+            with contextlib.suppress(nats.errors.Error):
+                redelivered += msg.metadata.num_delivered > 1
+        self._count("fetched", len(msgs))
+        self._count("appended", len(msgs))
+        self._count("redelivered", redelivered)
+        return True
+
+    # -- on the loop ---------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self._nc: Client = await connect(self.servers, f"ecowatch-source-{self._name}", self._timeout)
+        self._js: JetStreamContext = self._nc.jetstream(timeout=self._timeout)
+        try:
+            await ensure_stream(
+                self._js,
+                self.partitions,
+                stream=self.stream,
+                replicas=self._replicas,
+                max_bytes=self._max_bytes,
+            )
+        except BaseException:
+            await self._nc.close()
+            raise
+
+    async def _partition_consumers(self, partition: int) -> dict[int, api.ConsumerInfo]:
+        """The consumers of `partition` by epoch."""
+        found: dict[int, api.ConsumerInfo] = {}
+        offset = 0
+        while True:
+            page = await self._js.consumers_info(self.stream, offset=offset)
+            for info in page:
+                match = _CONSUMER.fullmatch(info.name or "")
+                if match and int(match[1]) == partition:
+                    found[int(match[2])] = info
+            if len(page) < 256:
+                return found
+            offset += len(page)
+
+    async def _subscribe(self, partition: int, epoch: int) -> Any:
+        """Bind to this epoch's consumer, created after the last one's ack floor; delete older ones."""
+        existing = await self._partition_consumers(partition)
+        if any(e > epoch for e in existing):
+            raise StaleOwnerError(f"partition {partition}: a consumer of a higher epoch than {epoch} exists")
+        name = consumer_name(partition, epoch)
+        if epoch not in existing:
+            floor = max((_ack_floor(info) for info in existing.values()), default=0)
+            subjects = filters(partition)
+            config = api.ConsumerConfig(
+                durable_name=name,
+                ack_policy=api.AckPolicy.ALL,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if floor else api.DeliverPolicy.ALL,
+                opt_start_seq=floor + 1 if floor else None,
+                ack_wait=self._ack_wait,
+                max_ack_pending=max(1000, 4 * self._batch),
+                max_deliver=-1,
+                filter_subject=subjects[0] if len(subjects) == 1 else None,
+                filter_subjects=subjects if len(subjects) > 1 else None,
+                num_replicas=self._replicas,
+            )
+            await self._js.add_consumer(self.stream, config)
+            log.info("partition_consumer_created", partition=partition, epoch=epoch, start=floor + 1)
+        for old in existing:
+            if old < epoch:
+                await self._attempt(self._js.delete_consumer(self.stream, consumer_name(partition, old)))
+        return await self._js.pull_subscribe_bind(name, self.stream)
+
+    async def _fetch(self, sub: Any) -> list[Msg] | None:
+        """A batch ([] when none came within fetch_wait), or None when the consumer must be bound again."""
+        try:
+            msgs: list[Msg] = await sub.fetch(self._batch, timeout=self._fetch_wait)
+            return msgs
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except nats.errors.Error as exc:
+            log.debug("partition_fetch_failed", error=repr(exc))
+            await self._attempt(sub.unsubscribe())
+            return None
+
+    async def _ack(self, msg: Msg) -> bool:
+        """AckAll up to `msg`, confirmed by the server; a failure is healed by the next batch's ack."""
+        try:
+            await msg.ack_sync(timeout=self._timeout)
+            return True
+        except nats.errors.MsgAlreadyAckdError:
+            return True
+        except (*TRANSIENT, nats.errors.Error) as exc:
+            log.warning("partition_ack_failed", error=repr(exc))
+            return False
+
+    async def _attempt(self, call: Coroutine[Any, Any, T]) -> T | None:
+        try:
+            return await call
+        except (*TRANSIENT, nats.errors.Error) as exc:
+            log.debug("partition_source_request_failed", error=repr(exc))
+            return None
+
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[what] += n
+
+
+def _ack_floor(info: api.ConsumerInfo) -> int:
+    """The stream sequence below which a consumer acknowledged everything (its start - 1 at least)."""
+    acked = info.ack_floor.stream_seq if info.ack_floor is not None and info.ack_floor.stream_seq else 0
+    start = (info.config.opt_start_seq or 1) - 1 if info.config is not None else 0
+    return max(acked, start)

@@ -1,0 +1,111 @@
+"""The stations stream of cluster mode: every station message, stored under its partition.
+
+Stations publish MQTT QoS 1 to the cluster's MQTT listener (topic
+`ecowatch/v1/<district>/<station>/<kind>`), which hands each message to JetStream as subject
+`ecowatch.v1.<district>.<station>.<kind>`. The stream `ecowatch-stations` captures
+`ecowatch.v1.>` and stores each message under a subject the server computes with its
+`partition()` subject transform:
+
+    ecowatch.v1.<district>.<station>.<kind>  ->  ecowatch.part.<p>.<district>.<station>.<kind>
+    p = FNV-1a-32(station id as UTF-8) mod partitions       (the server's hash, on the station only)
+
+so the worker that owns partition `p` reads exactly its stations with a consumer filtered on
+`ecowatch.part.<p>.>`. The partition is the server's: `station_partition` reproduces it
+(FNV-1a over the station token, as nats-server's `getHashPartition`), and the test checks it
+against a real server. `ingest.cluster.partitions.partition_of` (sha256) is NOT used for routing
+the stations: whatever keys state by partition (checkpoints) must use `station_partition`.
+
+A subject of another shape (`ecowatch.v1.a.b`, five tokens expected) is stored unchanged; the
+owner of partition 0 reads those too (`filters(0)`), and the processor dead-letters them, so
+nothing the stream took in is left unread.
+
+Retention: by limits (`max_age`, `max_bytes`), not by acknowledgement, so that a partition whose
+consumer is being replaced (see `ingest.cluster.source`) loses nothing. The partition count is
+part of the stream's transform: a stream made with another count makes `ensure_stream` refuse.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import nats.js.errors
+from nats.js import JetStreamContext, api
+
+DEFAULT_STREAM: Final = "ecowatch-stations"
+SOURCE_SUBJECTS: Final = "ecowatch.v1.>"
+_TRANSFORM_SOURCE: Final = "ecowatch.v1.*.*.*"
+_PART_PREFIX: Final = "ecowatch.part"
+_STREAM_NAME_IN_USE: Final = 10058
+_FNV_OFFSET: Final = 0x811C9DC5
+_FNV_PRIME: Final = 0x01000193
+
+
+def station_partition(station_id: str, partitions: int) -> int:
+    """The partition the server's `{{partition(partitions, 2)}}` gives `station_id`: FNV-1a-32 mod N."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, not {partitions}")
+    h = _FNV_OFFSET
+    for byte in station_id.encode("utf-8"):
+        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return h % partitions
+
+
+def transform_destination(partitions: int) -> str:
+    """The stream's subject transform destination for `partitions` partitions."""
+    wildcards = ".".join(f"{{{{wildcard({i})}}}}" for i in (1, 2, 3))
+    return f"{_PART_PREFIX}.{{{{partition({partitions},2)}}}}.{wildcards}"
+
+
+def partition_subject(partition: int) -> str:
+    """The stored subjects of one partition: `ecowatch.part.<p>.>`."""
+    return f"{_PART_PREFIX}.{partition}.>"
+
+
+def filters(partition: int) -> list[str]:
+    """What the owner of `partition` reads: its subjects, and for 0 also the mis-shaped ones."""
+    return (
+        [partition_subject(partition), SOURCE_SUBJECTS] if partition == 0 else [partition_subject(partition)]
+    )
+
+
+def topic_of_subject(subject: str) -> str:
+    """The MQTT topic a stored subject came from (`ecowatch/v1/<district>/<station>/<kind>`)."""
+    tokens = subject.split(".")
+    if len(tokens) >= 3 and tokens[0] == "ecowatch" and tokens[1] == "part":
+        tokens = ["ecowatch", "v1", *tokens[3:]]
+    return "/".join(tokens)
+
+
+async def ensure_stream(
+    js: JetStreamContext,
+    partitions: int,
+    *,
+    stream: str = DEFAULT_STREAM,
+    replicas: int = 1,
+    max_age: float = 7 * 24 * 3600.0,
+    max_bytes: int = 2 * 2**30,
+) -> None:
+    """Create the stations stream, or bind to it: its transform must have `partitions` partitions."""
+    destination = transform_destination(partitions)
+    config = api.StreamConfig(
+        name=stream,
+        subjects=[SOURCE_SUBJECTS],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        max_age=max_age,
+        max_bytes=max_bytes,
+        subject_transform=api.SubjectTransform(src=_TRANSFORM_SOURCE, dest=destination),
+    )
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise
+        info = await js.stream_info(stream)
+        transform = info.config.subject_transform
+        if transform is None or transform.dest != destination:
+            raise ValueError(
+                f"stream {stream} partitions with {transform.dest if transform else None!r}, "
+                f"this worker with {destination!r}"
+            ) from exc
