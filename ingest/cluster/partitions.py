@@ -1,13 +1,14 @@
 """Which partition a station belongs to: a stable hash of its id, the same on every worker and run.
 
 A station's readings, alert state and incidents must live in one place, so the unit of ownership
-is a partition of stations, never a single message. The mapping is
+is a partition of stations, never a single message. The mapping is the NATS server's own, so that
+the stream that partitions the stations' subjects (`ingest.cluster.stations`: the subject
+transform `{{partition(N, 2)}}`) and the leases agree on every station:
 
-    partition = int.from_bytes(sha256(station_id as UTF-8).digest()[:8], "big") % partitions
+    partition = FNV-1a-32(station_id as UTF-8) % partitions
 
-sha256 because it is the same in every process, Python version and machine (Python's `hash` of a
-str is salted per process, PYTHONHASHSEED), and spreads any station-id scheme evenly; the first 8
-bytes as an unsigned integer keep the modulo bias below 2^-40 for any sane `partitions`. Only the
+It is the same in every process, Python version and machine (Python's `hash` of a str is salted per
+process, PYTHONHASHSEED) and spreads a real id scheme within a few per cent (tested). Only the
 station id counts, not its district: a station that moves district keeps its partition.
 
 Changing `partitions` moves most stations to another partition: it is fixed for a deployment (the
@@ -19,9 +20,11 @@ reads the station token.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Final
 
+# FNV-1a, 32 bits: what nats-server's partition() mapping hashes the station token with.
+_FNV_OFFSET: Final = 0x811C9DC5
+_FNV_PRIME: Final = 0x01000193
 # The subject scheme's tokens: ecowatch . v1 . <district> . <station> . <kind>
 _SUBJECT_TOKENS: Final = 5
 _STATION_TOKEN: Final = 3
@@ -31,8 +34,10 @@ def partition_of(station_id: str, partitions: int) -> int:
     """The partition (0 .. partitions-1) of `station_id`; the same everywhere, every time."""
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, not {partitions}")
-    digest = hashlib.sha256(station_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % partitions
+    h = _FNV_OFFSET
+    for byte in station_id.encode("utf-8"):
+        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return h % partitions
 
 
 def station_of_subject(subject: str) -> str:

@@ -12,8 +12,8 @@ Stations publish MQTT QoS 1 to the cluster's MQTT listener (topic
 so the worker that owns partition `p` reads exactly its stations with a consumer filtered on
 `ecowatch.part.<p>.>`. The partition is the server's: `station_partition` reproduces it
 (FNV-1a over the station token, as nats-server's `getHashPartition`), and the test checks it
-against a real server. `ingest.cluster.partitions.partition_of` (sha256) is NOT used for routing
-the stations: whatever keys state by partition (checkpoints) must use `station_partition`.
+against a real server. It is `ingest.cluster.partitions.partition_of`, the mapping the leases
+use too, so routing, ownership and anything keyed by partition (checkpoints) agree.
 
 A subject of another shape (`ecowatch.v1.a.b`, five tokens expected) is stored unchanged; the
 owner of partition 0 reads those too (`filters(0)`), and the processor dead-letters them, so
@@ -31,23 +31,18 @@ from typing import Final
 import nats.js.errors
 from nats.js import JetStreamContext, api
 
+from ingest.cluster.partitions import partition_of
+
 DEFAULT_STREAM: Final = "ecowatch-stations"
 SOURCE_SUBJECTS: Final = "ecowatch.v1.>"
 _TRANSFORM_SOURCE: Final = "ecowatch.v1.*.*.*"
 _PART_PREFIX: Final = "ecowatch.part"
 _STREAM_NAME_IN_USE: Final = 10058
-_FNV_OFFSET: Final = 0x811C9DC5
-_FNV_PRIME: Final = 0x01000193
 
 
 def station_partition(station_id: str, partitions: int) -> int:
-    """The partition the server's `{{partition(partitions, 2)}}` gives `station_id`: FNV-1a-32 mod N."""
-    if partitions < 1:
-        raise ValueError(f"partitions must be at least 1, not {partitions}")
-    h = _FNV_OFFSET
-    for byte in station_id.encode("utf-8"):
-        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
-    return h % partitions
+    """The partition the server's `{{partition(partitions, 2)}}` gives `station_id` (`partition_of`)."""
+    return partition_of(station_id, partitions)
 
 
 def transform_destination(partitions: int) -> str:
