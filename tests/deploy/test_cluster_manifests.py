@@ -829,14 +829,14 @@ async def _stored(servers: list[str]) -> tuple[dict[str, int], int]:
         await connection.close()
 
 
-def wait_stored(servers: list[str], count: int) -> tuple[dict[str, int], int]:
+def wait_stored(servers: list[str], count: int, timeout: float = 10.0) -> tuple[dict[str, int], int]:
     """Poll until the stream holds `count` messages (whether a PUBACK waits for it is not asserted)."""
 
     def enough() -> tuple[dict[str, int], int] | None:
         subjects, replicas = asyncio.run(_stored(servers))
         return (subjects, replicas) if sum(subjects.values()) >= count else None
 
-    return wait_for(enough, f"the stream to hold {count} messages", 10.0, interval=0.1)
+    return wait_for(enough, f"the stream to hold {count} messages", timeout, interval=0.1)
 
 
 def test_the_configuration_forms_a_cluster_that_stores_mqtt_readings_r3(
@@ -906,7 +906,9 @@ def test_the_mosquitto_bridge_forwards_stations_to_the_cluster(
             ]
             for topic in topics:
                 client.publish(topic, b"{}", qos=1).wait_for_publish(10)
-            subjects, replicas = wait_stored(servers, 4)
+            # The bridge connects on its own schedule: a first attempt that finds a listener not yet
+            # up is retried after restart_timeout's backoff (2 s rising to 30 s), queueing meanwhile.
+            subjects, replicas = wait_stored(servers, 4, timeout=45.0)
         finally:
             client.loop_stop()
             client.disconnect()
