@@ -20,7 +20,7 @@ import pytest
 
 from ingest.cluster.outbox import OutboxStream, ReceiverDispatch
 from tests.helpers import wait_for
-from tests.servers import MissingServerBinaryError, NatsCluster, NatsServer
+from tests.servers import NatsCluster, NatsServer
 
 pytestmark = pytest.mark.integration
 
@@ -138,14 +138,9 @@ def _keys(n: int, first: int = 0) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+def server(nats_server: NatsServer) -> NatsServer:
     """A single NATS node with JetStream, shared by the module (each test has its own stream)."""
-    try:
-        nats_server = NatsServer(tmp_path_factory.mktemp("nats"))
-    except MissingServerBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with nats_server:
-        yield nats_server
+    return nats_server
 
 
 @pytest.fixture
@@ -252,14 +247,9 @@ def test_a_dispatcher_frozen_mid_delivery_is_taken_over(run: Run, phase: str) ->
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+def cluster(nats_cluster: NatsCluster) -> NatsCluster:
     """A three-node NATS cluster for the module."""
-    try:
-        nats_cluster = NatsCluster(tmp_path_factory.mktemp("nats-cluster"))
-    except MissingServerBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with nats_cluster:
-        yield nats_cluster
+    return nats_cluster
 
 
 def _leader(cluster: NatsCluster, stream: str) -> NatsServer:

@@ -25,7 +25,7 @@ from ingest.cluster.leases import Lease, Observed, partition_of_key, plan, targe
 from ingest.cluster.partitions import station_of_subject
 from ingest.wal.jetstream.bridge import LoopThread
 from tests.helpers import wait_for
-from tests.servers import MissingServerBinaryError, NatsCluster, NatsServer
+from tests.servers import NatsCluster, NatsServer
 
 PARTITIONS: Final = 12
 LEASE_TTL: Final = 2.0
@@ -288,25 +288,15 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+def server(nats_server: NatsServer) -> NatsServer:
     """A single NATS node with JetStream, shared by the module (each test has its own buckets)."""
-    try:
-        nats_server = NatsServer(tmp_path_factory.mktemp("nats"))
-    except MissingServerBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with nats_server:
-        yield nats_server
+    return nats_server
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+def cluster(nats_cluster: NatsCluster) -> NatsCluster:
     """A three-node NATS cluster for the module (a test that pauses a node resumes it)."""
-    try:
-        nats_cluster = NatsCluster(tmp_path_factory.mktemp("nats-cluster"))
-    except MissingServerBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with nats_cluster:
-        yield nats_cluster
+    return nats_cluster
 
 
 def _servers(request: pytest.FixtureRequest) -> tuple[list[str], int]:

@@ -41,14 +41,9 @@ def read_all(consumer: Consumer, expected: int, timeout: float = 30.0) -> list[t
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+def cluster(nats_cluster: NatsCluster) -> NatsCluster:
     """A three-node NATS cluster for the module (each test restores any node it stops)."""
-    try:
-        nats_cluster = NatsCluster(tmp_path_factory.mktemp("nats-cluster"))
-    except MissingServerBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with nats_cluster:
-        yield nats_cluster
+    return nats_cluster
 
 
 @pytest.fixture

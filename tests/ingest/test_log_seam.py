@@ -20,7 +20,7 @@ import pytest
 from ingest.errors import WalFullError
 from ingest.wal import Consumer, GroupCommitter, Log, WriteAheadLog
 from ingest.wal.jetstream import JetStreamLog
-from tests.servers import MissingServerBinaryError, NatsCluster, NatsServer
+from tests.servers import NatsCluster, NatsServer
 
 RECORD_BYTES: Final = 100
 # Small enough that a test fills it in well under a second.
@@ -60,28 +60,6 @@ IMPLEMENTATIONS: Final[dict[str, Callable[[pytest.FixtureRequest], Opener]]] = {
     "jetstream": _jetstream_r1,
     "jetstream-r3": _jetstream_r3,
 }
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """One single-node NATS server (JetStream) for the module; each test uses a stream of its own."""
-    try:
-        server = NatsServer(tmp_path_factory.mktemp("nats"))
-    except MissingServerBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    """One three-node NATS cluster for the module; each test uses an R3 stream of its own."""
-    try:
-        cluster = NatsCluster(tmp_path_factory.mktemp("nats-cluster"))
-    except MissingServerBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with cluster:
-        yield cluster
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
