@@ -51,7 +51,6 @@ from config.registry import Station, WaterClass
 from config.standards import Assessment, Standard
 from ingest.model import DataFlag
 
-DAY_NS: Final = 86400 * 1_000_000_000
 _T: Final = DataFlag.OVER_RANGE
 _BASIS_TEXT: Final = {"daily": "日均值", "monthly": "月均值", "saturated": "超量程", "emergency": "瞬时值"}
 _INSTANT_BASES: Final = frozenset({"saturated", "emergency"})
@@ -103,8 +102,8 @@ class _Target:
     limit: float  # the target class's limit (range: unused)
     low: float
     high: float
-    emergency: float | None
-    # A reading within [calm_low, calm_high] cannot pass the emergency threshold (the hot path's test).
+    # A single valid reading outside [calm_low, calm_high] passes the emergency threshold; both
+    # infinite when the item has none.
     calm_low: float = -math.inf
     calm_high: float = math.inf
 
@@ -207,7 +206,7 @@ class WaterQualityRule:
     # --- findings --------------------------------------------------------------------------------
     def _instant(self, station: Station, standard: Standard, target: _Target, item: ItemValues) -> Out | None:
         value = item.instant
-        beyond = target.emergency is not None and not target.calm_low <= value <= target.calm_high
+        beyond = not target.calm_low <= value <= target.calm_high
         if item.instant_flag == DataFlag.OVER_RANGE:
             if self.config.over_range and target.kind == "max" and value > target.limit:
                 out = _out(station, standard, target, "saturated", value)
@@ -267,9 +266,7 @@ class WaterQualityRule:
                 assert item.high is not None
                 emergency = self.config.emergency_limits.get(code)
                 calm_high = math.inf if emergency is None else emergency
-                out.append(
-                    _Target(code, "range", math.nan, item.low, item.high, emergency, calm_high=calm_high)
-                )
+                out.append(_Target(code, "range", math.nan, item.low, item.high, calm_high=calm_high))
                 continue
             limits = item.limits_for(station.water_body)
             assert limits is not None
@@ -284,7 +281,7 @@ class WaterQualityRule:
             low, high = -math.inf, math.inf
             if emergency is not None:
                 low, high = (emergency, math.inf) if item.kind == "min" else (-math.inf, emergency)
-            out.append(_Target(code, item.kind, limits[index], math.nan, math.nan, emergency, low, high))
+            out.append(_Target(code, item.kind, limits[index], math.nan, math.nan, low, high))
         return {target.code: target for target in out}
 
 
