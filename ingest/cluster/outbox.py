@@ -149,13 +149,7 @@ class OutboxStream:
 
     def start(self) -> Self:
         """Connect and create the stream (or bind to it: its dedup window must not be shorter)."""
-        self._bridge = LoopThread(f"outbox-{self.stream}")
-        try:
-            self._bridge.run(self._open())
-        except BaseException:
-            self._bridge.stop()
-            self._bridge = None
-            raise
+        self._bridge = LoopThread.opened(f"outbox-{self.stream}", self._open())
         return self
 
     def publish(self, key: str, payload: bytes, *, topic: str = "all") -> Published:

@@ -147,12 +147,9 @@ class Ownership:
 
     def start(self) -> None:
         """Connect, create or bind the buckets, check the partition count, start the rounds."""
-        self._bridge = LoopThread(f"ownership-{self.worker_id}")
         try:
-            self._bridge.run(self._open())
+            self._bridge = LoopThread.opened(f"ownership-{self.worker_id}", self._open())
         except BaseException:
-            self._bridge.stop()
-            self._bridge = None
             self._callbacks.shutdown(wait=False)
             raise
         log.info("ownership_started", worker=self.worker_id, partitions=self.partitions)

@@ -149,13 +149,7 @@ class PartitionSource:
     def start(self, holder: Holder) -> Self:
         """Connect and create (or bind to) the stations stream; partitions come via `on_acquired`."""
         self._holder = holder
-        self._bridge = LoopThread(f"partition-source-{self._name}")
-        try:
-            self._bridge.run(self._open())
-        except BaseException:
-            self._bridge.stop()
-            self._bridge = None
-            raise
+        self._bridge = LoopThread.opened(f"partition-source-{self._name}", self._open())
         return self
 
     def stop(self) -> None:

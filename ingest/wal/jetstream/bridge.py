@@ -28,6 +28,18 @@ class LoopThread:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thread.start()
 
+    @classmethod
+    def opened(cls, name: str, opening: Coroutine[Any, Any, Any]) -> LoopThread:
+        """A loop thread that has run `opening` (connecting, creating streams); stopped again, and the
+        error raised, if `opening` fails."""
+        bridge = cls(name)
+        try:
+            bridge.run(opening)
+        except BaseException:
+            bridge.stop()
+            raise
+        return bridge
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the loop and return its result (or raise its exception) in this thread."""
         if threading.current_thread() is self._thread:

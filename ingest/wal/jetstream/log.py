@@ -123,12 +123,7 @@ class JetStreamLog:
         # Set by _open from the stream's state and the server's max_payload.
         self._end = self._durable = self._oldest = self._max_record = 0
         self._next_token = 0
-        self.bridge = LoopThread(f"jetstream-{stream}")
-        try:
-            self.bridge.run(self._open())
-        except BaseException:
-            self.bridge.stop()
-            raise
+        self.bridge = LoopThread.opened(f"jetstream-{stream}", self._open())
         log.info(
             "jetstream_log_opened",
             stream=stream,
