@@ -30,6 +30,10 @@ TRANSIENT: Final = (
 )
 # JetStream API error: a stream of that name exists with another configuration.
 _STREAM_NAME_IN_USE: Final = 10058
+_KV_OPERATION: Final = "KV-Operation"
+_KV_REMOVALS: Final = frozenset({"DEL", "PURGE"})
+# nats-server 2.11+ writes expiry and removal markers with this header instead of KV-Operation.
+_MARKER_REASON: Final = "Nats-Marker-Reason"
 
 
 def leases_bucket(prefix: str) -> str:
@@ -53,6 +57,29 @@ async def connect(servers: Sequence[str], name: str, request_timeout: float) -> 
         ping_interval=1,
         max_outstanding_pings=3,
     )
+
+
+async def live_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """The keys of `bucket` whose last entry is a value (not a delete, purge or expiry marker).
+
+    Read from the stream's per-subject state rather than `KeyValue.keys()`: that watcher can end
+    before the first message arrives when a put races its creation (nats-py 2.16), and answer an
+    empty bucket for a live one, which would make a worker believe it is alone.
+    """
+    stream = f"KV_{bucket}"
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    keys: list[str] = []
+    for subject in sorted(info.state.subjects or {}):
+        try:
+            last = await js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            continue  # expired between the two requests
+        headers = last.headers or {}
+        if headers.get(_KV_OPERATION) in _KV_REMOVALS or _MARKER_REASON in headers:
+            continue
+        keys.append(subject[len(prefix) :])
+    return keys
 
 
 async def ensure_bucket(js: JetStreamContext, bucket: str, *, replicas: int, ttl: float | None) -> KeyValue:

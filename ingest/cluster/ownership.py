@@ -42,7 +42,7 @@ import structlog
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
-from ingest.cluster.buckets import TRANSIENT, connect, ensure_bucket, leases_bucket, workers_bucket
+from ingest.cluster.buckets import TRANSIENT, connect, ensure_bucket, leases_bucket, live_keys, workers_bucket
 from ingest.cluster.leases import PARTITIONS_KEY, Lease, Observed, lease_key, observe, plan
 from ingest.wal.jetstream.bridge import LoopThread
 
@@ -174,6 +174,7 @@ class Ownership:
         self._nc: Client = await connect(self.servers, f"ecowatch-worker-{self.worker_id}", self._timeout)
         try:
             js = self._nc.jetstream(timeout=self._timeout)
+            self._js = js
             self._leases: KeyValue = await ensure_bucket(
                 js, leases_bucket(self._prefix), replicas=self._replicas, ttl=None
             )
@@ -239,10 +240,8 @@ class Ownership:
 
     async def _read_live(self) -> None:
         try:
-            # keys() waits for its watcher without a deadline of its own.
-            keys = await asyncio.wait_for(self._workers.keys(), 2 * self._timeout)
-        except nats.js.errors.NoKeysError:
-            keys = []
+            reading = live_keys(self._js, workers_bucket(self._prefix))
+            keys = await asyncio.wait_for(reading, 2 * self._timeout)
         except (TimeoutError, *TRANSIENT) as exc:
             log.debug("ownership_workers_unread", worker=self.worker_id, error=repr(exc))
             return

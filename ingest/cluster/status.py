@@ -19,7 +19,7 @@ from typing import Any
 
 import nats.js.errors
 
-from ingest.cluster.buckets import connect, leases_bucket, workers_bucket
+from ingest.cluster.buckets import connect, leases_bucket, live_keys, workers_bucket
 from ingest.cluster.leases import PARTITIONS_KEY, Lease, lease_key
 
 
@@ -40,8 +40,8 @@ async def _status(servers: Sequence[str], prefix: str, timeout: float) -> dict[s
             return {"partitions": 0, "live_workers": [], "owners": {}, "leases": []}
         partitions = int((await leases.get(PARTITIONS_KEY)).value or b"0")
         try:
-            workers = await (await js.key_value(workers_bucket(prefix))).keys()
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+            workers = await live_keys(js, workers_bucket(prefix))
+        except nats.js.errors.NotFoundError:
             workers = []
         now = time.time()
         rows: list[dict[str, Any]] = []

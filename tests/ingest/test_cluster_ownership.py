@@ -9,6 +9,7 @@ worker's `owned()` (no two workers hold a partition at the same instant).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import statistics
 import threading
@@ -20,7 +21,7 @@ import pytest
 from nats.js.kv import KeyValue
 
 from ingest.cluster import ClusterConfig, Ownership, cluster_status, partition_of, partition_of_subject
-from ingest.cluster.buckets import TRANSIENT, connect, ensure_bucket, leases_bucket, workers_bucket
+from ingest.cluster.buckets import TRANSIENT, connect, ensure_bucket, leases_bucket, live_keys, workers_bucket
 from ingest.cluster.leases import Lease, Observed, partition_of_key, plan, target
 from ingest.cluster.partitions import station_of_subject
 from ingest.wal.jetstream.bridge import LoopThread
@@ -471,3 +472,31 @@ def test_cluster_status_of_an_empty_deployment(server: NatsServer) -> None:
         "owners": {},
         "leases": [],
     }
+
+
+@pytest.mark.integration
+def test_live_keys_sees_every_live_worker_while_heartbeats_race_the_read(server: NatsServer) -> None:
+    """Reads interleaved with heartbeat puts always list every live key and never a removed one
+    (nats-py's `KeyValue.keys()` answered an empty bucket when a put raced its watcher)."""
+    bucket = f"live-keys-{next(_prefixes)}"
+
+    async def scenario() -> list[list[str]]:
+        nc = await connect([server.url], "live-keys-test", 2.0)
+        try:
+            js = nc.jetstream(timeout=2.0)
+            workers = await ensure_bucket(js, bucket, replicas=1, ttl=30.0)
+            for name in ("w1", "w2", "gone", "deleted"):
+                await workers.put(name, b"{}")
+            await workers.purge("gone")
+            await workers.delete("deleted")
+            answers: list[list[str]] = []
+            for _ in range(200):
+                put = asyncio.ensure_future(workers.put("w1", b"{}"))
+                answers.append(await live_keys(js, bucket))
+                await put
+            return answers
+        finally:
+            await nc.close()
+
+    answers = asyncio.run(scenario())
+    assert all(answer == ["w1", "w2"] for answer in answers), answers
