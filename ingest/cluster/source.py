@@ -2,19 +2,26 @@
 
 The stream `ecowatch-stations` (`ingest.cluster.stations`) stores every station message under
 `ecowatch.part.<p>.…`, `p` computed by the server from the station id. For each partition this
-worker owns (`on_acquired(p, epoch)` from `ingest.cluster.Ownership`) a thread reads a durable
-pull consumer filtered on that partition and, per fetched batch:
+worker owns (`on_acquired(p, epoch)` from `ingest.cluster.Ownership`) a thread asks the
+`PartitionHandler` to open the partition (it may answer the sequence its checkpoint covers),
+reads a durable pull consumer filtered on that partition and, per fetched batch:
 
-    fetch ≤ batch → append (topic, payload, received_ns) records to the raw log → raw log sync()
+    fetch ≤ batch → handler.handle(p, epoch, messages) → True (durable)
       → holds(p, epoch)? → ack the batch (AckAll on its last message, confirmed by the server)
 
-- Durable before ack: a message is acknowledged only after `sync()` returned for the records
-  that carry it, and only while `holds(p, epoch)`; `on_lost(p)` (or `stop`) marks the partition
+The handler is the worker's pipeline (`ingest.app.cluster_worker`: decode, validate, write the
+sinks, evaluate alerts, publish notifications), or `RawLogHandler`, which appends the batch to a
+raw log and syncs it. A batch the handler did not make durable is handed to it again (never the
+next one: the ack is cumulative) until it does or the partition is lost.
+
+- Durable before ack: a message is acknowledged only after `handle` returned True for the batch
+  that carries it, and only while `holds(p, epoch)`; `on_lost(p)` (or `stop`) marks the partition
   inactive under the lock its acks are sent under, so once `on_lost` returned no ack of that
   partition is sent by this worker (it then waits for the thread to finish its batch).
 - Fencing by consumer, one per epoch: the consumer of partition `p` at epoch `e` is named
   `part-<p>-e<e>`. A new owner reads the previous consumers' ack floors, creates its own starting
-  right after the highest one, then deletes the older consumers. So the next owner resumes in
+  right after the highest one (or after the handler's checkpoint, when that is earlier: the
+  state is rebuilt by replaying from there), then deletes the older consumers. So the next owner resumes in
   stream order at the first unacknowledged message (no wait for `ack_wait`, no reordering of a
   station's messages), and a late ack from a paused old owner lands on a consumer that is no
   longer read (it cannot acknowledge the new owner's messages). A worker that finds a consumer
@@ -31,7 +38,7 @@ pull consumer filtered on that partition and, per fetched batch:
   large for the raw log is cut to fit (and dead-lettered downstream as malformed), logged.
 
 Usage (the composition root):
-    source = PartitionSource(servers, raw_log, partitions=cfg.partitions)
+    source = PartitionSource(servers, RawLogHandler(raw_log), partitions=cfg.partitions)
     ownership = Ownership(servers, partitions=cfg.partitions,
                           on_acquired=source.on_acquired, on_lost=source.on_lost)
     source.start(ownership)     # connect and create/bind the stream
@@ -46,7 +53,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, Self, TypeVar
 
@@ -78,6 +85,82 @@ class Holder(Protocol):
     def holds(self, partition: int, epoch: int) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StationMessage:
+    """One message of the stations stream as a partition's handler gets it."""
+
+    sequence: int  # in the stations stream
+    topic: bytes  # the MQTT topic it was published on (UTF-8, undecodable bytes replaced)
+    payload: bytes
+    received_ns: int  # when the stream stored it: the same on every redelivery
+    redelivered: bool
+
+
+class PartitionHandler(Protocol):
+    """What the source hands each owned partition's messages to, and when."""
+
+    def opened(self, partition: int, epoch: int) -> int | None:
+        """This worker now owns `partition`: prepare, and answer the stream sequence its state
+        already covers (a checkpoint: reading resumes right after it), or None (resume after the
+        last acknowledged message)."""
+        ...
+
+    def handle(
+        self, partition: int, epoch: int, batch: list[StationMessage], held: Callable[[], bool]
+    ) -> bool:
+        """Make the batch durable (in stream order); True: acknowledge it. False, or raising:
+        not acknowledged, read again by the partition's next reader. `held()` is false once the
+        partition was lost: stop waiting then."""
+        ...
+
+    def closed(self, partition: int) -> None:
+        """The partition's reader stopped (lost, released or stopping): release its resources."""
+        ...
+
+
+class RawLogHandler:
+    """The handler that appends every message to a raw log (`Producer`) and syncs it: the
+    worker's pipeline then reads that log as the single-node daemon does."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self.cut = 0
+
+    def opened(self, partition: int, epoch: int) -> int | None:  # noqa: ARG002
+        return None
+
+    def closed(self, partition: int) -> None:  # noqa: ARG002
+        return None
+
+    def handle(
+        self,
+        partition: int,  # noqa: ARG002
+        epoch: int,  # noqa: ARG002
+        batch: list[StationMessage],
+        held: Callable[[], bool],
+    ) -> bool:
+        """Append the batch's records, holding (not dropping) while the raw log is full."""
+        limit = self._producer.max_record_bytes
+        for msg in batch:
+            room = limit - _RAW_HEADER_ROOM - len(msg.topic)
+            payload = msg.payload
+            if len(payload) > room:
+                log.warning("partition_payload_cut", topic=msg.topic.decode(), bytes=len(payload), kept=room)
+                payload = payload[: max(0, room)]
+                self.cut += 1
+            record = encode_message(msg.topic, payload, msg.received_ns)
+            while True:
+                try:
+                    self._producer.append(record)
+                    break
+                except WalFullError:
+                    if not held():
+                        return False  # unacknowledged: the next owner reads it again
+                    time.sleep(0.05)
+        self._producer.sync()
+        return True
+
+
 class StaleOwnerError(RuntimeError):
     """A consumer of a higher epoch exists: another worker owns the partition now."""
 
@@ -105,6 +188,7 @@ class _Partition:
     lock: threading.Lock = field(default_factory=threading.Lock)
     active: bool = True
     thread: threading.Thread | None = None
+    resume_after: int | None = None  # the handler's checkpoint, if any
 
 
 class PartitionSource:
@@ -113,7 +197,7 @@ class PartitionSource:
     def __init__(
         self,
         servers: Sequence[str],
-        producer: Producer,
+        handler: PartitionHandler,
         *,
         partitions: int,
         stream: str = DEFAULT_STREAM,
@@ -128,7 +212,7 @@ class PartitionSource:
         if partitions < 1 or batch < 1:
             raise ValueError("partitions and batch must be at least 1")
         self.servers = list(servers)
-        self._producer = producer
+        self._handler = handler
         self.partitions = partitions
         self.stream = stream
         self._replicas = replicas
@@ -142,7 +226,7 @@ class PartitionSource:
         self._bridge: LoopThread | None = None
         self._parts: dict[int, _Partition] = {}
         self._lock = threading.Lock()
-        self._counts = {"fetched": 0, "appended": 0, "acked": 0, "ack_failed": 0, "redelivered": 0, "cut": 0}
+        self._counts = {"fetched": 0, "handled": 0, "acked": 0, "ack_failed": 0, "redelivered": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -172,7 +256,7 @@ class PartitionSource:
             return {p: s.epoch for p, s in self._parts.items()}
 
     def stats(self) -> dict[str, int]:
-        """fetched, appended, acked (messages), ack_failed (batches), redelivered, cut (oversized)."""
+        """fetched, handled, acked (messages), ack_failed (batches), redelivered."""
         with self._lock:
             return dict(self._counts)
 
@@ -215,10 +299,11 @@ class PartitionSource:
             return
         sub: Any = None
         try:
+            state.resume_after = self._handler.opened(state.partition, state.epoch)
             while self._holds(state):
                 try:
                     if sub is None:
-                        sub = bridge.run(self._subscribe(state.partition, state.epoch))
+                        sub = bridge.run(self._subscribe(state))
                     if not self._step(state, bridge, sub):
                         sub = None  # the consumer is gone or its leader moved: bind again
                         state.stop.wait(0.2)
@@ -239,50 +324,44 @@ class PartitionSource:
             if sub is not None and self._bridge is not None:
                 with contextlib.suppress(RuntimeError):
                     bridge.run(self._attempt(sub.unsubscribe()))
+            self._handler.closed(state.partition)
 
     def _step(self, state: _Partition, bridge: LoopThread, sub: Any) -> bool:
-        """One batch: fetch, append, sync, ack while held. False: the consumer must be bound again."""
+        """One batch: fetch, handle, ack while held. False: the consumer must be bound again."""
         msgs = bridge.run(self._fetch(sub))
         if msgs is None:
             return False
         if not msgs or not self._holds(state):
             return True  # unacknowledged: read again by the next reader
-        if not self._append(state, msgs):
+        batch = [_station_message(msg) for msg in msgs]
+        self._count("fetched", len(batch))
+        self._count("redelivered", sum(m.redelivered for m in batch))
+        if not self._handle(state, batch):
             return True
-        self._producer.sync()
         with state.lock:
             if state.active and self._holds(state):
                 acked = bridge.run(self._ack(msgs[-1]))
                 self._count("acked" if acked else "ack_failed", len(msgs) if acked else 1)
         return True
 
-    def _append(self, state: _Partition, msgs: list[Msg]) -> bool:
-        """Append the batch's records, holding (not dropping) while the raw log is full."""
-        limit = self._producer.max_record_bytes
-        redelivered = 0
-        for msg in msgs:
-            topic = topic_of_subject(msg.subject).encode("utf-8", "replace")
-            payload = msg.data
-            room = limit - _RAW_HEADER_ROOM - len(topic)
-            if len(payload) > room:
-                log.warning("partition_payload_cut", topic=topic.decode(), bytes=len(payload), kept=room)
-                payload = payload[: max(0, room)]
-                self._count("cut")
-            record = encode_message(topic, payload, received_ns(msg))
-            while True:
-                try:
-                    self._producer.append(record)
-                    break
-                except WalFullError:
-                    if not self._holds(state):
-                        return False  # unacknowledged: the next owner reads it again
-                    state.stop.wait(0.05)
-            with contextlib.suppress(nats.errors.Error):
-                redelivered += msg.metadata.num_delivered > 1
-        self._count("fetched", len(msgs))
-        self._count("appended", len(msgs))
-        self._count("redelivered", redelivered)
-        return True
+    def _handle(self, state: _Partition, batch: list[StationMessage]) -> bool:
+        """Hand the batch over until the handler made it durable, or the partition is lost.
+
+        The same batch again, never the next one: an ack is cumulative (AckAll), so acknowledging
+        a later batch would acknowledge this one too.
+        """
+        backoff = 0.2
+        while True:
+            try:
+                if self._handler.handle(state.partition, state.epoch, batch, lambda: self._holds(state)):
+                    self._count("handled", len(batch))
+                    return True
+            except Exception:
+                log.exception("partition_handler_failed", partition=state.partition, epoch=state.epoch)
+            if not self._holds(state):
+                return False
+            state.stop.wait(backoff)
+            backoff = min(5.0, backoff * 2)
 
     # -- on the loop ---------------------------------------------------------------------------
 
@@ -315,14 +394,18 @@ class PartitionSource:
                 return found
             offset += len(page)
 
-    async def _subscribe(self, partition: int, epoch: int) -> Any:
-        """Bind to this epoch's consumer, created after the last one's ack floor; delete older ones."""
+    async def _subscribe(self, state: _Partition) -> Any:
+        """Bind to this epoch's consumer, created after the last one's ack floor (or the handler's
+        checkpoint, if earlier: its state is replayed from there); delete older ones."""
+        partition, epoch = state.partition, state.epoch
         existing = await self._partition_consumers(partition)
         if any(e > epoch for e in existing):
             raise StaleOwnerError(f"partition {partition}: a consumer of a higher epoch than {epoch} exists")
         name = consumer_name(partition, epoch)
         if epoch not in existing:
             floor = max((_ack_floor(info) for info in existing.values()), default=0)
+            if state.resume_after is not None:
+                floor = min(floor, state.resume_after)
             subjects = filters(partition)
             config = api.ConsumerConfig(
                 durable_name=name,
@@ -376,6 +459,15 @@ class PartitionSource:
     def _count(self, what: str, n: int = 1) -> None:
         with self._lock:
             self._counts[what] += n
+
+
+def _station_message(msg: Msg) -> StationMessage:
+    try:
+        sequence, delivered = msg.metadata.sequence.stream, msg.metadata.num_delivered
+    except nats.errors.Error:
+        sequence, delivered = 0, 1
+    topic = topic_of_subject(msg.subject).encode("utf-8", "replace")
+    return StationMessage(sequence, topic, msg.data, received_ns(msg), delivered > 1)
 
 
 def _ack_floor(info: api.ConsumerInfo) -> int:

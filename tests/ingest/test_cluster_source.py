@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.cluster import Ownership
-from ingest.cluster.source import PartitionSource
+from ingest.cluster.source import PartitionSource, RawLogHandler
 from ingest.cluster.stations import station_partition, topic_of_subject, transform_destination
 from ingest.records import decode_message
 from ingest.wal import WriteAheadLog
@@ -82,7 +82,7 @@ def make_worker(name: str, server: NatsServer, tmp: Path) -> Worker:
     """A worker with its own WAL; Ownership's callbacks go to the source (and are recorded)."""
     wal = WriteAheadLog(tmp / name, segment_bytes=1 << 20, quota_bytes=4 << 20)
     source = PartitionSource(
-        [server.url], wal, partitions=PARTITIONS, max_bytes=64 << 20, batch=BATCH, fetch_wait=0.2, name=name
+        [server.url], RawLogHandler(wal), partitions=PARTITIONS, max_bytes=64 << 20, batch=BATCH, fetch_wait=0.2, name=name
     )
     acquired: list[tuple[int, int]] = []
 
