@@ -4,6 +4,9 @@
 - `leases`: the lease value and the balancing plan (pure).
 - `ownership`: `Ownership`, one worker's leases in JetStream KV (asyncio on a thread of its own).
 - `status`: `cluster_status(servers)` for `ecowatch cluster status`.
+- `checkpoints`: `CheckpointStore`, partition state images fenced by epoch (the argument is there).
+- `source`: `PartitionSource`, each owned partition's messages to a `PartitionHandler`, acked after.
+- `metrics`: per-partition Prometheus metrics (owner, epoch, lag, redeliveries).
 - `outbox`: `OutboxStream` (notifications deduplicated by idempotency key) and `ReceiverDispatch`
   (one dispatcher per receiver at a time, on a lease of its own); the exactly-once argument is there.
 
@@ -40,6 +43,7 @@ Guarantees:
   stream for the next owner.
 """
 
+from ingest.cluster.checkpoints import Checkpoint, CheckpointStore
 from ingest.cluster.config import ClusterConfig
 from ingest.cluster.outbox import OutboxStream, Published, ReceiverDispatch
 from ingest.cluster.ownership import Ownership
@@ -47,6 +51,8 @@ from ingest.cluster.partitions import partition_of, partition_of_subject, statio
 from ingest.cluster.status import cluster_status
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointStore",
     "ClusterConfig",
     "OutboxStream",
     "Ownership",
