@@ -8,6 +8,8 @@
     dispatcher  the threads, `run_once` for tests with a fake clock, start-up checks, the API
     report      stats and delivery records for `/api/v1/notifications`
     schema      the tables, in the alert database
+    cluster     cluster mode: a partition's events routed into the outbox stream; one receiver's
+                messages delivered from it
 
 Guarantees, per receiver:
 - A delivery leaves `pending` only when the receiver accepted every part of the message that
@@ -30,8 +32,19 @@ for them re-sent every `resend_interval` and right after start.
 
 from __future__ import annotations
 
+from alerts.outbox.cluster import ClusterOutboxFeed, OutboxItem, ReceiverSender, receiver_topic
 from alerts.outbox.dispatcher import NotificationDispatcher
 from alerts.outbox.intake import ROUTE_BATCH, DeliveryState
 from alerts.outbox.schema import BUSY_TIMEOUT_SECONDS, OUTBOX_DDL
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "OUTBOX_DDL", "ROUTE_BATCH", "DeliveryState", "NotificationDispatcher"]
+__all__ = [
+    "BUSY_TIMEOUT_SECONDS",
+    "OUTBOX_DDL",
+    "ROUTE_BATCH",
+    "ClusterOutboxFeed",
+    "DeliveryState",
+    "NotificationDispatcher",
+    "OutboxItem",
+    "ReceiverSender",
+    "receiver_topic",
+]
