@@ -68,6 +68,7 @@ class AlertService:
         assessment_rules: Path | None = None,
         results: ResultsSource | None = None,
         keep_days: int = 800,
+        keep_samples: bool | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -83,7 +84,7 @@ class AlertService:
                 self.store,
                 started=clock(),
                 standard=standard,
-                keep_samples=results is None,
+                keep_samples=results is None if keep_samples is None else keep_samples,
                 not_raised=rules.over_range.not_raised,
             )
         except BaseException:

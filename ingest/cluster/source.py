@@ -189,6 +189,10 @@ class _Partition:
     active: bool = True
     thread: threading.Thread | None = None
     resume_after: int | None = None  # the handler's checkpoint, if any
+    lag: int = 0  # messages left in the consumer after the last fetched one
+    fetched: int = 0
+    acked: int = 0
+    redelivered: int = 0
 
 
 class PartitionSource:
@@ -254,6 +258,21 @@ class PartitionSource:
         """The partitions being read, with their epochs."""
         with self._lock:
             return {p: s.epoch for p, s in self._parts.items()}
+
+    def partition_stats(self) -> dict[int, dict[str, int]]:
+        """Per partition being read: epoch, lag (pending in its consumer after the last fetch),
+        fetched, acked, redelivered (messages)."""
+        with self._lock:
+            return {
+                p: {
+                    "epoch": s.epoch,
+                    "lag": s.lag,
+                    "fetched": s.fetched,
+                    "acked": s.acked,
+                    "redelivered": s.redelivered,
+                }
+                for p, s in self._parts.items()
+            }
 
     def stats(self) -> dict[str, int]:
         """fetched, handled, acked (messages), ack_failed (batches), redelivered."""
@@ -334,14 +353,23 @@ class PartitionSource:
         if not msgs or not self._holds(state):
             return True  # unacknowledged: read again by the next reader
         batch = [_station_message(msg) for msg in msgs]
+        redelivered = sum(m.redelivered for m in batch)
         self._count("fetched", len(batch))
-        self._count("redelivered", sum(m.redelivered for m in batch))
+        self._count("redelivered", redelivered)
+        with self._lock:
+            state.fetched += len(batch)
+            state.redelivered += redelivered
+            with contextlib.suppress(nats.errors.Error):
+                state.lag = msgs[-1].metadata.num_pending
         if not self._handle(state, batch):
             return True
         with state.lock:
             if state.active and self._holds(state):
                 acked = bridge.run(self._ack(msgs[-1]))
                 self._count("acked" if acked else "ack_failed", len(msgs) if acked else 1)
+                if acked:
+                    with self._lock:
+                        state.acked += len(msgs)
         return True
 
     def _handle(self, state: _Partition, batch: list[StationMessage]) -> bool:

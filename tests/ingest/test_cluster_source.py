@@ -19,7 +19,7 @@ from ingest.cluster.stations import station_partition, topic_of_subject, transfo
 from ingest.records import decode_message
 from ingest.wal import WriteAheadLog
 from tests.helpers import wait_for
-from tests.servers import HOST, NatsServer, free_port
+from tests.servers import HOST, NatsServer
 
 PARTITIONS = 8
 STATIONS = [f"5001{d:02d}-{n:04d}" for d in range(4) for n in range(6)]
@@ -44,16 +44,6 @@ def test_stored_subjects_map_back_to_topics() -> None:
     assert transform_destination(8) == (
         "ecowatch.part.{{partition(8,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}"
     )
-
-
-class MqttNats(NatsServer):
-    """The test's nats-server with its MQTT listener on (the config of tests/servers.py plus `mqtt {}`)."""
-
-    def __init__(self, tmp_dir: Path) -> None:
-        super().__init__(tmp_dir, server_name="mq1")
-        self.mqtt_port = free_port()
-        with self.config_file.open("a") as config:
-            config.write(f"mqtt {{\n  listen: {HOST}:{self.mqtt_port}\n}}\n")
 
 
 @dataclass
@@ -82,7 +72,13 @@ def make_worker(name: str, server: NatsServer, tmp: Path) -> Worker:
     """A worker with its own WAL; Ownership's callbacks go to the source (and are recorded)."""
     wal = WriteAheadLog(tmp / name, segment_bytes=1 << 20, quota_bytes=4 << 20)
     source = PartitionSource(
-        [server.url], RawLogHandler(wal), partitions=PARTITIONS, max_bytes=64 << 20, batch=BATCH, fetch_wait=0.2, name=name
+        [server.url],
+        RawLogHandler(wal),
+        partitions=PARTITIONS,
+        max_bytes=64 << 20,
+        batch=BATCH,
+        fetch_wait=0.2,
+        name=name,
     )
     acquired: list[tuple[int, int]] = []
 
@@ -105,9 +101,9 @@ def make_worker(name: str, server: NatsServer, tmp: Path) -> Worker:
 
 
 @pytest.fixture
-def nats_mqtt(tmp_path: Path) -> Iterator[MqttNats]:
+def nats_mqtt(tmp_path: Path) -> Iterator[NatsServer]:
     """A single nats-server with JetStream and the MQTT listener."""
-    with MqttNats(tmp_path) as server:
+    with NatsServer(tmp_path, server_name="mq1", mqtt=True) as server:
         yield server
 
 
@@ -152,13 +148,14 @@ def _in_order(records: list[tuple[str, int]]) -> bool:
 
 @pytest.mark.integration
 def test_partitions_to_owners_exactly_once_then_failover_at_least_once(
-    nats_mqtt: MqttNats, tmp_path: Path
+    nats_mqtt: NatsServer, tmp_path: Path
 ) -> None:
     """Two workers share 8 partitions; MQTT QoS 1 messages land once each in their owner's raw log;
     after one worker stops renewing abruptly, the survivor takes its partitions and the union of the
     logs holds every message, with duplicates only from the dead worker's unacknowledged batches."""
     w1 = make_worker("w1", nats_mqtt, tmp_path)
     w2 = make_worker("w2", nats_mqtt, tmp_path)
+    assert nats_mqtt.mqtt_port is not None
     publisher = Publisher(nats_mqtt.mqtt_port)
     workers = [w1, w2]
     try:

@@ -1,0 +1,298 @@
+"""A cluster worker: `ecowatch run` with a `cluster:` section.
+
+    stations ─MQTT─▶ NATS MQTT listener ─▶ stream ecowatch-stations (R3, partitioned by station)
+                                              │ one reader per owned partition (PartitionSource)
+    Ownership (leases in KV) ─on_acquired/on_lost─▶ PartitionPipeline: decode, validate, sinks,
+        the partition's alert engine, notifications → stream ecowatch-outbox (dedup by key),
+        checkpoints of the alert state → KV + object store; then ack
+    ReceiverDispatch per receiver (a lease each) ─▶ ReceiverSender ─▶ webhook, WeCom, DingTalk, …
+
+Every worker runs the same process; the leases decide who does what. A worker holds about
+partitions / live workers partitions and competes for every receiver's dispatch lease; adding
+or losing a worker moves partitions and dispatchers within lease_ttl + 2 × renew_interval. The
+worker keeps nothing another worker needs: its data_dir holds its owned partitions' working
+copies (rebuilt from checkpoints) and its dead letters. See `ingest.cluster` for the lease
+protocol and `ingest.app.cluster_pipeline` for what happens to a batch.
+
+HTTP: /healthz, /readyz (connected to the cluster, every sink reachable), /metrics (with
+per-partition owner, lag and redeliveries), /api/v1/stats (the worker's partitions and counts),
+/api/v1/cluster (the whole cluster's ownership, `ecowatch cluster status`).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from alerts.outbox import ClusterOutboxFeed, ReceiverSender, receiver_topic
+from alerts.service import AlertService
+from config.files import make_private_dir, set_group_readable
+from config.registry import Registry
+from ingest.app.assessment_source import assessment_config
+from ingest.app.cluster_pipeline import PartitionPipeline, SharedSink
+from ingest.app.daemon import build_processor_core
+from ingest.app.http import HTTPService
+from ingest.app.settings import Settings
+from ingest.cluster import (
+    CheckpointStore,
+    ClusterConfig,
+    OutboxStream,
+    Ownership,
+    ReceiverDispatch,
+    cluster_status,
+)
+from ingest.cluster.metrics import PartitionMetrics
+from ingest.cluster.source import PartitionSource
+from ingest.deadletter import DeadLetterStore
+from ingest.errors import SinkError
+from ingest.routes import Request
+from ingest.sinks import make_sink
+
+log = structlog.get_logger(__name__)
+
+HOUSEKEEP_EVERY_S = 3600.0
+
+
+class ClusterWorker:
+    """One worker of the cluster mode; `run_forever` until SIGTERM."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        if settings.cluster is None:
+            raise ValueError("cluster mode needs a `cluster:` section")
+        cluster: ClusterConfig = settings.cluster
+        self.settings = settings
+        self.cluster = cluster
+        self.registry = registry if registry is not None else Registry.load(settings.registry)
+        set_group_readable(settings.data_group_readable)
+        make_private_dir(settings.data_dir)
+        servers = cluster.servers
+        common: dict[str, Any] = {"replicas": cluster.replicas}
+        lease_ttl = cluster.lease_ttl.total_seconds()
+        renew_interval = cluster.renew_interval.total_seconds()
+        self.ownership = Ownership(
+            servers,
+            partitions=cluster.partitions,
+            worker_id=cluster.worker_id,
+            bucket_prefix=cluster.bucket_prefix,
+            on_acquired=self._on_acquired,
+            on_lost=self._on_lost,
+            lease_ttl=lease_ttl,
+            renew_interval=renew_interval,
+            **common,
+        )
+        self.worker_id = self.ownership.worker_id
+        self.deadletters = DeadLetterStore(settings.data_dir / "deadletter.db", settings.deadletter)
+        self.sinks = [SharedSink(c.name, make_sink(c)) for c in settings.effective_sinks()]
+        self.checkpoints = CheckpointStore(
+            servers, bucket_prefix=cluster.bucket_prefix, name=self.worker_id, **common
+        )
+        self.outbox = OutboxStream(servers, **common)
+        assessment = assessment_config(settings)
+
+        def make_service(path: Any) -> AlertService:
+            # Workers run no period assessment (see cluster_pipeline): no samples to keep.
+            return AlertService(
+                settings.alerts,
+                self.registry,
+                path,
+                assessment_rules=assessment.rules,
+                keep_days=assessment.keep_days,
+                keep_samples=False,
+            )
+
+        self.pipeline = PartitionPipeline(
+            core=build_processor_core(settings, self.registry),
+            sinks=self.sinks,
+            deadletters=self.deadletters,
+            make_service=make_service,
+            make_feed=lambda path: ClusterOutboxFeed(settings.notify, path),
+            checkpoints=self.checkpoints,
+            outbox=self.outbox,
+            holder=self.ownership,
+            data_dir=settings.data_dir / "cluster",
+            checkpoint_interval=cluster.checkpoint_interval.total_seconds(),
+        )
+        self.source = PartitionSource(
+            servers,
+            self.pipeline,
+            partitions=cluster.partitions,
+            max_bytes=cluster.stream_max_bytes,
+            batch=cluster.batch,
+            name=self.worker_id,
+            **common,
+        )
+        self.senders = {r.name: ReceiverSender(settings.notify, r.name) for r in settings.notify.receivers}
+        self.dispatches = [
+            ReceiverDispatch(
+                servers,
+                receiver_topic(name),
+                sender.deliver,
+                topics=[receiver_topic(name)],
+                start_at="all",
+                dispatcher_id=self.worker_id,
+                bucket_prefix=cluster.bucket_prefix,
+                lease_ttl=lease_ttl,
+                renew_interval=renew_interval,
+                **common,
+            )
+            for name, sender in self.senders.items()
+        ]
+        self.metrics = PartitionMetrics(self.worker_id)
+        token = settings.http.token.get_secret_value() if settings.http.token else None
+        self.http = HTTPService(
+            settings.http.host,
+            settings.http.port,
+            {
+                ("GET", "/healthz"): lambda _r: (200, {"status": "ok", "worker": self.worker_id}),
+                ("GET", "/readyz"): self._readyz,
+                ("GET", "/api/v1/stats"): lambda _r: (200, self.stats()),
+                ("GET", "/api/v1/cluster"): self._cluster_api,
+            },
+            token=token,
+            config=settings.http,
+        )
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._sink_problems: dict[str, str | None] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info(
+            "cluster_worker_starting",
+            worker=self.worker_id,
+            servers=len(self.cluster.servers),
+            partitions=self.cluster.partitions,
+            sinks=[s.name for s in self.sinks],
+            receivers=sorted(self.senders),
+        )
+        self.deadletters.start()
+        self.checkpoints.start()
+        self.outbox.start()
+        self.source.start(self.ownership)
+        self.ownership.start()
+        for dispatch in self.dispatches:
+            dispatch.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="cluster-ticker", daemon=True)
+        self._ticker.start()
+        self.http.start()
+        log.info(
+            "cluster_worker_started",
+            worker=self.worker_id,
+            http=f"http://{self.settings.http.host}:{self.http.port}",
+        )
+
+    def stop(self) -> None:
+        """Hand everything back in order: partitions (with a last checkpoint), dispatch leases."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        log.info("cluster_worker_stopping", worker=self.worker_id)
+        for dispatch in self.dispatches:
+            dispatch.stop()
+        self.ownership.stop()  # releases each partition after the source's on_lost (final checkpoint)
+        self.source.stop()
+        if self._ticker is not None:
+            self._ticker.join(10)
+        self.http.stop()
+        self.outbox.close()
+        self.checkpoints.close()
+        for shared in self.sinks:
+            shared.sink.close()
+        for sender in self.senders.values():
+            sender.close()
+        self.deadletters.close()
+        log.info("cluster_worker_stopped", worker=self.worker_id)
+
+    def run_forever(self) -> int:
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            self._stop_requested.set()
+
+        self._stop_requested = threading.Event()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self._stop_requested.wait(5.0):
+            self.check_sinks()
+        self.stop()
+        return 0
+
+    # The source is made after the ownership (its pipeline checks the leases): late-bound.
+    def _on_acquired(self, partition: int, epoch: int) -> None:
+        self.source.on_acquired(partition, epoch)
+
+    def _on_lost(self, partition: int) -> None:
+        self.source.on_lost(partition)
+
+    # -- the time-driven side ---------------------------------------------------------------------
+
+    def _tick_loop(self) -> None:
+        interval = self.settings.alerts.scheduler.tick_interval.total_seconds()
+        since_housekeeping = 0.0
+        while not self._stop.wait(min(interval, 1.0)):
+            self.metrics.update(self.ownership.owned(), self.source.partition_stats())
+            since_housekeeping += min(interval, 1.0)
+            now = datetime.now(UTC)
+            self.pipeline.tick(now)
+            if since_housekeeping >= HOUSEKEEP_EVERY_S:
+                since_housekeeping = 0.0
+                for service in self.pipeline.services():
+                    _housekeep(service, now)
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def check_sinks(self) -> None:
+        for shared in self.sinks:
+            try:
+                shared.sink.check()
+            except SinkError as exc:
+                self._sink_problems[shared.name] = f"{exc.reason}: {exc.detail}"
+            else:
+                self._sink_problems[shared.name] = None
+
+    def readiness(self) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        if not self.ownership.connected:
+            problems["cluster"] = "not connected to the NATS cluster"
+        for name, problem in self._sink_problems.items():
+            if problem:
+                problems[f"sink.{name}"] = f"unreachable: {problem}"
+        return problems
+
+    def stats(self) -> dict[str, Any]:
+        parts = self.source.partition_stats()
+        return {
+            "worker": self.worker_id,
+            "owned": {str(p): epoch for p, epoch in self.ownership.owned().items()},
+            "live_workers": sorted(self.ownership.live_workers()),
+            "partitions": {
+                str(p): {**parts.get(p, {}), **counts} for p, counts in self.pipeline.stats().items()
+            },
+            "source": self.source.stats(),
+            "checkpoints": self.checkpoints.stats(),
+            "outbox": self.outbox.stats(),
+            "dispatch": {d.receiver: {**d.stats(), "dispatching": d.dispatching()} for d in self.dispatches},
+            "senders": {name: sender.stats() for name, sender in self.senders.items()},
+            "deadletters": self.deadletters.counts_by_reason(),
+        }
+
+    def _readyz(self, _request: Request) -> tuple[int, Any]:
+        problems = self.readiness()
+        if problems:
+            return 503, {"ready": False, "worker": self.worker_id, "problems": problems}
+        return 200, {"ready": True, "worker": self.worker_id}
+
+    def _cluster_api(self, _request: Request) -> tuple[int, Any]:
+        return 200, cluster_status(self.cluster.servers, bucket_prefix=self.cluster.bucket_prefix)
+
+
+def _housekeep(service: AlertService, now: datetime) -> None:
+    try:
+        service.housekeep(now)
+    except Exception as exc:  # retried in an hour; the partition goes on
+        log.warning("partition_housekeep_failed", error=repr(exc))
