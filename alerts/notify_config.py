@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Self
 
@@ -58,6 +59,15 @@ class RetryConfig(StrictModel):
         gt=timedelta(0),
         description="A delivery still failing this long after its event was written is marked failed.",
     )
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds before attempt `attempts + 1`: full jitter below the capped exponential, or the
+        receiver's Retry-After if longer."""
+        cap = min(
+            self.max_delay.total_seconds(), self.initial_delay.total_seconds() * 2 ** min(attempts - 1, 40)
+        )
+        delay = rng.uniform(0.0, cap)
+        return max(delay, retry_after) if retry_after is not None else delay
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

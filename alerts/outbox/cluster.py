@@ -418,14 +418,7 @@ class ReceiverSender:
         return False
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Full jitter below the capped exponential, or the receiver's Retry-After if longer (as the
-        single-node worker's)."""
-        retry = self._config.retry
-        cap = min(
-            retry.max_delay.total_seconds(), retry.initial_delay.total_seconds() * 2 ** min(attempts - 1, 40)
-        )
-        delay = self._rng.uniform(0.0, cap)
-        return max(delay, retry_after) if retry_after is not None else delay
+        return self._config.retry.delay(attempts, retry_after, self._rng)
 
     def _finish(self, key: str, outcome: str) -> None:
         self._progress.pop(key, None)

@@ -371,13 +371,7 @@ class Worker:
                 track_firing(conn, self.name, d.event_id, d.event, d.raw)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Full jitter below the capped exponential, or the receiver's Retry-After if longer."""
-        retry = self._settings.retry
-        cap = min(
-            retry.max_delay.total_seconds(), retry.initial_delay.total_seconds() * 2 ** min(attempts - 1, 40)
-        )
-        delay = self._rng.uniform(0.0, cap)
-        return max(delay, retry_after) if retry_after is not None else delay
+        return self._settings.retry.delay(attempts, retry_after, self._rng)
 
     # --- re-sending the firing set ----------------------------------------------------------------
     def _resend_firing(self, conn: sqlite3.Connection, now: datetime) -> None:
