@@ -114,7 +114,7 @@ class Run:
     def publish(self, keys: list[str], topic: str = "all") -> list[bool]:
         return [self.outbox.publish(k, f'{{"key": "{k}"}}'.encode(), topic=topic).duplicate for k in keys]
 
-    def wait_received(self, count: int, timeout: float = 30.0, *, raw: bool = False) -> None:
+    def wait_received(self, count: int, timeout: float = 90.0, *, raw: bool = False) -> None:
         """Wait for `count` distinct keys at the receiver (`raw`: `count` calls)."""
         seen = self.receiver.keys if raw else self.receiver.deduplicated
         wait_for(
@@ -232,7 +232,7 @@ def test_a_dispatcher_frozen_mid_delivery_is_taken_over(run: Run, phase: str) ->
     other = run.dispatcher("d2")
     try:
         wait_for(frozen.is_set, "the first dispatcher to freeze in the 11th delivery")
-        wait_for(other.dispatching, "the other dispatcher to take the lease", 15.0)
+        wait_for(other.dispatching, "the other dispatcher to take the lease", 60.0)
         run.wait_received(30)
     finally:
         thaw.set()
@@ -279,11 +279,11 @@ def test_a_frozen_nats_node_neither_loses_nor_duplicates_notifications(cluster: 
         paused.pause()
         publisher = threading.Thread(target=lambda: (run.publish(keys[30:]), run.publish(keys[30:])))
         publisher.start()
-        run.wait_received(60, timeout=45.0)
+        run.wait_received(60, timeout=120.0)
         paused.resume()
         paused = None
         publisher.join(60.0)
-        run.wait_received(90, timeout=45.0)
+        run.wait_received(90, timeout=120.0)
         assert run.receiver.keys() == keys
         assert run.outbox.stats()["duplicates"] >= 90
         run.receiver.check_never_concurrent()
