@@ -9,11 +9,16 @@ transitions each), four clean ones.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.helpers import wait_for
+from config.registry import Registry
+from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig, MqttHandoff
+from tests.helpers import station, wait_for
+from tests.ingest.hj212_gateway.gateway_support import data_packet
 from tests.integration.alert_scenario_support import (
     Receiver,
     Report,
@@ -104,3 +109,38 @@ def test_a_second_worker_continues_from_the_first_ones_checkpoints(tmp_path: Pat
     assert rig.stored() == sent * ITEMS
     assert receiver.repeats == 0
     assert receiver.bad_signatures == 0
+
+
+def test_hj212_loggers_reach_the_cluster_through_the_gateway(tmp_path: Path) -> None:
+    """A data logger's uploads over HJ 212 TCP, through the gateway publishing on
+    `ecowatch/v1/hj212/{mn}/packet` to the NATS MQTT listener, land in the stations stream and
+    are stored by the partition's worker; a packet from an unknown MN is dead-lettered there."""
+    stations = [station("hj-a", mn="MN-CLUSTER-A"), station("hj-b", mn="MN-CLUSTER-B")]
+    with ClusterRig(tmp_path, stations, [], partitions=4, running=0) as rig:
+        (worker,) = rig.workers
+        document = yaml.safe_load(worker.config_file.read_text(encoding="utf-8"))
+        document["mqtt"] = {"subscriptions": [{"topic": "ecowatch/v1/hj212/{mn}/packet", "format": "hj212"}]}
+        worker.config_file.write_text(yaml.safe_dump(document), encoding="utf-8")
+        worker.start()
+        port = rig.nodes[0].mqtt_port
+        assert port is not None
+        topic = "ecowatch/v1/hj212/{mn}/packet"
+        handoff = MqttHandoff(GatewayMqttConfig(port=port, protocol="3.1.1", topic=topic))
+        handoff.start()
+        gateway = HJ212Gateway(HJ212GatewayConfig(port=0), handoff, Registry(stations))
+        try:
+            assert handoff.wait_connected(WAIT)
+            gateway.start()
+            packets = [data_packet(s.mn or "", "x", i) for s in stations for i in range(5)]
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=WAIT) as sock:
+                sock.sendall(b"".join([*packets, data_packet("MN-NOBODY", "x", 99)]))
+                answers = b""
+                while answers.count(b"\r\n") < len(packets):
+                    answers += sock.recv(4096)
+            rig.wait_stored(len(packets) * 2)  # pH and DO of each upload
+            stats = worker.wait_for(lambda s: bool(s["deadletters"]), WAIT, "the unknown MN's letters")
+        finally:
+            gateway.stop()
+            handoff.close()
+    assert rig.stored() == len(packets) * 2
+    assert stats["deadletters"] == {"unknown_station": 2}

@@ -30,7 +30,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from config.types import StrictModel, TimeZoneName
 from ingest.decoders.hj212 import DEFAULT_TIMEZONE, MAX_SEGMENT_LENGTH, CrcVariant
@@ -67,6 +67,24 @@ class GatewayPublishConfig(StrictModel):
         description="QoS 1 messages awaiting PUBACK before more wait in the gateway: paho loses "
         "messages past 65 535 unacknowledged.",
     )
+    topic: str = Field(
+        "hj212/{mn}",
+        max_length=200,
+        description="The topic each packet is published on, `{mn}` standing for the logger's MN (or "
+        "`_invalid`, `_unframed`); the daemon needs a subscription of the same shape with format "
+        "hj212. Cluster mode: `ecowatch/v1/hj212/{mn}/packet`, so that packets land in the stations "
+        "stream partitioned by MN (deploy/cluster/README.md).",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _one_mn_level(cls, topic: str) -> str:
+        levels = topic.split("/")
+        if levels.count("{mn}") != 1 or any(not level or level.strip("+#") != level for level in levels):
+            raise ValueError("the topic needs `{mn}` as one whole level, no empty levels and no + or #")
+        if any(c in topic.replace("{mn}", "") for c in "{}\x00"):
+            raise ValueError("the topic may hold no other placeholder")
+        return topic
 
 
 class HJ212GatewayConfig(StrictModel):

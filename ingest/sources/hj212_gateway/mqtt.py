@@ -16,7 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Final, Literal
 
 import structlog
 from pydantic import Field
@@ -24,6 +25,9 @@ from pydantic import Field
 from ingest.mqtt import BrokerConnection, PublisherConfig, PublishObserver, WindowedPublisher
 from ingest.sources.hj212_gateway import events
 from ingest.sources.hj212_gateway.config import GatewayPublishConfig
+from ingest.sources.hj212_gateway.handoff import TOPIC_PREFIX
+
+DEFAULT_TOPIC: Final = TOPIC_PREFIX + "{mn}"
 
 log = structlog.get_logger(__name__)
 
@@ -38,11 +42,14 @@ class GatewayMqttConfig(PublisherConfig):
         description="MQTT client id; must differ from the daemon's, or the broker drops one of them.",
     )
     qos: Literal[1] = Field(1, description="Always 1: a logger's packet is answered once acknowledged.")
+    topic: str = Field("hj212/{mn}", description="See `GatewayPublishConfig.topic`.")
 
     @classmethod
     def from_settings(cls, mqtt_config: BrokerConnection, publish: GatewayPublishConfig) -> GatewayMqttConfig:
-        """The daemon's broker, user and TLS, with the gateway's own client id and window."""
-        return cls.to(mqtt_config, client_id=publish.client_id, max_unacked=publish.max_unacked)
+        """The daemon's broker, user and TLS, with the gateway's own client id, window and topic."""
+        return cls.to(
+            mqtt_config, client_id=publish.client_id, max_unacked=publish.max_unacked, topic=publish.topic
+        )
 
 
 class _HandoffEvents(PublishObserver):
@@ -78,6 +85,13 @@ class MqttHandoff(WindowedPublisher):
 
     def __init__(self, options: GatewayMqttConfig) -> None:
         super().__init__(options, _HandoffEvents())
+        self._topic = options.topic
+
+    def submit(self, topic: str, payload: bytes, on_durable: Callable[[], None] | None = None) -> None:
+        """Publish on the configured topic: the gateway's `hj212/<mn>` with `<mn>` put in `{mn}`."""
+        if topic.startswith(TOPIC_PREFIX) and self._topic != DEFAULT_TOPIC:
+            topic = self._topic.replace("{mn}", topic[len(TOPIC_PREFIX) :])
+        super().submit(topic, payload, on_durable)
 
     def close(self, timeout: float = 10.0) -> None:
         """Wait up to `timeout` s for outstanding PUBACKs, count the rest as failed, disconnect."""
