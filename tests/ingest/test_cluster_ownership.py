@@ -470,6 +470,7 @@ def test_cluster_status_of_an_empty_deployment(server: NatsServer) -> None:
         "partitions": 0,
         "live_workers": [],
         "owners": {},
+        "lag": 0,
         "leases": [],
     }
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from config.registry import Registry
+from ingest.cluster import cluster_status
 from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig, MqttHandoff
 from tests.helpers import station, wait_for
 from tests.ingest.hj212_gateway.gateway_support import data_packet
@@ -65,11 +66,16 @@ def test_a_worker_stores_every_reading_and_notifies_each_transition_once(tmp_pat
         expected = sorted((s, status) for s in spiking for status in ("firing", "resolved"))
         wait_for(lambda: _transitions(receiver) == expected, "both alerts fired and resolved", WAIT)
         stats = worker.stats()
+        status = cluster_status(rig.urls)
     assert rig.stored() == sent * ITEMS
     assert receiver.repeats == 0
     assert receiver.bad_signatures == 0
     assert sum(p["messages"] for p in stats["partitions"].values()) == sent
     assert stats["deadletters"] == {}
+    # `ecowatch cluster status`: one owner, every partition's consumer read to the end.
+    assert status["owners"] == {"w1": [0, 1, 2, 3]}
+    assert status["lag"] == 0
+    assert all(row["lag"] == 0 and row["ack_pending"] == 0 for row in status["leases"])
 
 
 def test_a_second_worker_continues_from_the_first_ones_checkpoints(tmp_path: Path) -> None:
