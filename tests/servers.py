@@ -619,6 +619,19 @@ class NatsCluster:
         """The node called `server_name` (as JetStream names a stream's leader)."""
         return next(node for node in self.nodes if node.server_name == server_name)
 
+    def stream_leader(self, stream: str) -> NatsServer:
+        """The node that leads `stream` now, as the monitoring endpoint of a running node reports it
+        (a KV bucket's stream is `KV_<bucket>`, an object store's `OBJ_<bucket>`)."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            for account in node.jsz().get("account_details", []):
+                for detail in account.get("stream_detail", []):
+                    leader = detail.get("cluster", {}).get("leader")
+                    if detail["name"] == stream and leader:
+                        return self.node(leader)
+        raise AssertionError(f"no leader for {stream}")
+
     def start(self) -> None:
         """Start every node, then wait until each reports JetStream healthy (a meta leader chosen)."""
         try:

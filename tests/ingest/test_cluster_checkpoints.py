@@ -290,16 +290,6 @@ def test_an_upload_whose_pointer_move_failed_is_swept_by_the_next_save(
 # -- a three-node cluster ----------------------------------------------------------------------
 
 
-def _leader(cluster: NatsCluster, stream: str) -> NatsServer:
-    for node in cluster.nodes:
-        for account in node.jsz().get("account_details", []):
-            for detail in account.get("stream_detail", []):
-                leader = detail.get("cluster", {}).get("leader")
-                if detail["name"] == stream and leader:
-                    return cluster.node(leader)
-    raise AssertionError(f"no leader for {stream}")
-
-
 def test_an_r3_checkpoint_survives_losing_a_node(nats_cluster: NatsCluster, prefix: str) -> None:
     """With R3 buckets, killing the image stream's leader (kill -9) loses nothing: after the
     election the checkpoint loads intact and the next checkpoint is stored."""
@@ -308,7 +298,7 @@ def test_an_r3_checkpoint_survives_losing_a_node(nats_cluster: NatsCluster, pref
     killed: NatsServer | None = None
     try:
         assert store.save(3, 1, 100, image)
-        killed = _leader(nats_cluster, OBJ_STREAM_TEMPLATE.format(bucket=state_bucket(prefix)))
+        killed = nats_cluster.stream_leader(OBJ_STREAM_TEMPLATE.format(bucket=state_bucket(prefix)))
         killed.kill()
         loaded = wait_for(lambda: _attempt(lambda: store.load(3)), "the checkpoint to load", 30.0)
         assert loaded == (Checkpoint(3, 1, 100, image),)

@@ -252,16 +252,6 @@ def cluster(nats_cluster: NatsCluster) -> NatsCluster:
     return nats_cluster
 
 
-def _leader(cluster: NatsCluster, stream: str) -> NatsServer:
-    for node in cluster.nodes:
-        for account in node.jsz().get("account_details", []):
-            for detail in account.get("stream_detail", []):
-                leader = detail.get("cluster", {}).get("leader")
-                if detail["name"] == stream and leader:
-                    return cluster.node(leader)
-    raise AssertionError(f"no leader for {stream}")
-
-
 def test_a_frozen_nats_node_neither_loses_nor_duplicates_notifications(cluster: NatsCluster) -> None:
     """R3 stream and leases: the outbox stream's leader is SIGSTOPped while events (each published
     twice, as a replaying owner would) flow to two dispatchers; after an election every key
@@ -275,7 +265,7 @@ def test_a_frozen_nats_node_neither_loses_nor_duplicates_notifications(cluster: 
         run.publish(keys[:30])
         run.publish(keys[:30])
         run.wait_received(20)
-        paused = _leader(cluster, run.names["stream"])
+        paused = cluster.stream_leader(run.names["stream"])
         paused.pause()
         publisher = threading.Thread(target=lambda: (run.publish(keys[30:]), run.publish(keys[30:])))
         publisher.start()

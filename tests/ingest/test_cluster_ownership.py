@@ -374,17 +374,6 @@ def test_a_paused_owner_knows_it_lost_its_partitions_before_it_acts(server: Nats
         run.close()
 
 
-def _kv_leader(cluster: NatsCluster, bucket: str) -> NatsServer:
-    stream = f"KV_{bucket}"
-    for node in cluster.nodes:
-        for account in node.jsz().get("account_details", []):
-            for detail in account.get("stream_detail", []):
-                leader = detail.get("cluster", {}).get("leader")
-                if detail["name"] == stream and leader:
-                    return cluster.node(leader)
-    raise AssertionError(f"no leader for {stream}")
-
-
 @pytest.mark.integration
 def test_a_frozen_kv_leader_never_makes_two_owners(cluster: NatsCluster) -> None:
     """SIGSTOP of the leases bucket's leader (a node cut off): the rest elect another, every
@@ -394,7 +383,7 @@ def test_a_frozen_kv_leader_never_makes_two_owners(cluster: NatsCluster) -> None
     try:
         workers = [run.add(f"w{i}") for i in range(3)]
         run.wait_even(workers, 4, "three workers to hold 4 partitions each")
-        leader = _kv_leader(cluster, leases_bucket(run.prefix))
+        leader = cluster.stream_leader(f"KV_{leases_bucket(run.prefix)}")
         before = {
             row["partition"]: row["revision"]
             for row in cluster_status(cluster.urls, bucket_prefix=run.prefix)["leases"]

@@ -61,19 +61,6 @@ def open_r3(cluster: NatsCluster) -> JetStreamLog:
     return JetStreamLog(cluster.urls, f"fault-{next(_streams)}", replicas=3, quota_bytes=_QUOTA)
 
 
-def stream_leader(cluster: NatsCluster, stream: str) -> NatsServer:
-    """The node that leads `stream` now, as the monitoring endpoint of a running node reports it."""
-    for node in cluster.nodes:
-        if not node.running:
-            continue
-        for account in node.jsz().get("account_details", []):
-            for detail in account.get("stream_detail", []):
-                leader = detail.get("cluster", {}).get("leader")
-                if detail["name"] == stream and leader:
-                    return cluster.node(leader)
-    raise AssertionError(f"no leader for {stream}")
-
-
 def test_an_r3_log_keeps_every_record_once_in_order_through_a_leader_killed_and_brought_back(
     cluster: NatsCluster,
 ) -> None:
@@ -84,7 +71,7 @@ def test_an_r3_log_keeps_every_record_once_in_order_through_a_leader_killed_and_
         before = [log.append(record(i)) for i in range(200)]
         log.sync()
         assert [o for o, _ in read_all(consumer, 100)][:100] == before[:100]
-        leader = stream_leader(cluster, log.stream)
+        leader = cluster.stream_leader(log.stream)
         leader.kill()
         after = [log.append(record(i)) for i in range(200, 400)]
         assert log.sync() == after[-1] + 1
@@ -107,7 +94,7 @@ def test_an_r3_log_rides_out_a_frozen_leader(cluster: NatsCluster) -> None:
         consumer = log.reader("sink")
         first = [log.append(record(i)) for i in range(100)]
         log.sync()
-        leader = stream_leader(cluster, log.stream)
+        leader = cluster.stream_leader(log.stream)
         leader.pause()
         second = [log.append(record(i)) for i in range(100, 200)]
         assert log.sync() == second[-1] + 1

@@ -21,7 +21,6 @@ import pytest
 
 from ingest.mqtt import PublisherConfig, WindowedPublisher
 from simulators.load import LOAD_CODES
-from tests.ingest.test_jetstream_log import stream_leader
 from tests.integration.daemon_process import DaemonProcess, Stats
 from tests.integration.fault_support import TOPIC_TEMPLATE, Expected, Stream, make_stream
 from tests.servers import MissingServerBinaryError, MosquittoServer, NatsCluster, NatsServer
@@ -205,7 +204,7 @@ def test_every_reading_is_stored_once_through_a_nats_node_killed_and_brought_bac
         assert daemon.wait_ready(30) == {"ready": True}
         publisher = PacedPublisher(mosquitto.port, with_malformed(stream)).start()
         before = daemon.wait_for(logged(TOTAL // 4), SETTLE_SECONDS, "a quarter logged")
-        leader = stream_leader(cluster, f"{STREAM}-raw")
+        leader = cluster.stream_leader(f"{STREAM}-raw")
         leader.kill()
         # The stream goes on with two of three nodes: more is logged while the node is down.
         down = before["logs"]["raw_logged"]
