@@ -148,9 +148,16 @@ class AlertEngine:
         standard: Standard | None = None,
         keep_samples: bool = True,
         not_raised: Iterable[str] = ("do", "sd"),
+        watched: Callable[[str], bool] | None = None,
+        regions: bool = True,
     ) -> None:
+        """`watched`: the stations whose silence this engine judges on its ticks (default every
+        station of the registry); a cluster partition's engine watches the stations whose
+        messages come to its partition. `regions=False` leaves out the REGION rules, which need
+        every station of a region (an engine that sees only part of them would judge wrongly)."""
         self.config = config
         self.registry = registry
+        self._watched = [sid for sid in registry if watched is None or watched(sid)]
         self.store = store
         self.standard = standard or (
             load_standard(config.standard) if config.standard else default_standard()
@@ -159,7 +166,7 @@ class AlertEngine:
         self._policies = {r.config.name: policy_of(r.config, config.defaults) for r in self.rules}
         self._station_rules = [r for r in self.rules if r.scope in (Scope.STATION, Scope.CLOCK)]
         self._stream_rules = [r for r in self.rules if r.scope is Scope.STREAM]
-        self._region_rules = [r for r in self.rules if r.scope is Scope.REGION]
+        self._region_rules = [r for r in self.rules if r.scope is Scope.REGION] if regions else []
         self._period_rules = [r for r in self.rules if r.scope is Scope.PERIOD]
         self._windowed = _windowed_parameters(self._station_rules + self._region_rules)
         self._keep_samples = keep_samples
@@ -262,7 +269,8 @@ class AlertEngine:
         """The time-driven evaluation; see the module docstring."""
         now_ns = to_ns(now)
         with self.lock, self._transaction():
-            for station_id, station in self.registry.items():
+            for station_id in self._watched:
+                station = self.registry[station_id]
                 watermark = self.windows[station_id].watermark_ns
                 interval_ns = station.report_interval_s * 1_000_000_000
                 as_of = now_ns if watermark is None else max(watermark, min(now_ns, watermark + interval_ns))

@@ -69,6 +69,8 @@ class AlertService:
         results: ResultsSource | None = None,
         keep_days: int = 800,
         keep_samples: bool | None = None,
+        watched: Callable[[str], bool] | None = None,
+        regions: bool = True,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -86,6 +88,8 @@ class AlertService:
                 standard=standard,
                 keep_samples=results is None if keep_samples is None else keep_samples,
                 not_raised=rules.over_range.not_raised,
+                watched=watched,
+                regions=regions,
             )
         except BaseException:
             self.store.close()

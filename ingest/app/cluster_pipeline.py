@@ -102,7 +102,7 @@ class PartitionPipeline:
         core: MessageProcessor,
         sinks: Sequence[SharedSink],
         deadletters: DeadLetterStore,
-        make_service: Callable[[Path], AlertService],
+        make_service: Callable[[int, Path], AlertService],
         make_feed: Callable[[Path], ClusterOutboxFeed],
         checkpoints: CheckpointStore,
         outbox: OutboxStream,
@@ -137,7 +137,7 @@ class PartitionPipeline:
             sequence = checkpoint.sequence
             # Saved again at this epoch at once: a deposed owner can no longer move it forward.
             self._checkpoints.save(partition, epoch, sequence, checkpoint.data)
-        service = self._make_service(directory / "alerts.db")
+        service = self._make_service(partition, directory / "alerts.db")
         try:
             feed = self._make_feed(directory / "alerts.db")
         except BaseException:

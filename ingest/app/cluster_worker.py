@@ -24,11 +24,13 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from alerts.outbox import ClusterOutboxFeed, ReceiverSender, receiver_topic
+from alerts.rules import RULES, Scope
 from alerts.service import AlertService
 from config.files import make_private_dir, set_group_readable
 from config.registry import Registry
@@ -44,6 +46,7 @@ from ingest.cluster import (
     Ownership,
     ReceiverDispatch,
     cluster_status,
+    partition_of,
 )
 from ingest.cluster.metrics import PartitionMetrics
 from ingest.cluster.source import PartitionSource
@@ -93,8 +96,9 @@ class ClusterWorker:
         self.outbox = OutboxStream(servers, **common)
         assessment = assessment_config(settings)
 
-        def make_service(path: Any) -> AlertService:
-            # Workers run no period assessment (see cluster_pipeline): no samples to keep.
+        def make_service(partition: int, path: Path) -> AlertService:
+            # Workers run no period assessment (see cluster_pipeline): no samples to keep. The
+            # partition's engine watches its own stations for silence, and no regional rule.
             return AlertService(
                 settings.alerts,
                 self.registry,
@@ -102,6 +106,16 @@ class ClusterWorker:
                 assessment_rules=assessment.rules,
                 keep_days=assessment.keep_days,
                 keep_samples=False,
+                watched=lambda station_id: partition_of(station_id, cluster.partitions) == partition,
+                regions=False,
+            )
+
+        regional = [
+            r.name for r in settings.alerts.rules if RULES[r.kind].scope in (Scope.REGION, Scope.PERIOD)
+        ]
+        if regional:
+            log.warning(
+                "cluster_regional_rules_not_run", rules=regional, reason="a partition sees part of a region"
             )
 
         self.pipeline = PartitionPipeline(

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from alerts.lifecycle import AlertState
+from alerts.service import AlertService
 from config.registry import Registry
 from ingest.model import DataFlag
 from tests.alerts.engine_support import (
@@ -277,3 +278,40 @@ def test_every_station_alert_tells_the_station_class(tmp_path: Path) -> None:
     assert (event.parameter, event.water_class, event.target_class) == ("nh3n", "IV", "II")
     assert event.primary_pollutants == ("nh3n",)
     assert event.values == {"nh3n": 1.2, "nh3n_high": 0.5}
+
+
+def test_an_engine_judges_the_silence_of_the_stations_it_watches_only(tmp_path: Path) -> None:
+    """A cluster partition's engine watches its own stations: one that never reports alerts, the
+    stations of other partitions (whose readings it never sees) do not; readings of any station
+    are still evaluated."""
+    registry = Registry([station(sid, report_interval_s=600) for sid in ("mine", "mine-mute", "theirs")])
+    clock = FakeClock()
+    config = rules_config(
+        {"name": "silent_station", "kind": "silent_station", "intervals": 3, "recovery": {"samples": 1}},
+        COMPLIANCE,
+    )
+    service = AlertService(
+        config, registry, tmp_path / "alerts.db", clock=clock, watched=lambda sid: sid.startswith("mine")
+    )
+    service.write(water(T0, station_id="mine"))
+    service.write(water(T0, station_id="theirs", nh3n=1.8))
+    service.tick(clock.advance(minutes=30))
+    by_rule = sorted((e.rule, e.labels["station_id"]) for e in events(service))
+    assert by_rule == [
+        ("compliance_drop", "theirs"),
+        ("silent_station", "mine"),
+        ("silent_station", "mine-mute"),
+    ]
+
+
+def test_an_engine_without_regions_runs_no_regional_rule(tmp_path: Path) -> None:
+    """`regions=False` (a cluster partition sees part of a region) leaves the REGION rules out."""
+    registry = Registry([station("a", district="D"), station("b", district="D")])
+    clock = FakeClock()
+    config = rules_config(
+        {"name": "district_compliance", "kind": "regional_compliance", "group_by": "district"}
+    )
+    service = AlertService(config, registry, tmp_path / "alerts.db", clock=clock, regions=False)
+    service.write([*water(T0, station_id="a"), *water(T0, station_id="b", nh3n=2.5)])
+    service.tick(clock.advance(seconds=10))
+    assert events(service) == []
