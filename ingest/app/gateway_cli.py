@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"ecowatch: cannot load the station registry {settings.registry}: {exc}", file=sys.stderr)
         return 2
-    handoff = MqttHandoff(GatewayMqttConfig.from_settings(settings.mqtt, config.mqtt))
+    handoff = MqttHandoff(GatewayMqttConfig.from_settings(settings.mqtt, config.mqtt), registry)
     handoff.start()
     if not handoff.wait_connected(_BROKER_WAIT_S):
         log.warning("hj212_handoff_not_connected", host=settings.mqtt.host, port=settings.mqtt.port)

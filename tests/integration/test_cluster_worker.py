@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from config.registry import Registry
-from ingest.cluster import cluster_status
+from ingest.cluster import cluster_status, partition_of
 from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig, MqttHandoff
 from tests.helpers import station, wait_for
 from tests.ingest.hj212_gateway.gateway_support import data_packet
@@ -119,19 +119,22 @@ def test_a_second_worker_continues_from_the_first_ones_checkpoints(tmp_path: Pat
 
 def test_hj212_loggers_reach_the_cluster_through_the_gateway(tmp_path: Path) -> None:
     """A data logger's uploads over HJ 212 TCP, through the gateway publishing on
-    `ecowatch/v1/hj212/{mn}/packet` to the NATS MQTT listener, land in the stations stream and
-    are stored by the partition's worker; a packet from an unknown MN is dead-lettered there."""
+    `ecowatch/v1/hj212/{station_id}/packet` to the NATS MQTT listener, land in their station's
+    partition of the stations stream and are stored by its worker; a packet from an unknown MN is
+    dead-lettered there."""
     stations = [station("hj-a", mn="MN-CLUSTER-A"), station("hj-b", mn="MN-CLUSTER-B")]
     with ClusterRig(tmp_path, stations, [], partitions=4, running=0) as rig:
         (worker,) = rig.workers
         document = yaml.safe_load(worker.config_file.read_text(encoding="utf-8"))
-        document["mqtt"] = {"subscriptions": [{"topic": "ecowatch/v1/hj212/{mn}/packet", "format": "hj212"}]}
+        document["mqtt"] = {
+            "subscriptions": [{"topic": "ecowatch/v1/hj212/{station_id}/packet", "format": "hj212"}]
+        }
         worker.config_file.write_text(yaml.safe_dump(document), encoding="utf-8")
         worker.start()
         port = rig.nodes[0].mqtt_port
         assert port is not None
-        topic = "ecowatch/v1/hj212/{mn}/packet"
-        handoff = MqttHandoff(GatewayMqttConfig(port=port, protocol="3.1.1", topic=topic))
+        topic = "ecowatch/v1/hj212/{station_id}/packet"
+        handoff = MqttHandoff(GatewayMqttConfig(port=port, protocol="3.1.1", topic=topic), Registry(stations))
         handoff.start()
         gateway = HJ212Gateway(HJ212GatewayConfig(port=0), handoff, Registry(stations))
         try:
@@ -150,3 +153,7 @@ def test_hj212_loggers_reach_the_cluster_through_the_gateway(tmp_path: Path) -> 
             handoff.close()
     assert rig.stored() == len(packets) * 2
     assert stats["deadletters"] == {"unknown_station": 2}
+    # Each station's packets were read by the owner of its station id's partition.
+    fetched = {int(p): row["fetched"] for p, row in stats["partitions"].items() if row["fetched"]}
+    homes = {partition_of(s.id, 4) for s in stations} | {partition_of("MN-NOBODY", 4)}
+    assert set(fetched) == homes

@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field, field_validator
 
@@ -51,6 +51,10 @@ DEFAULT_CLOCK_TOLERANCE = timedelta(minutes=1)
 UnknownMnPolicy = Literal["ignore", "refuse", "accept"]
 
 
+# What may stand for the logger in the gateway's topic.
+TOPIC_PLACEHOLDERS: Final = ("{mn}", "{station_id}")
+
+
 class GatewayPublishConfig(StrictModel):
     """How the standalone gateway publishes to the broker of the top-level `mqtt:` section."""
 
@@ -70,19 +74,25 @@ class GatewayPublishConfig(StrictModel):
     topic: str = Field(
         "hj212/{mn}",
         max_length=200,
-        description="The topic each packet is published on, `{mn}` standing for the logger's MN (or "
-        "`_invalid`, `_unframed`); the daemon needs a subscription of the same shape with format "
-        "hj212. Cluster mode: `ecowatch/v1/hj212/{mn}/packet`, so that packets land in the stations "
-        "stream partitioned by MN (deploy/cluster/README.md).",
+        description="The topic each packet is published on. `{mn}` stands for the logger's MN, or "
+        "`{station_id}` for the registry's station of that MN (the MN itself when unknown); "
+        "`_invalid` and `_unframed` take their place for a packet without a readable MN. The daemon "
+        "needs a subscription of the same shape with format hj212. Cluster mode: "
+        "`ecowatch/v1/hj212/{station_id}/packet`, so that a station's packets land in its partition "
+        "of the stations stream (deploy/cluster/README.md).",
     )
 
     @field_validator("topic")
     @classmethod
-    def _one_mn_level(cls, topic: str) -> str:
+    def _one_logger_level(cls, topic: str) -> str:
         levels = topic.split("/")
-        if levels.count("{mn}") != 1 or any(not level or level.strip("+#") != level for level in levels):
-            raise ValueError("the topic needs `{mn}` as one whole level, no empty levels and no + or #")
-        if any(c in topic.replace("{mn}", "") for c in "{}\x00"):
+        placeholders = [level for level in levels if level in TOPIC_PLACEHOLDERS]
+        if len(placeholders) != 1 or any(not level or level.strip("+#") != level for level in levels):
+            raise ValueError(
+                "the topic needs one of `{mn}`, `{station_id}` as one whole level, no empty levels "
+                "and no + or #"
+            )
+        if any(c in topic.replace(placeholders[0], "") for c in "{}\x00"):
             raise ValueError("the topic may hold no other placeholder")
         return topic
 

@@ -22,6 +22,7 @@ from typing import Final, Literal
 import structlog
 from pydantic import Field
 
+from config.registry import Registry
 from ingest.mqtt import BrokerConnection, PublisherConfig, PublishObserver, WindowedPublisher
 from ingest.sources.hj212_gateway import events
 from ingest.sources.hj212_gateway.config import GatewayPublishConfig
@@ -83,14 +84,22 @@ class _HandoffEvents(PublishObserver):
 class MqttHandoff(WindowedPublisher):
     """The gateway's `Handoff` over MQTT: `submit(topic, payload, on_durable)` and `close()`."""
 
-    def __init__(self, options: GatewayMqttConfig) -> None:
+    def __init__(self, options: GatewayMqttConfig, registry: Registry | None = None) -> None:
+        """`registry` resolves MNs to stations for a `{station_id}` topic (else the MN stands)."""
         super().__init__(options, _HandoffEvents())
         self._topic = options.topic
+        self._registry = registry
 
     def submit(self, topic: str, payload: bytes, on_durable: Callable[[], None] | None = None) -> None:
-        """Publish on the configured topic: the gateway's `hj212/<mn>` with `<mn>` put in `{mn}`."""
+        """Publish on the configured topic: the gateway's `hj212/<mn>` with the MN, or its
+        station's id, in the placeholder."""
         if topic.startswith(TOPIC_PREFIX) and self._topic != DEFAULT_TOPIC:
-            topic = self._topic.replace("{mn}", topic[len(TOPIC_PREFIX) :])
+            mn = topic[len(TOPIC_PREFIX) :]
+            if "{station_id}" in self._topic:
+                station = self._registry.by_mn(mn) if self._registry is not None else None
+                topic = self._topic.replace("{station_id}", station.id if station is not None else mn)
+            else:
+                topic = self._topic.replace("{mn}", mn)
         super().submit(topic, payload, on_durable)
 
     def close(self, timeout: float = 10.0) -> None:
