@@ -2,23 +2,32 @@
 
 Docker, Compose and Kubernetes do not run here, so their files are checked statically. nats.conf is
 checked three ways: `nats-server -t` on it, a small parser for what the manifests rely on (routes,
-ports, store, variables), and three real nodes on loopback started from it (only the addresses and
-the store rewritten), to which a station publishes over MQTT as the README says it can.
+ports, store, variables, users, mappings), and three real nodes on loopback started from it (only
+the addresses, the store folder and the pid file rewritten), to which stations publish over MQTT
+as the README says they can, directly and through the Mosquitto bridge, and against which one real
+worker runs from deploy/cluster/ecowatch.yaml (addresses, paths and the sink rewritten) with the
+configuration's users and permissions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
+import sys
 import sysconfig
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Final
 
 import nats
 import paho.mqtt.client as mqtt
@@ -26,9 +35,22 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from config.loader import read_yaml
+from alerts.outbox import receiver_topic
+from ingest.app import gateway_cli
 from ingest.app.settings import Settings, load_settings
-from ingest.cluster import ClusterConfig
+from ingest.cluster import (
+    CheckpointStore,
+    ClusterConfig,
+    OutboxStream,
+    Published,
+    ReceiverDispatch,
+    partition_of,
+)
+from ingest.cluster.source import PartitionSource
+from ingest.cluster.stations import DEFAULT_STREAM, SOURCE_SUBJECTS, ensure_stream, topic_of_subject
+from ingest.decoders.ecowatch_json import encode as encode_json
+from ingest.decoders.hj212 import encode_data_packet
+from ingest.decoders.senml import encode_senml
 from ingest.sinks.influxdb import InfluxDBSinkConfig
 from tests.deploy.deploy_files import (
     DEMO_REGISTRY,
@@ -41,6 +63,7 @@ from tests.deploy.deploy_files import (
     value_references,
 )
 from tests.helpers import wait_for
+from tests.integration.daemon_process import REPO, DaemonProcess
 from tests.servers import HOST, MosquittoServer, free_port, http_request
 
 CLUSTER = DEPLOY / "cluster"
@@ -55,8 +78,22 @@ JETSTREAM_TIMEOUT = 30.0
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY$")
 # A tag naming a release (2.7.11, 2.15.1-alpine), never `latest` or none.
 PINNED_TAG = re.compile(r"^[\w./-]+:\d+(\.\d+)+(-[a-z]+)?$")
-# The per-worker identity, set in the environment of each worker (compose service, pod name).
-IDENTITY = ("ECOWATCH_WAL__JETSTREAM__STREAM", "ECOWATCH_CLUSTER__WORKER_ID", "ECOWATCH_MQTT__CLIENT_ID")
+# The per-worker identity, set in the environment of each worker (compose service, pod name), and
+# what the design before partitioned workers set as well (a stream pair and an MQTT session each).
+IDENTITY: Final = "ECOWATCH_CLUSTER__WORKER_ID"
+RETIRED: Final = ("ECOWATCH_WAL__JETSTREAM__STREAM", "ECOWATCH_MQTT__CLIENT_ID")
+# What else each node's store holds besides the stations stream (ecowatch.yaml, stream_max_bytes):
+# the outbox stream (7 days), the MQTT sessions, and per partition one alert-database image.
+OUTBOX_BUDGET: Final = 2**30
+MQTT_BUDGET: Final = 2**28
+IMAGE_BUDGET: Final = 16 * 2**20
+# How long a partition's reader may be waited for when it is handed over (PartitionSource.on_lost).
+READER_JOIN_S: Final = float(inspect.signature(PartitionSource).parameters["ack_wait"].default)
+# The users' passwords on the loopback nodes.
+WORKER_PASSWORD: Final = "worker-password"
+STATION_PASSWORD: Final = "station-password"
+# A worker process's stages on a loaded two-core machine (R3 streams, 64 consumers).
+WORKER_WAIT: Final = 120.0
 _SIZE = re.compile(r"^(\d+)\s*(K|KB|M|MB|G|GB|T|TB)?$", re.IGNORECASE)
 _QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti)?$")
 _BINARY = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -95,7 +132,7 @@ def parse_nats_conf(text: str) -> dict[str, Any]:
         nonlocal position
         result: dict[str, Any] = {}
         while position < len(tokens) and tokens[position] != end:
-            key = tokens[position].rstrip(":=")
+            key = tokens[position].rstrip(":=").strip('"')
             position += 1
             if tokens[position] in (":", "="):
                 position += 1
@@ -135,13 +172,32 @@ def conf_seconds(value: str) -> int:
 
 
 def conf_variables(text: str) -> set[str]:
-    """Names of the environment variables nats.conf references as `$NAME` (outside comments)."""
-    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    """Names of the environment variables nats.conf references as `$NAME` (outside comments and quoted
+    strings, where `$` is a character: "$JS.API.>")."""
+    code = "\n".join(re.sub(r'"[^"]*"', "", line).split("#", 1)[0] for line in text.splitlines())
     return set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", code))
 
 
 def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
+
+
+def mapped(conf: Mapping[str, Any], subject: str) -> str:
+    """`subject` after nats.conf's `mappings` (one-token `*` wildcards, `{{wildcard(n)}}`)."""
+    tokens = subject.split(".")
+    for source, destination in conf.get("mappings", {}).items():
+        pattern = source.split(".")
+        if len(pattern) == len(tokens) and all(p in ("*", s) for p, s in zip(pattern, tokens, strict=True)):
+            wildcards = [s for p, s in zip(pattern, tokens, strict=True) if p == "*"]
+            return _fill_wildcards(destination, wildcards)
+    return subject
+
+
+def _fill_wildcards(destination: str, wildcards: list[str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        return wildcards[int(match.group(1)) - 1]
+
+    return re.sub(r"\{\{wildcard\((\d+)\)\}\}", fill, destination)
 
 
 @pytest.fixture(scope="module")
@@ -200,31 +256,32 @@ class WorkerConfig:
     cluster: ClusterConfig
 
 
-def worker_config(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environ: Mapping[str, str] | None = None
-) -> WorkerConfig:
-    """deploy/cluster/ecowatch.yaml loaded as a worker does (secrets set to dummies, `environ` on top).
-    `cluster` is validated with ClusterConfig as long as the settings do not carry it themselves."""
-    text = ECOWATCH_YAML.read_text(encoding="utf-8")
-    path = tmp_path / "ecowatch.yaml"
-    with dummy_environment(monkeypatch, text):
+def worker_config(monkeypatch: pytest.MonkeyPatch, environ: Mapping[str, str] | None = None) -> WorkerConfig:
+    """deploy/cluster/ecowatch.yaml loaded as a worker does (secrets set to dummies, `environ` on top)."""
+    with dummy_environment(monkeypatch, ECOWATCH_YAML.read_text(encoding="utf-8")):
         for name, value in (environ or {}).items():
             monkeypatch.setenv(name, value)
-        raw = read_yaml(ECOWATCH_YAML)
-        if "cluster" in Settings.model_fields:
-            settings = load_settings(ECOWATCH_YAML)
-            cluster = settings.cluster  # type: ignore[attr-defined, unused-ignore]
-        else:
-            cluster = ClusterConfig.model_validate(raw.pop("cluster"))
-            path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-            settings = load_settings(path)
-    assert isinstance(cluster, ClusterConfig)
-    return WorkerConfig(settings, cluster)
+        settings = load_settings(ECOWATCH_YAML)
+    assert settings.cluster is not None, "a worker's configuration has a `cluster:` section"
+    return WorkerConfig(settings, settings.cluster)
 
 
 @pytest.fixture
-def worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> WorkerConfig:
-    return worker_config(monkeypatch, tmp_path)
+def worker(monkeypatch: pytest.MonkeyPatch) -> WorkerConfig:
+    return worker_config(monkeypatch)
+
+
+def handover_seconds(worker: WorkerConfig) -> float:
+    """The stop a worker needs after SIGTERM: its leases' time to hand over, and a reader's batch."""
+    return worker.cluster.lease_ttl.total_seconds() + READER_JOIN_S
+
+
+def route_of(settings: Settings, topic: str) -> str | None:
+    """The format of the first subscription whose template matches `topic` (the processor's routing)."""
+    for subscription in settings.mqtt.subscriptions:
+        if subscription.template().match(topic) is not None:
+            return subscription.format
+    return None
 
 
 # --- compose --------------------------------------------------------------------------------------
@@ -339,8 +396,12 @@ def test_nats_conf_routes_to_all_three_peers_with_jetstream_and_mqtt(conf: dict[
     assert conf_seconds(conf["lame_duck_duration"]) > 0
 
 
-def test_passwords_in_nats_conf_are_variables_and_stations_may_only_publish(conf: dict[str, Any]) -> None:
-    """Every user's password is a $VAR; `station` publishes readings and subscribes to nothing."""
+def test_passwords_in_nats_conf_are_variables_and_each_user_may_do_its_part_only(
+    conf: dict[str, Any],
+) -> None:
+    """Every user's password is a $VAR; `station` publishes readings and subscribes to nothing; the
+    workers' `ecowatch` has the JetStream API, acks, KV, object store and the outbox, replies on
+    their inboxes, and may neither publish readings nor read raw subjects."""
     users = {user["user"]: user for user in conf["authorization"]["users"]}
     assert set(users) == {"ecowatch", "station"}
     for user in users.values():
@@ -348,6 +409,35 @@ def test_passwords_in_nats_conf_are_variables_and_stations_may_only_publish(conf
     station = users["station"]["permissions"]
     assert "ecowatch.v1.>" in station["publish"]
     assert station["subscribe"] == {"deny": ">"}
+    worker = users["ecowatch"]["permissions"]
+    assert {"$JS.API.>", "$JS.ACK.>", "$KV.>", "$O.>", "ecowatch.outbox.>"} <= set(worker["publish"])
+    assert not any(s.startswith(("ecowatch.v1", "hj212", ">")) for s in worker["publish"])
+    assert worker["subscribe"] == ["_INBOX.>"]
+
+
+def test_every_topic_a_station_may_publish_lands_in_the_stations_stream_and_is_routed(
+    conf: dict[str, Any], worker: WorkerConfig
+) -> None:
+    """Each subject `station` may publish, after nats.conf's mappings, is one the stations stream
+    captures in the shape it partitions (ecowatch.v1.<district>.<station>.<kind>), and the worker's
+    subscriptions route the topic it is read back as to the intended format."""
+    samples = {
+        "ecowatch.v1.>": ("ecowatch.v1.江北区.cq-cj-cuntan.water", "json"),
+        "ecowatch.senml.*": ("ecowatch.senml.cq-cj-cuntan", "senml"),
+        "hj212.*": ("hj212.50000000000003", "hj212"),
+    }
+    (station,) = [u for u in conf["authorization"]["users"] if u["user"] == "station"]
+    assert set(station["permissions"]["publish"]) == set(samples)
+    stream_prefix = SOURCE_SUBJECTS.removesuffix(">")
+    for allowed, (subject, expected_format) in samples.items():
+        stored = mapped(conf, subject)
+        assert stored.startswith(stream_prefix), (allowed, stored)
+        assert len(stored.split(".")) == 5, (allowed, stored)
+        # The worker reads a stored subject back as the topic of its (partitioned) original.
+        district, station_id, kind = stored.split(".")[2:]
+        topic = topic_of_subject(f"ecowatch.part.7.{district}.{station_id}.{kind}")
+        assert route_of(worker.settings, topic) == expected_format, topic
+    assert mapped(conf, "hj212.a.b") == "hj212.a.b"  # deeper topics stay, and station may not send them
 
 
 # --- the tests: Kubernetes ------------------------------------------------------------------------
@@ -456,7 +546,7 @@ def test_the_client_service_offers_nats_and_mqtt_and_the_policy_guards_routes(ob
 
 def test_the_workers_are_several_replicas_ready_on_readyz(objects: Objects, worker: WorkerConfig) -> None:
     """A StatefulSet of more than one worker; readiness /readyz and liveness /healthz on the HTTP port;
-    a claim for data_dir that outlives the pod."""
+    a claim for data_dir that outlives the pod; time to hand the partitions over on SIGTERM."""
     spec = objects["StatefulSet", "ecowatch"]["spec"]
     assert spec["replicas"] > 1
     assert objects["Service", spec["serviceName"]]["spec"]["clusterIP"] == "None"
@@ -475,7 +565,7 @@ def test_the_workers_are_several_replicas_ready_on_readyz(objects: Objects, work
     assert resources["requests"]["memory"]
     assert resources["limits"]["memory"]
     pod = pod_spec(objects, "StatefulSet", "ecowatch")
-    assert pod["terminationGracePeriodSeconds"] > worker.settings.shutdown_grace.total_seconds()
+    assert pod["terminationGracePeriodSeconds"] > handover_seconds(worker)
     assert pod["enableServiceLinks"] is False  # they would inject ECOWATCH_* overrides
     assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -487,10 +577,10 @@ def test_the_workers_are_several_replicas_ready_on_readyz(objects: Objects, work
 
 
 def test_the_workers_read_the_configmap_and_take_their_identity_from_the_pod_name(
-    objects: Objects, worker: WorkerConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    objects: Objects, worker: WorkerConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The ConfigMap holds deploy/cluster/ecowatch.yaml and a registry at the configured path; the
-    stream pair, the worker id and the MQTT client id are the pod name, over the file's values."""
+    worker id is the pod name, and nothing else is set per pod (no stream pair, no MQTT session)."""
     data = objects["ConfigMap", "ecowatch-cluster-config"]["data"]
     assert data["ecowatch.yaml"] == ECOWATCH_YAML.read_text(encoding="utf-8")
     assert data["stations.yaml"] == DEMO_REGISTRY.read_text(encoding="utf-8")
@@ -506,43 +596,41 @@ def test_the_workers_read_the_configmap_and_take_their_identity_from_the_pod_nam
     volumes = {v["name"]: v for v in pod_spec(objects, "StatefulSet", "ecowatch")["volumes"]}
     assert volumes["config"]["configMap"]["name"] == "ecowatch-cluster-config"
     env = {e["name"]: e for e in container["env"]}
-    for name in IDENTITY:
-        assert env[name]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", name
-    pod = worker_config(monkeypatch, tmp_path, dict.fromkeys(IDENTITY, "ecowatch-1"))
-    assert pod.settings.wal.jetstream is not None
-    assert pod.settings.wal.jetstream.stream == "ecowatch-1"
-    assert pod.settings.wal.jetstream.servers == worker.settings.wal.jetstream.servers  # type: ignore[union-attr]
-    assert pod.settings.mqtt.client_id == "ecowatch-1"
-    assert pod.cluster.worker_id in (None, "ecowatch-1")  # None: `cluster` not in the settings yet
+    assert env[IDENTITY]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert not set(RETIRED) & env.keys()
+    per_pod = {name for name, entry in env.items() if "fieldRef" in entry.get("valueFrom", {})}
+    assert per_pod == {IDENTITY}
+    assert worker.cluster.worker_id is None  # every pod names itself
+    pod = worker_config(monkeypatch, {IDENTITY: "ecowatch-1"})
+    assert pod.cluster.worker_id == "ecowatch-1"
+    assert pod.cluster.model_dump(exclude={"worker_id"}) == worker.cluster.model_dump(exclude={"worker_id"})
     assert objects["ConfigMap", "nats-config"]["data"]["nats.conf"] == NATS_CONF.read_text(encoding="utf-8")
 
 
-def test_the_workers_reach_every_node_and_the_mqtt_listener(
+def test_the_workers_reach_every_node_and_everything_they_store_fits_a_node(
     objects: Objects, conf: dict[str, Any], worker: WorkerConfig
 ) -> None:
-    """wal.jetstream and cluster name each StatefulSet pod on the client port as user `ecowatch`, R3;
-    every worker's two streams fit a node's store; MQTT goes to nats-client over 3.1.1."""
+    """`cluster.servers` names each NATS pod on the client port as user `ecowatch`, R3; the stations
+    stream, the outbox, the MQTT sessions and a checkpoint image per partition fit every node's
+    max_file_store; no local logs and no MQTT connection are configured (only the subscriptions)."""
     statefulset = objects["StatefulSet", "nats"]
     name, spec = statefulset["metadata"]["name"], statefulset["spec"]
-    jetstream = worker.settings.wal.jetstream
-    assert worker.settings.wal.backend == "jetstream"
-    assert jetstream is not None
     password = "dummy-ecowatch_nats_password"
     expected = [
         f"nats://ecowatch:{password}@{name}-{i}.{spec['serviceName']}:{port_of(conf['listen'])}"
         for i in range(spec["replicas"])
     ]
-    assert jetstream.servers == expected
-    assert worker.cluster.servers == expected
-    assert jetstream.replicas == worker.cluster.replicas == 3 <= spec["replicas"]
-    # Every worker's two logs, R3, are on every node: with the MQTT streams, within max_file_store.
-    workers = objects["StatefulSet", "ecowatch"]["spec"]["replicas"]
-    assert workers * 2 * jetstream.quota_bytes + 2**30 <= conf_bytes(conf["jetstream"]["max_file_store"])
-    assert worker.settings.mqtt.host == "nats-client"
-    assert worker.settings.mqtt.port == port_of(conf["mqtt"]["listen"])
-    assert worker.settings.mqtt.protocol == "3.1.1"  # nats-server's MQTT listener refuses 5
-    assert worker.settings.mqtt.username == "ecowatch"
-    assert worker.settings.mqtt.clean_start is False
+    cluster = worker.cluster
+    assert cluster.servers == expected
+    assert cluster.replicas == 3 <= spec["replicas"]
+    assert cluster.partitions == 64
+    # R3 on three nodes: every node holds a full copy of everything (the arithmetic in ecowatch.yaml).
+    stored = cluster.stream_max_bytes + OUTBOX_BUDGET + MQTT_BUDGET + cluster.partitions * IMAGE_BUDGET
+    assert stored <= conf_bytes(conf["jetstream"]["max_file_store"])
+    raw = load_yaml(ECOWATCH_YAML)
+    assert "wal" not in raw
+    assert set(raw["mqtt"]) == {"subscriptions"}
+    assert {s.format for s in worker.settings.mqtt.subscriptions} == {"json", "senml", "hj212"}
     (influx,) = [s for s in worker.settings.sinks if isinstance(s, InfluxDBSinkConfig)]
     assert influx.url.host == "influxdb"
 
@@ -557,9 +645,8 @@ def test_no_secret_values_are_in_the_repository(objects: Objects) -> None:
         assert "data" not in secret, name
     raw = load_yaml(ECOWATCH_YAML)
     user_info = re.compile(r"^nats://ecowatch:\$\{ECOWATCH_NATS_PASSWORD\}@[a-z0-9.-]+:\d+$")
-    for server in [*raw["wal"]["jetstream"]["servers"], *raw["cluster"]["servers"]]:
+    for server in raw["cluster"]["servers"]:
         assert user_info.match(server), server
-    assert is_reference(raw["mqtt"]["password"])
     assert is_reference(raw["http"]["token"])
     assert all(is_reference(sink["token"]) for sink in raw["sinks"])
     # Each pod gets every variable its configuration references, from a Secret that declares it.
@@ -666,7 +753,8 @@ def test_compose_ports_and_volumes_are_consistent(compose: dict[str, Any], conf:
 def test_compose_workers_start_after_a_healthy_cluster_with_their_own_identity(
     compose: dict[str, Any], worker: WorkerConfig
 ) -> None:
-    """Three workers, each with its own client id, volume and port, after every node and InfluxDB is healthy."""
+    """Three workers, each with its own name (only that), volume and port, after every node and InfluxDB
+    is healthy, with time to hand their partitions over; the simulator waits for the first worker."""
     workers = worker_services(compose)
     assert len(workers) == 3
     all_services = services(compose)
@@ -678,15 +766,16 @@ def test_compose_workers_start_after_a_healthy_cluster_with_their_own_identity(
             assert condition == {"condition": "service_healthy"}, f"{name} -> {dependency}"
             assert all_services[dependency]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
         env = environment(service)
-        identities.add(tuple(env[key] for key in IDENTITY))
+        identities.add(env[IDENTITY])
+        assert not set(RETIRED) & env.keys()
         assert value_references(load_yaml(ECOWATCH_YAML)) <= env.keys()
         for key, value in env.items():
             if SECRET_NAME.search(key):
                 assert is_reference(value), f"{name}.{key}"
         assert ("./ecowatch.yaml", "/etc/ecowatch/ecowatch.yaml") in mounts(service)
         assert [s for s, t in mounts(service) if PurePosixPath(t) == PurePosixPath(worker.settings.data_dir)]
-        assert seconds(service["stop_grace_period"]) > worker.settings.shutdown_grace.total_seconds()
-    assert identities == {(name,) * len(IDENTITY) for name in workers}
+        assert seconds(service["stop_grace_period"]) > handover_seconds(worker)
+    assert identities == set(workers)
     init = environment(all_services["influxdb"])
     (influx,) = [s for s in worker.settings.sinks if isinstance(s, InfluxDBSinkConfig)]
     assert (init["DOCKER_INFLUXDB_INIT_ORG"], init["DOCKER_INFLUXDB_INIT_BUCKET"]) == (
@@ -696,6 +785,8 @@ def test_compose_workers_start_after_a_healthy_cluster_with_their_own_identity(
     simulator = all_services["simulator"]
     assert simulator["profiles"] == ["demo"]
     assert {"--host=nats-client", "--protocol=3.1.1", "--username=station"} <= set(simulator["command"])
+    # The first worker creates the stations stream; what stations publish before is dropped.
+    assert simulator["depends_on"]["ecowatch-1"] == {"condition": "service_healthy"}
 
 
 def test_the_env_example_lists_exactly_the_compose_variables(compose: dict[str, Any]) -> None:
@@ -720,6 +811,31 @@ def test_the_readme_links_resolve() -> None:
     assert (ROOT / "Dockerfile").is_file()
 
 
+def test_the_readme_gateway_configuration_publishes_where_the_workers_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conf: dict[str, Any], worker: WorkerConfig
+) -> None:
+    """The README's `ecowatch hj212-gateway` configuration loads as the gateway loads it, publishes
+    to the cluster's MQTT listener as `station` over 3.1.1, on a topic the stations stream takes in
+    and the workers route to the HJ 212 decoder, with the workers' registry."""
+    readme = (CLUSTER / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "hj212_gateway:" in b]
+    path = tmp_path / "gateway.yaml"
+    path.write_text(block, encoding="utf-8")
+    raw = yaml.safe_load(block)
+    assert is_reference(raw["mqtt"]["password"])
+    with dummy_environment(monkeypatch, block):
+        settings, gateway = gateway_cli.load_config(path)
+    assert (settings.mqtt.host, settings.mqtt.port) == ("nats-client", port_of(conf["mqtt"]["listen"]))
+    assert (settings.mqtt.protocol, settings.mqtt.username) == ("3.1.1", "station")
+    assert settings.registry == worker.settings.registry
+    topic = gateway.mqtt.topic.replace("{mn}", "50000000000003")
+    subject = topic.replace("/", ".")
+    assert subject.startswith(SOURCE_SUBJECTS.removesuffix(">"))
+    assert len(subject.split(".")) == 5
+    assert route_of(worker.settings, topic) == "hj212"
+    assert mapped(conf, "hj212.50000000000003") == subject  # the default topic lands there too
+
+
 # --- the tests: the configuration, live -----------------------------------------------------------
 
 
@@ -740,10 +856,30 @@ class Node:
         except OSError:
             return False
 
+    def jsz(self) -> dict[str, Any]:
+        status, body = http_request("GET", f"http://{HOST}:{self.monitor}/jsz", timeout=2.0)
+        assert status == 200, body
+        document: dict[str, Any] = json.loads(body)
+        return document
+
+
+def peers_current(nodes: list[Node]) -> bool:
+    """The meta leader sees every other node current: before that an R3 asset cannot be placed."""
+    try:
+        leader_name = nodes[0].jsz()["meta_cluster"]["leader"]
+        leader = next(node for node in nodes if node.name == leader_name)
+        replicas = leader.jsz()["meta_cluster"]["replicas"]
+    except (KeyError, StopIteration, OSError):
+        return False
+    return len(replicas) == len(nodes) - 1 and all(
+        r.get("current") and not r.get("offline") for r in replicas
+    )
+
 
 @pytest.fixture
 def loopback_cluster(tmp_path: Path, conf: dict[str, Any]) -> Iterator[list[Node]]:
-    """Three nodes from deploy/cluster/nats/nats.conf, with only addresses, store and pid file moved."""
+    """Three nodes from deploy/cluster/nats/nats.conf, with only addresses, store folder and pid file
+    moved: users, permissions, mappings and the store limit are the configuration's."""
     text = NATS_CONF.read_text(encoding="utf-8")
     route_ports = [free_port() for _ in range(3)]
     nodes: list[Node] = []
@@ -757,7 +893,6 @@ def loopback_cluster(tmp_path: Path, conf: dict[str, Any]) -> Iterator[list[Node
                 conf["mqtt"]["listen"]: f"{HOST}:{mqtt_port}",
                 f"store_dir: {conf['jetstream']['store_dir']}": f"store_dir: {tmp_path / f'store-{i}'}",
                 conf["pid_file"]: str(tmp_path / f"nats-{i}.pid"),
-                f"max_file_store: {conf['jetstream']['max_file_store']}": "max_file_store: 1GB",
                 **{
                     f"nats-{j}.nats:{port_of(conf['cluster']['listen'])}": f"{HOST}:{p}"
                     for j, p in enumerate(route_ports)
@@ -773,8 +908,8 @@ def loopback_cluster(tmp_path: Path, conf: dict[str, Any]) -> Iterator[list[Node
             env = {
                 "PATH": os.environ.get("PATH", ""),
                 "NATS_SERVER_NAME": f"nats-{i}",
-                "ECOWATCH_NATS_PASSWORD": "worker-password",
-                "STATION_MQTT_PASSWORD": "station-password",
+                "ECOWATCH_NATS_PASSWORD": WORKER_PASSWORD,
+                "STATION_MQTT_PASSWORD": STATION_PASSWORD,
             }
             with log.open("wb") as out:
                 process = subprocess.Popen(
@@ -783,6 +918,7 @@ def loopback_cluster(tmp_path: Path, conf: dict[str, Any]) -> Iterator[list[Node
             nodes.append(Node(f"nats-{i}", process, client, monitor, mqtt_port, log))
         for node in nodes:
             wait_for(node.healthy, f"{node.name} healthy with JetStream", 30.0, interval=0.1)
+        wait_for(lambda: peers_current(nodes), "every node current with the meta leader", 30.0, interval=0.2)
         yield nodes
     finally:
         for node in nodes:
@@ -795,10 +931,15 @@ def loopback_cluster(tmp_path: Path, conf: dict[str, Any]) -> Iterator[list[Node
                 node.process.wait()
 
 
+def worker_urls(nodes: list[Node]) -> list[str]:
+    """The nodes' client URLs with user `ecowatch`'s credentials, as ecowatch.yaml writes them."""
+    return [f"nats://ecowatch:{WORKER_PASSWORD}@{HOST}:{node.client}" for node in nodes]
+
+
 def _mqtt_session(port: int, protocol: MQTTProtocolVersion, client_id: str) -> tuple[mqtt.Client, Any]:
     """A paho client logged in as `station`, connected (or refused); returns it and the CONNACK code."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
-    client.username_pw_set("station", "station-password")
+    client.username_pw_set("station", STATION_PASSWORD)
     codes: list[Any] = []
     client.on_connect = lambda _c, _u, _f, code, _p=None: codes.append(code)
     client.connect(HOST, port)
@@ -806,23 +947,26 @@ def _mqtt_session(port: int, protocol: MQTTProtocolVersion, client_id: str) -> t
     return client, wait_for(lambda: codes, "CONNACK", 10.0)[0]
 
 
-async def _create_stream(servers: list[str]) -> None:
-    """The stream a worker would read stations' messages from, R3, as user `ecowatch`."""
-    connection = await nats.connect(servers, user="ecowatch", password="worker-password")
+async def _create_stream(servers: list[str], cluster: ClusterConfig) -> None:
+    """The stations stream as a worker makes it (partitioned, R3, its size cap), as user `ecowatch`."""
+    connection = await nats.connect(servers)
     try:
-        await connection.jetstream(timeout=JETSTREAM_TIMEOUT).add_stream(
-            name="stations", subjects=["ecowatch.>", "hj212.>"], num_replicas=3
+        await ensure_stream(
+            connection.jetstream(timeout=JETSTREAM_TIMEOUT),
+            cluster.partitions,
+            replicas=cluster.replicas,
+            max_bytes=cluster.stream_max_bytes,
         )
     finally:
         await connection.close()
 
 
 async def _stored(servers: list[str]) -> tuple[dict[str, int], int]:
-    """Messages per subject in that stream, and its replicas."""
-    connection = await nats.connect(servers, user="ecowatch", password="worker-password")
+    """Messages per subject in the stations stream, and its replicas."""
+    connection = await nats.connect(servers)
     try:
         info = await connection.jetstream(timeout=JETSTREAM_TIMEOUT).stream_info(
-            "stations", subjects_filter=">"
+            DEFAULT_STREAM, subjects_filter=">"
         )
         return dict(info.state.subjects or {}), info.config.num_replicas or 0
     finally:
@@ -830,24 +974,30 @@ async def _stored(servers: list[str]) -> tuple[dict[str, int], int]:
 
 
 def wait_stored(servers: list[str], count: int, timeout: float = 10.0) -> tuple[dict[str, int], int]:
-    """Poll until the stream holds `count` messages (whether a PUBACK waits for it is not asserted)."""
+    """Poll until the stream holds messages on `count` subjects (whether a PUBACK waits for the store
+    is not asserted)."""
 
     def enough() -> tuple[dict[str, int], int] | None:
         subjects, replicas = asyncio.run(_stored(servers))
-        return (subjects, replicas) if sum(subjects.values()) >= count else None
+        return (subjects, replicas) if len(subjects) >= count else None
 
-    return wait_for(enough, f"the stream to hold {count} messages", timeout, interval=0.1)
+    return wait_for(enough, f"the stream to hold messages on {count} subjects", timeout, interval=0.1)
+
+
+def part(cluster: ClusterConfig, district: str, station: str, kind: str) -> str:
+    """The subject the stations stream stores a station's message under (its partition's)."""
+    return f"ecowatch.part.{partition_of(station, cluster.partitions)}.{district}.{station}.{kind}"
 
 
 def test_the_configuration_forms_a_cluster_that_stores_mqtt_readings_r3(
-    loopback_cluster: list[Node], conf: dict[str, Any]
+    loopback_cluster: list[Node], conf: dict[str, Any], worker: WorkerConfig
 ) -> None:
-    """Three nodes from nats.conf elect a leader; a station's QoS 1 publish over MQTT 3.1.1 lands in an
-    R3 stream as ecowatch.v1.<district>.<station>.water; a subject outside its permissions is acknowledged
-    but not stored; it may not subscribe; MQTT 5 is refused; the store limit is what the claim was sized for."""
+    """Three nodes from nats.conf elect a leader; a station's QoS 1 publish over MQTT 3.1.1 lands in the
+    R3 stations stream under its partition; a subject outside its permissions is acknowledged but
+    not stored; it may not subscribe; MQTT 5 is refused; the store limit is nats.conf's."""
     nodes = loopback_cluster
-    servers = [f"nats://{HOST}:{node.client}" for node in nodes]
-    asyncio.run(_create_stream(servers))
+    servers = worker_urls(nodes)
+    asyncio.run(_create_stream(servers, worker.cluster))
     client, code = _mqtt_session(nodes[1].mqtt, MQTTProtocolVersion.MQTTv311, "station-1")
     try:
         assert not code.is_failure
@@ -868,27 +1018,30 @@ def test_the_configuration_forms_a_cluster_that_stores_mqtt_readings_r3(
     refused, code = _mqtt_session(nodes[2].mqtt, MQTTProtocolVersion.MQTTv5, "station-5")
     refused.loop_stop()
     assert code.is_failure  # MQTT 5: unsupported protocol version
-    assert wait_stored(servers, 1) == ({"ecowatch.v1.jiangbei.cq-cj-cuntan.water": 1}, 3)
+    # QoS 1 is at least once: which subjects, not how many copies (one run here stored one twice).
+    subjects, replicas = wait_stored(servers, 1)
+    assert (set(subjects), replicas) == ({part(worker.cluster, "jiangbei", "cq-cj-cuntan", "water")}, 3)
     status, body = http_request("GET", f"http://{HOST}:{nodes[0].monitor}/varz")
     assert status == 200
     varz = json.loads(body)
-    assert varz["jetstream"]["config"]["max_storage"] == conf_bytes("1GB")  # GB counts in 1024s
+    assert varz["jetstream"]["config"]["max_storage"] == conf_bytes(conf["jetstream"]["max_file_store"])
     assert (varz["server_name"], varz["cluster"]["name"]) == ("nats-0", conf["cluster"]["name"])
     assert varz["mqtt"]["port"] == nodes[0].mqtt
 
 
 def test_the_mosquitto_bridge_forwards_stations_to_the_cluster(
-    loopback_cluster: list[Node], tmp_path: Path
+    loopback_cluster: list[Node], tmp_path: Path, worker: WorkerConfig
 ) -> None:
     """bridges/mosquitto-bridge.conf (address and password filled in) forwards QoS 1 readings from a
-    Mosquitto to the NATS MQTT listener: `/` becomes `.`, a `.` inside a level becomes `//`."""
+    Mosquitto to the NATS MQTT listener: `/` becomes `.`, a `.` inside a level becomes `//`, and the
+    HJ 212 and SenML trees are moved under ecowatch.v1 into the stations stream."""
     nodes = loopback_cluster
-    servers = [f"nats://{HOST}:{node.client}" for node in nodes]
-    asyncio.run(_create_stream(servers))
+    servers = worker_urls(nodes)
+    asyncio.run(_create_stream(servers, worker.cluster))
     text = (CLUSTER / "bridges" / "mosquitto-bridge.conf").read_text(encoding="utf-8")
     replacements = {
         "address nats.example.org:1883": f"address {HOST}:{nodes[1].mqtt} {HOST}:{nodes[2].mqtt}",
-        "remote_password CHANGE-ME": "remote_password station-password",
+        "remote_password CHANGE-ME": f"remote_password {STATION_PASSWORD}",
     }
     for old, new in replacements.items():
         assert old in text, old
@@ -913,9 +1066,190 @@ def test_the_mosquitto_bridge_forwards_stations_to_the_cluster(
             client.loop_stop()
             client.disconnect()
     assert replicas == 3
-    assert subjects == {
-        "ecowatch.v1.江北区.cq-cj-cuntan.water": 1,
-        "ecowatch.v1.jiangbei.cq//cj//cuntan.water": 1,
-        "ecowatch.senml.cq-cj-cuntan": 1,
-        "hj212.50000000000003": 1,
+    cluster = worker.cluster
+    assert set(subjects) == {
+        part(cluster, "江北区", "cq-cj-cuntan", "water"),
+        part(cluster, "jiangbei", "cq//cj//cuntan", "water"),
+        part(cluster, "senml", "cq-cj-cuntan", "senml"),
+        part(cluster, "hj212", "50000000000003", "packet"),
     }
+
+
+def _publish_as_station(port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish over MQTT 3.1.1 QoS 1 as user `station`, every message acknowledged."""
+    client, code = _mqtt_session(port, MQTTProtocolVersion.MQTTv311, "stations")
+    try:
+        assert not code.is_failure
+        for topic, payload in messages:
+            info = client.publish(topic, payload, qos=1)
+            info.wait_for_publish(10)
+            assert info.is_published(), topic
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _stored_readings(store: Path) -> dict[str, set[str]]:
+    """Parameters stored per station in the SQLite readings store (empty until it exists)."""
+    if not store.exists():
+        return {}
+    with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)) as db:
+        try:
+            rows = db.execute("SELECT station_id, parameter FROM readings").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+    found: dict[str, set[str]] = {}
+    for station_id, parameter in rows:
+        found.setdefault(station_id, set()).add(parameter)
+    return found
+
+
+def _cluster_status(config_file: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """`ecowatch cluster status` as an operator runs it, with the worker's configuration file."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest.app.cli", "cluster", "status", "--config", str(config_file)],
+        cwd=REPO,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("ECOWATCH_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    status: dict[str, Any] = json.loads(result.stdout)
+    return status
+
+
+def _deploy_worker(folder: Path, nodes: list[Node], conf: dict[str, Any], store: Path) -> DaemonProcess:
+    """deploy/cluster/ecowatch.yaml with only the addresses, the paths and the sink replaced (SQLite
+    for InfluxDB); the secrets stay `${VAR}` references, set in the environment as in a pod."""
+    document = load_yaml(ECOWATCH_YAML)
+    servers = document["cluster"]["servers"]
+    for i, node in enumerate(nodes):
+        old = f"@nats-{i}.nats:{port_of(conf['listen'])}"
+        assert old in servers[i], servers[i]
+        servers[i] = servers[i].replace(old, f"@{HOST}:{node.client}")
+    document["data_dir"] = str(folder / "data")
+    document["registry"] = str(DEMO_REGISTRY)
+    (influx,) = document["sinks"]
+    assert influx["type"] == "influxdb"
+    document["sinks"] = [{"type": "sqlite", "name": influx["name"], "path": str(store)}]
+    http = document["http"]
+    env = {
+        "ECOWATCH_NATS_PASSWORD": WORKER_PASSWORD,
+        "ECOWATCH_HTTP_TOKEN": "http-token-of-the-test",
+        IDENTITY: "ecowatch-0",
+    }
+    daemon = DaemonProcess(folder, document, env=env)
+    # DaemonProcess writes its own `http:` (a free port on loopback); keep the rest of the file's.
+    written = yaml.safe_load(daemon.config_file.read_text(encoding="utf-8"))
+    written["http"] = {**http, "host": HOST, "port": daemon.port}
+    daemon.config_file.write_text(
+        yaml.safe_dump(written, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
+    return daemon
+
+
+@pytest.mark.integration
+def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
+    loopback_cluster: list[Node], conf: dict[str, Any], tmp_path: Path
+) -> None:
+    """One `ecowatch run` worker from deploy/cluster/ecowatch.yaml, as user `ecowatch` on three nodes
+    with nats.conf's users, permissions and mappings, creates what it needs, takes every partition,
+    stores the readings stations publish in each format and topic tree (JSON, SenML, HJ 212 as the
+    gateway sends it in cluster mode and as `hj212/<MN>`), checkpoints them, and hands every
+    partition back on SIGTERM; the outbox stream and a receiver's dispatch work under the same user."""
+    nodes = loopback_cluster
+    store = tmp_path / "readings.db"
+    daemon = _deploy_worker(tmp_path / "ecowatch-0", nodes, conf, store)
+    status_env = {"ECOWATCH_NATS_PASSWORD": WORKER_PASSWORD, "ECOWATCH_HTTP_TOKEN": "unused"}
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    water = {"ph": (7.4, "N"), "do": (8.1, "N")}
+    messages = [
+        ("ecowatch/v1/江北区/cq-cj-cuntan/water", encode_json("cq-cj-cuntan", at, {"ph": 7.4, "do": 8.1})),
+        (
+            "ecowatch/senml/cq-jl-daxigou",
+            encode_senml("cq-jl-daxigou", at, {"ph": (7.3, None), "do": (8.0, None)}),
+        ),
+        (
+            "ecowatch/v1/hj212/50000000000001/packet",
+            encode_data_packet("50000000000001", "123456", "2011", at, water),
+        ),
+        ("hj212/50000000000012", encode_data_packet("50000000000012", "123456", "2011", at, water)),
+    ]
+    stations = {"cq-cj-cuntan", "cq-jl-daxigou", "cq-cj-zhutuo", "cq-wj-wulong"}
+    with daemon:
+        daemon.wait_ready(WORKER_WAIT)
+        _publish_as_station(nodes[1].mqtt, messages)
+
+        def all_stored() -> dict[str, set[str]] | None:
+            found = _stored_readings(store)
+            return found if found.keys() == stations else None
+
+        stored = wait_for(
+            all_stored,
+            "every station's readings in the store",
+            WORKER_WAIT,
+            detail=lambda: f"{_stored_readings(store)}\n{daemon.log_tail()}",
+        )
+        assert all(parameters == {"ph", "do"} for parameters in stored.values()), stored
+        # Alone, the worker owns every partition; the leases and lag are readable by the operator.
+        token = {"Authorization": "Bearer http-token-of-the-test"}
+
+        def owns_all() -> dict[str, Any] | None:
+            status, body = http_request("GET", f"{daemon.url}/api/v1/cluster", headers=token)
+            assert status == 200, body
+            answer: dict[str, Any] = json.loads(body)
+            owners = answer["owners"]
+            return answer if len(owners.get("ecowatch-0", [])) == answer["partitions"] else None
+
+        wait_for(owns_all, "the worker to own every partition", WORKER_WAIT, detail=daemon.log_tail)
+        status = _cluster_status(daemon.config_file, status_env)
+        assert status["live_workers"] == ["ecowatch-0"]
+        assert len(status["owners"]["ecowatch-0"]) == 64
+        _, metrics = http_request("GET", f"{daemon.url}/metrics")
+        assert 'ecowatch_partition_owned{partition="0",worker="ecowatch-0"} 1.0' in metrics.decode()
+        # Each partition that took a message has its state checkpointed (KV pointer + object store).
+        touched = {
+            partition_of(s, 64) for s in ("cq-cj-cuntan", "cq-jl-daxigou", "50000000000001", "50000000000012")
+        }
+        with closing(CheckpointStore(worker_urls(nodes), replicas=3, name="test").start()) as checkpoints:
+            for partition in sorted(touched):
+                checkpoint = wait_for(
+                    functools.partial(checkpoints.load, partition),
+                    f"a checkpoint of partition {partition}",
+                    WORKER_WAIT,
+                )
+                assert checkpoint.sequence > 0
+        assert daemon.terminate() == 0
+    released = _cluster_status(daemon.config_file, status_env)
+    assert released["owners"] == {}, "SIGTERM hands every partition back"
+    # The outbox: publish deduplicated by key, one receiver's dispatch delivering it, as `ecowatch`.
+    delivered: list[str] = []
+    topic = receiver_topic("duty")
+    with OutboxStream(worker_urls(nodes), replicas=3) as outbox:
+        first = outbox.publish("alert-1:1@duty", b"{}", topic=topic)
+        assert outbox.publish("alert-1:1@duty", b"{}", topic=topic) == Published(first.sequence, True)
+
+    def deliver(key: str, _payload: bytes) -> bool:
+        delivered.append(key)
+        return True
+
+    dispatch = ReceiverDispatch(
+        worker_urls(nodes),
+        topic,
+        deliver,
+        topics=[topic],
+        start_at="all",
+        replicas=3,
+        dispatcher_id="ecowatch-0",
+    )
+    dispatch.start()
+    try:
+        wait_for(lambda: delivered == ["alert-1:1@duty"], "the receiver's one notification", WORKER_WAIT)
+    finally:
+        dispatch.stop()
+    # A permission the workers lack would show here (refused requests time out and are retried).
+    for node in nodes:
+        refused = [line for line in node.log.read_text(errors="replace").splitlines() if "Violation" in line]
+        assert not refused, refused
