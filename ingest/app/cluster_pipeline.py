@@ -62,7 +62,7 @@ log = structlog.get_logger(__name__)
 
 
 class Holder(Protocol):
-    def holds(self, partition: int, epoch: int) -> bool: ...
+    def holds(self, partition: int, epoch: int, *, releasing: bool = False) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -198,7 +198,7 @@ class PartitionPipeline:
             try:
                 self._forward(state)
                 if state.dirty:
-                    self._checkpoint(state)
+                    self._checkpoint(state, final=True)
             except Exception as exc:  # the next owner replays from the last checkpoint instead
                 log.warning("partition_final_checkpoint_failed", partition=partition, error=repr(exc))
             state.feed.close()
@@ -299,8 +299,9 @@ class PartitionPipeline:
         if state.dirty and time.monotonic() - state.checkpoint_at >= self._interval:
             self._checkpoint(state)
 
-    def _checkpoint(self, state: _Owned) -> None:
-        if not self._holder.holds(state.partition, state.epoch):
+    def _checkpoint(self, state: _Owned, *, final: bool = False) -> None:
+        """Save the partition's state while held (a `final` one while being handed over too)."""
+        if not self._holder.holds(state.partition, state.epoch, releasing=final):
             return
         image = _image(state.directory / "alerts.db")
         if self._checkpoints.save(state.partition, state.epoch, state.sequence, image):

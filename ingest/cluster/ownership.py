@@ -116,18 +116,21 @@ class Ownership:
 
     # -- the pipeline's interface ------------------------------------------------------------
 
-    def holds(self, partition: int, epoch: int) -> bool:
+    def holds(self, partition: int, epoch: int, *, releasing: bool = False) -> bool:
         """True while this worker holds `partition` at `epoch` and its lease has not run out.
 
         Call it right before each act on the partition (a sink write, an ack, a checkpoint):
-        false means stop; a paused process that wakes up past its deadline gets false.
+        false means stop; a paused process that wakes up past its deadline gets false. A
+        partition being handed over (`on_lost` runs) is no longer held, except with `releasing`:
+        its lease stays this worker's until `on_lost` returns, for the last acts of a handover
+        (a final checkpoint).
         """
         with self._lock:
             held = self._held.get(partition)
         return (
             held is not None
             and held.epoch == epoch
-            and held.releasing_since is None
+            and (releasing or held.releasing_since is None)
             and self._clock() < held.deadline
         )
 

@@ -157,3 +157,33 @@ def test_hj212_loggers_reach_the_cluster_through_the_gateway(tmp_path: Path) -> 
     fetched = {int(p): row["fetched"] for p, row in stats["partitions"].items() if row["fetched"]}
     homes = {partition_of(s.id, 4) for s in stations} | {partition_of("MN-NOBODY", 4)}
     assert set(fetched) == homes
+
+
+def test_a_worker_stopped_in_order_hands_its_partitions_over_with_their_state(tmp_path: Path) -> None:
+    """SIGTERM: the worker writes each partition's last checkpoint while it still holds the lease
+    (no periodic checkpoint is due: the interval is 5 min), so the next worker resumes exactly
+    where it stopped, replays nothing, and notifies each transition once."""
+    reports, spiking = _scenario()
+    stations = sorted({r.station for r in reports}, key=lambda s: s.id)
+    receiver = Receiver("duty")
+    early = [r for r in reports if r.ts.hour <= 8]
+    late = [r for r in reports if r.ts.hour > 8]
+    with ClusterRig(
+        tmp_path, stations, [receiver], partitions=4, workers=2, checkpoint_interval="PT5M", running=1
+    ) as rig:
+        first, second = rig.workers
+        wait_for(lambda: len(first.stats()["owned"]) == 4, "the first worker to own every partition", WAIT)
+        sent = rig.publish(early)
+        rig.wait_stored(sent * ITEMS)
+        wait_for(lambda: len(receiver.all()) == len(spiking), "both warnings", WAIT)
+        assert first.terminate() == 0
+        second.start()
+        sent_late = rig.publish(late)
+        sent += sent_late
+        rig.wait_stored(sent * ITEMS)
+        expected = sorted((s, status) for s in spiking for status in ("firing", "resolved"))
+        wait_for(lambda: _transitions(receiver) == expected, "both alerts resolved", WAIT)
+        stats = second.stats()
+    assert sum(p["messages"] for p in stats["partitions"].values()) == sent_late
+    assert rig.stored() == sent * ITEMS
+    assert receiver.repeats == 0
