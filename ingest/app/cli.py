@@ -249,6 +249,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
     from config.loader import describe
     from config.registry import Registry
+    from ingest.wal.jetstream.log import redact_url
 
     settings = _load(args)
     if settings is None:
@@ -260,6 +261,10 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"ecowatch: invalid station registry\n{detail}", file=sys.stderr)
         return 1
     effective = settings.model_dump(mode="json")  # SecretStr dumps as "**********"
+    # NATS credentials travel in the server URLs (nats://user:password@host).
+    for section in (effective.get("cluster"), (effective.get("wal") or {}).get("jetstream")):
+        if section:
+            section["servers"] = [redact_url(url) for url in section["servers"]]
     effective["sinks"] = [s.model_dump(mode="json") for s in settings.effective_sinks()]
     print(yaml.safe_dump(effective, allow_unicode=True, sort_keys=False), end="")
     print(f"# registry: {len(registry)} stations from {settings.registry}", file=sys.stderr)

@@ -56,10 +56,12 @@ class ClusterConfig(StrictModel):
         500, ge=1, le=10_000, description="Messages a partition's reader fetches and handles at once."
     )
     stream_max_bytes: int = Field(
-        8 * 2**30,
+        2 * 2**30,
         ge=2**20,
         description="Size cap of the stations stream (`ecowatch-stations`); the oldest messages go "
-        "first. Together with its 7-day age limit, what a partition can replay from.",
+        "first. Together with its 7-day age limit, what a partition can replay from; every NATS node "
+        "stores it whole (R3 on three nodes), so it must fit max_file_store with the outbox stream, "
+        "the MQTT sessions and the checkpoints. Applied at every worker start.",
     )
 
     @model_validator(mode="after")

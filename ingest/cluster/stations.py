@@ -104,3 +104,7 @@ async def ensure_stream(
                 f"stream {stream} partitions with {transform.dest if transform else None!r}, "
                 f"this worker with {destination!r}"
             ) from exc
+        if info.config.max_bytes != max_bytes or info.config.max_age != max_age:
+            # The limits are the operator's to change: the configured ones win over the stored ones.
+            info.config.max_bytes, info.config.max_age = max_bytes, max_age
+            await js.update_stream(info.config)

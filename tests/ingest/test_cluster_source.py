@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import Counter
@@ -14,8 +15,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.cluster import Ownership
+from ingest.cluster.buckets import connect
 from ingest.cluster.source import PartitionSource, RawLogHandler
-from ingest.cluster.stations import station_partition, topic_of_subject, transform_destination
+from ingest.cluster.stations import ensure_stream, station_partition, topic_of_subject, transform_destination
 from ingest.records import decode_message
 from ingest.wal import WriteAheadLog
 from tests.helpers import wait_for
@@ -233,3 +235,24 @@ def test_partitions_to_owners_exactly_once_then_failover_at_least_once(
             w.ownership.stop(release=False)
             w.source.stop()
             w.wal.close()
+
+
+@pytest.mark.integration
+def test_the_stations_stream_takes_the_configured_limits_at_every_start(nats_server: NatsServer) -> None:
+    """A worker started with other limits (`stream_max_bytes`) changes the existing stream's
+    limits; one with another partition count is refused."""
+
+    async def limits() -> tuple[int | None, float | None]:
+        nc = await connect([nats_server.url], "limits-test", 2.0)
+        try:
+            js = nc.jetstream(timeout=2.0)
+            await ensure_stream(js, 8, stream="limits-test", max_bytes=64 << 20, max_age=3600.0)
+            await ensure_stream(js, 8, stream="limits-test", max_bytes=32 << 20, max_age=7200.0)
+            with pytest.raises(ValueError, match="partitions with"):
+                await ensure_stream(js, 16, stream="limits-test", max_bytes=32 << 20, max_age=7200.0)
+            config = (await js.stream_info("limits-test")).config
+            return config.max_bytes, config.max_age
+        finally:
+            await nc.close()
+
+    assert asyncio.run(limits()) == (32 << 20, 7200.0)

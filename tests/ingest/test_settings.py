@@ -64,11 +64,18 @@ def test_check_config_prints_the_effective_config_with_secrets_masked(
 ) -> None:
     """check-config shows every section but never a password."""
     monkeypatch.setenv("PW_FOR_TEST", "hunter2-secret")
-    path = write(tmp_path, "mqtt:\n  username: u\n  password: ${PW_FOR_TEST}\n")
+    nats = "nats://ecowatch:${PW_FOR_TEST}@nats-0:4222"
+    path = write(
+        tmp_path,
+        "mqtt:\n  username: u\n  password: ${PW_FOR_TEST}\n"
+        f"cluster:\n  servers: ['{nats}']\n"
+        f"wal:\n  backend: jetstream\n  jetstream:\n    stream: s1\n    servers: ['{nats}']\n",
+    )
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "hunter2-secret" not in out
     assert "password: '**********'" in out
+    assert out.count("nats://***@nats-0:4222") == 2  # NATS credentials sit in the server URLs
     assert "sinks:" in out
     assert "type: sqlite" in out
 
