@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ from ingest.cluster import (
     cluster_status,
     partition_of,
 )
+from ingest.cluster.buckets import TRANSIENT
 from ingest.cluster.metrics import PartitionMetrics
 from ingest.cluster.source import PartitionSource
 from ingest.deadletter import DeadLetterStore
@@ -58,6 +61,8 @@ from ingest.sinks import make_sink
 log = structlog.get_logger(__name__)
 
 HOUSEKEEP_EVERY_S = 3600.0
+START_RETRY_S = 60.0
+METRICS_EVERY_S = 1.0
 
 
 class ClusterWorker:
@@ -185,12 +190,12 @@ class ClusterWorker:
             receivers=sorted(self.senders),
         )
         self.deadletters.start()
-        self.checkpoints.start()
-        self.outbox.start()
-        self.source.start(self.ownership)
-        self.ownership.start()
+        _start("checkpoints", self.checkpoints.start)
+        _start("outbox", self.outbox.start)
+        _start("source", lambda: self.source.start(self.ownership))
+        _start("ownership", self.ownership.start)
         for dispatch in self.dispatches:
-            dispatch.start()
+            _start(f"dispatch-{dispatch.receiver}", dispatch.start)
         self._ticker = threading.Thread(target=self._tick_loop, name="cluster-ticker", daemon=True)
         self._ticker.start()
         self.http.start()
@@ -246,15 +251,19 @@ class ClusterWorker:
     # -- the time-driven side ---------------------------------------------------------------------
 
     def _tick_loop(self) -> None:
+        """Metrics every second; the partitions' engines every tick_interval; housekeeping hourly."""
         interval = self.settings.alerts.scheduler.tick_interval.total_seconds()
-        since_housekeeping = 0.0
-        while not self._stop.wait(min(interval, 1.0)):
+        next_tick = next_housekeeping = time.monotonic()
+        while not self._stop.wait(METRICS_EVERY_S):
             self.metrics.update(self.ownership.owned(), self.source.partition_stats())
-            since_housekeeping += min(interval, 1.0)
+            now_s = time.monotonic()
+            if now_s < next_tick:
+                continue
+            next_tick = now_s + interval
             now = datetime.now(UTC)
             self.pipeline.tick(now)
-            if since_housekeeping >= HOUSEKEEP_EVERY_S:
-                since_housekeeping = 0.0
+            if now_s >= next_housekeeping:
+                next_housekeeping = now_s + HOUSEKEEP_EVERY_S
                 for service in self.pipeline.services():
                     _housekeep(service, now)
 
@@ -303,6 +312,23 @@ class ClusterWorker:
 
     def _cluster_api(self, _request: Request) -> tuple[int, Any]:
         return 200, cluster_status(self.cluster.servers, bucket_prefix=self.cluster.bucket_prefix)
+
+
+def _start(component: str, start: Callable[[], object]) -> None:
+    """Start a component, again while the cluster answers as it does right after its streams were
+    made or a node restarted (no leader elected yet), for up to START_RETRY_S."""
+    deadline = time.monotonic() + START_RETRY_S
+    delay = 0.2
+    while True:
+        try:
+            start()
+            return
+        except (TimeoutError, *TRANSIENT) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("cluster_start_retry", component=component, error=repr(exc))
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 def _housekeep(service: AlertService, now: datetime) -> None:

@@ -156,11 +156,9 @@ class Ownership:
 
     def start(self) -> None:
         """Connect, create or bind the buckets, check the partition count, start the rounds."""
-        try:
-            self._bridge = LoopThread.opened(f"ownership-{self.worker_id}", self._open())
-        except BaseException:
-            self._callbacks.shutdown(wait=False)
-            raise
+        # A failed start leaves nothing running (the callbacks' pool starts threads on first use),
+        # so the caller may try again.
+        self._bridge = LoopThread.opened(f"ownership-{self.worker_id}", self._open())
         log.info("ownership_started", worker=self.worker_id, partitions=self.partitions)
 
     def stop(self, *, release: bool = True) -> None:
