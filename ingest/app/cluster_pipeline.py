@@ -49,7 +49,7 @@ import structlog
 from alerts.outbox import ClusterOutboxFeed
 from alerts.service import AlertService
 from ingest import telemetry
-from ingest.cluster import CheckpointStore, OutboxStream
+from ingest.cluster import Checkpoint, Published
 from ingest.cluster.source import StationMessage
 from ingest.deadletter import DeadLetter, DeadLetterStore
 from ingest.errors import RejectReason, SinkError
@@ -62,7 +62,23 @@ log = structlog.get_logger(__name__)
 
 
 class Holder(Protocol):
+    """`ingest.cluster.Ownership`, as the pipeline uses it."""
+
     def holds(self, partition: int, epoch: int, *, releasing: bool = False) -> bool: ...
+
+
+class Checkpoints(Protocol):
+    """`ingest.cluster.CheckpointStore`, as the pipeline uses it."""
+
+    def load(self, partition: int) -> Checkpoint | None: ...
+
+    def save(self, partition: int, epoch: int, sequence: int, data: bytes) -> bool: ...
+
+
+class Outbox(Protocol):
+    """`ingest.cluster.OutboxStream`, as the pipeline uses it."""
+
+    def publish(self, key: str, payload: bytes, *, topic: str = "all") -> Published: ...
 
 
 @dataclass(slots=True)
@@ -104,8 +120,8 @@ class PartitionPipeline:
         deadletters: DeadLetterStore,
         make_service: Callable[[int, Path], AlertService],
         make_feed: Callable[[Path], ClusterOutboxFeed],
-        checkpoints: CheckpointStore,
-        outbox: OutboxStream,
+        checkpoints: Checkpoints,
+        outbox: Outbox,
         holder: Holder,
         data_dir: Path,
         checkpoint_interval: float,
@@ -209,15 +225,24 @@ class PartitionPipeline:
     # -- the time-driven side (the worker's ticker thread) --------------------------------------
 
     def tick(self, now: Any) -> None:
-        """Each partition's engine `tick` (missing data, escalations), then forward its events;
-        a checkpoint when one is due (a quiet partition's last batches get theirs here)."""
+        """Each partition's engine `tick` (silence, reminders, escalations); a checkpoint when one
+        is due (a quiet partition's last batches get theirs here).
+
+        What a tick decides depends on the wall clock, so a next owner replaying the partition
+        would not decide it again: when a tick wrote events, the state that holds them is
+        checkpointed before they are published, and a next owner publishes what is left.
+        """
         for state in self._states():
             with state.lock:
                 if not self._holder.holds(state.partition, state.epoch):
                     continue
                 try:
                     state.service.tick(now)
-                    state.dirty |= self._forward(state) > 0
+                    if state.feed.pending(1):
+                        state.dirty = True
+                        if self._checkpoint(state):
+                            self._forward(state)
+                            state.dirty = True  # the moved watermark
                     self._checkpoint_if_due(state)
                 except Exception as exc:  # retried at the next tick
                     log.warning("partition_tick_failed", partition=state.partition, error=repr(exc))
@@ -299,16 +324,19 @@ class PartitionPipeline:
         if state.dirty and time.monotonic() - state.checkpoint_at >= self._interval:
             self._checkpoint(state)
 
-    def _checkpoint(self, state: _Owned, *, final: bool = False) -> None:
-        """Save the partition's state while held (a `final` one while being handed over too)."""
+    def _checkpoint(self, state: _Owned, *, final: bool = False) -> bool:
+        """Save the partition's state while held (a `final` one while being handed over too);
+        True once saved."""
         if not self._holder.holds(state.partition, state.epoch, releasing=final):
-            return
+            return False
         image = _image(state.directory / "alerts.db")
-        if self._checkpoints.save(state.partition, state.epoch, state.sequence, image):
+        saved = self._checkpoints.save(state.partition, state.epoch, state.sequence, image)
+        if saved:
             state.checkpointed = state.sequence
             state.dirty = False
             state.counts["checkpoints"] += 1
         state.checkpoint_at = time.monotonic()
+        return saved
 
 
 def _image(path: Path) -> bytes:
