@@ -4,9 +4,10 @@ Docker, Compose and Kubernetes do not run here, so their files are checked stati
 checked three ways: `nats-server -t` on it, a small parser for what the manifests rely on (routes,
 ports, store, variables, users, mappings), and three real nodes on loopback started from it (only
 the addresses, the store folder and the pid file rewritten), to which stations publish over MQTT
-as the README says they can, directly and through the Mosquitto bridge, and against which one real
-worker runs from deploy/cluster/ecowatch.yaml (addresses, paths and the sink rewritten) with the
-configuration's users and permissions.
+as the README says they can (directly, through the Mosquitto bridge, through the HJ 212 gateway's
+MQTT hand-off configured as in the README), and against which one real worker runs from
+deploy/cluster/ecowatch.yaml (addresses, paths and the sink rewritten) with the configuration's
+users and permissions.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alerts.outbox import receiver_topic
+from config.registry import Registry
 from ingest.app import gateway_cli
 from ingest.app.settings import Settings, load_settings
 from ingest.cluster import (
@@ -52,6 +54,7 @@ from ingest.decoders.ecowatch_json import encode as encode_json
 from ingest.decoders.hj212 import encode_data_packet
 from ingest.decoders.senml import encode_senml
 from ingest.sinks.influxdb import InfluxDBSinkConfig
+from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212GatewayConfig, MqttHandoff
 from tests.deploy.deploy_files import (
     DEMO_REGISTRY,
     DEPLOY,
@@ -278,10 +281,29 @@ def handover_seconds(worker: WorkerConfig) -> float:
 
 def route_of(settings: Settings, topic: str) -> str | None:
     """The format of the first subscription whose template matches `topic` (the processor's routing)."""
+    routed = routing_of(settings, topic)
+    return None if routed is None else routed[0]
+
+
+def routing_of(settings: Settings, topic: str) -> tuple[str, dict[str, str]] | None:
+    """The format and the tags of the first subscription whose template matches `topic`."""
     for subscription in settings.mqtt.subscriptions:
-        if subscription.template().match(topic) is not None:
-            return subscription.format
+        tags = subscription.template().match(topic)
+        if tags is not None:
+            return subscription.format, tags
     return None
+
+
+def partitioned_by(settings: Settings, topic: str) -> str:
+    """The placeholder the routed template puts at the level the stations stream partitions by (the
+    4th: ecowatch/v1/<district>/<station>/<kind>), the one the processor checks the payload
+    against: `station_id` or `mn`."""
+    routed = routing_of(settings, topic)
+    assert routed is not None, topic
+    _, tags = routed
+    level = topic.split("/")[3]
+    (name,) = [name for name, value in tags.items() if value == level and name in ("station_id", "mn")]
+    return name
 
 
 # --- compose --------------------------------------------------------------------------------------
@@ -421,15 +443,17 @@ def test_every_topic_a_station_may_publish_lands_in_the_stations_stream_and_is_r
     """Each subject `station` may publish, after nats.conf's mappings, is one the stations stream
     captures in the shape it partitions (ecowatch.v1.<district>.<station>.<kind>), and the worker's
     subscriptions route the topic it is read back as to the intended format."""
+    # Per allowed subject: a sample, its format, and what the stream partitions it by. HJ 212 on
+    # `hj212/<MN>` is the fallback partitioned by MN (the gateway publishes under ecowatch.v1 by id).
     samples = {
-        "ecowatch.v1.>": ("ecowatch.v1.江北区.cq-cj-cuntan.water", "json"),
-        "ecowatch.senml.*": ("ecowatch.senml.cq-cj-cuntan", "senml"),
-        "hj212.*": ("hj212.50000000000003", "hj212"),
+        "ecowatch.v1.>": ("ecowatch.v1.江北区.cq-cj-cuntan.water", "json", "station_id"),
+        "ecowatch.senml.*": ("ecowatch.senml.cq-cj-cuntan", "senml", "station_id"),
+        "hj212.*": ("hj212.50000000000003", "hj212", "mn"),
     }
     (station,) = [u for u in conf["authorization"]["users"] if u["user"] == "station"]
     assert set(station["permissions"]["publish"]) == set(samples)
     stream_prefix = SOURCE_SUBJECTS.removesuffix(">")
-    for allowed, (subject, expected_format) in samples.items():
+    for allowed, (subject, expected_format, partition_key) in samples.items():
         stored = mapped(conf, subject)
         assert stored.startswith(stream_prefix), (allowed, stored)
         assert len(stored.split(".")) == 5, (allowed, stored)
@@ -437,7 +461,33 @@ def test_every_topic_a_station_may_publish_lands_in_the_stations_stream_and_is_r
         district, station_id, kind = stored.split(".")[2:]
         topic = topic_of_subject(f"ecowatch.part.7.{district}.{station_id}.{kind}")
         assert route_of(worker.settings, topic) == expected_format, topic
+        assert partitioned_by(worker.settings, topic) == partition_key, topic
+    assert mapped(conf, "hj212.50000000000003") == "ecowatch.v1.hj212.50000000000003.mn"
     assert mapped(conf, "hj212.a.b") == "hj212.a.b"  # deeper topics stay, and station may not send them
+
+
+def test_every_route_partitions_by_station_id_but_the_mn_fallback(worker: WorkerConfig) -> None:
+    """A partition's engine judges the silence of the stations whose id hashes to it, so every
+    subscription names the station id at the level the stream partitions by, except the one route
+    for HJ 212 that arrives under its MN (`hj212/<MN>`, moved to ecowatch/v1/hj212/<MN>/mn); HJ 212
+    by station id comes first, and the fallback's level cannot be mistaken for it."""
+    topics = [s.topic for s in worker.settings.mqtt.subscriptions]
+    assert topics[0] == "ecowatch/v1/hj212/{station_id}/packet"
+    assert worker.settings.mqtt.subscriptions[0].format == "hj212"
+    for subscription in worker.settings.mqtt.subscriptions:
+        levels = subscription.topic.split("/")
+        assert levels[:2] == ["ecowatch", "v1"], subscription.topic
+        expected = "{mn}" if subscription.topic == "ecowatch/v1/hj212/{mn}/mn" else "{station_id}"
+        assert levels[3] == expected, subscription.topic
+    # Neither HJ 212 route takes the other's topics: the last level tells them apart.
+    assert routing_of(worker.settings, "ecowatch/v1/hj212/cq-cj-cuntan/packet") == (
+        "hj212",
+        {"station_id": "cq-cj-cuntan"},
+    )
+    assert routing_of(worker.settings, "ecowatch/v1/hj212/50000000000003/mn") == (
+        "hj212",
+        {"mn": "50000000000003"},
+    )
 
 
 # --- the tests: Kubernetes ------------------------------------------------------------------------
@@ -811,29 +861,54 @@ def test_the_readme_links_resolve() -> None:
     assert (ROOT / "Dockerfile").is_file()
 
 
+def readme_gateway_block() -> str:
+    """The README's configuration of `ecowatch hj212-gateway` (its one YAML block with the section)."""
+    readme = (CLUSTER / "README.md").read_text(encoding="utf-8")
+    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    (block,) = [b for b in blocks if "hj212_gateway:" in b]
+    return block
+
+
+def readme_gateway(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, environ: Mapping[str, str] | None = None
+) -> tuple[Settings, HJ212GatewayConfig]:
+    """The README's gateway configuration loaded as the gateway loads it (variables set to dummies,
+    `environ` on top)."""
+    block = readme_gateway_block()
+    path = folder / "gateway.yaml"
+    path.write_text(block, encoding="utf-8")
+    with dummy_environment(monkeypatch, block):
+        for name, value in (environ or {}).items():
+            monkeypatch.setenv(name, value)
+        return gateway_cli.load_config(path)
+
+
 def test_the_readme_gateway_configuration_publishes_where_the_workers_read(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conf: dict[str, Any], worker: WorkerConfig
 ) -> None:
     """The README's `ecowatch hj212-gateway` configuration loads as the gateway loads it, publishes
-    to the cluster's MQTT listener as `station` over 3.1.1, on a topic the stations stream takes in
-    and the workers route to the HJ 212 decoder, with the workers' registry."""
-    readme = (CLUSTER / "README.md").read_text(encoding="utf-8")
-    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "hj212_gateway:" in b]
-    path = tmp_path / "gateway.yaml"
-    path.write_text(block, encoding="utf-8")
-    raw = yaml.safe_load(block)
-    assert is_reference(raw["mqtt"]["password"])
-    with dummy_environment(monkeypatch, block):
-        settings, gateway = gateway_cli.load_config(path)
+    to the cluster's MQTT listener as `station` over 3.1.1, with the workers' registry, on a topic
+    that names the station (its partition, where its silence is judged), which the stations stream
+    takes in and the workers route to the HJ 212 decoder by station id; a gateway left on its
+    default topic lands on the MN fallback route."""
+    assert is_reference(yaml.safe_load(readme_gateway_block())["mqtt"]["password"])
+    settings, gateway = readme_gateway(monkeypatch, tmp_path)
     assert (settings.mqtt.host, settings.mqtt.port) == ("nats-client", port_of(conf["mqtt"]["listen"]))
     assert (settings.mqtt.protocol, settings.mqtt.username) == ("3.1.1", "station")
     assert settings.registry == worker.settings.registry
-    topic = gateway.mqtt.topic.replace("{mn}", "50000000000003")
+    assert gateway.mqtt.topic == "ecowatch/v1/hj212/{station_id}/packet"
+    station = Registry.load(DEMO_REGISTRY).by_mn("50000000000003")
+    assert station is not None
+    topic = gateway.mqtt.topic.replace("{station_id}", station.id)
     subject = topic.replace("/", ".")
     assert subject.startswith(SOURCE_SUBJECTS.removesuffix(">"))
     assert len(subject.split(".")) == 5
-    assert route_of(worker.settings, topic) == "hj212"
-    assert mapped(conf, "hj212.50000000000003") == subject  # the default topic lands there too
+    assert mapped(conf, subject) == subject  # stored as published, partitioned by the station's id
+    assert routing_of(worker.settings, topic) == ("hj212", {"station_id": station.id})
+    assert partitioned_by(worker.settings, topic) == "station_id"
+    default = HJ212GatewayConfig().mqtt.topic.replace("{mn}", "50000000000003")
+    fallback = topic_of_subject(mapped(conf, default.replace("/", ".")))
+    assert routing_of(worker.settings, fallback) == ("hj212", {"mn": "50000000000003"})
 
 
 # --- the tests: the configuration, live -----------------------------------------------------------
@@ -944,7 +1019,7 @@ def _mqtt_session(port: int, protocol: MQTTProtocolVersion, client_id: str) -> t
     client.on_connect = lambda _c, _u, _f, code, _p=None: codes.append(code)
     client.connect(HOST, port)
     client.loop_start()
-    return client, wait_for(lambda: codes, "CONNACK", 10.0)[0]
+    return client, wait_for(lambda: codes, "CONNACK", 30.0)[0]
 
 
 async def _create_stream(servers: list[str], cluster: ClusterConfig) -> None:
@@ -973,7 +1048,7 @@ async def _stored(servers: list[str]) -> tuple[dict[str, int], int]:
         await connection.close()
 
 
-def wait_stored(servers: list[str], count: int, timeout: float = 10.0) -> tuple[dict[str, int], int]:
+def wait_stored(servers: list[str], count: int, timeout: float = 60.0) -> tuple[dict[str, int], int]:
     """Poll until the stream holds messages on `count` subjects (whether a PUBACK waits for the store
     is not asserted)."""
 
@@ -1010,7 +1085,7 @@ def test_the_configuration_forms_a_cluster_that_stores_mqtt_readings_r3(
         granted: list[Any] = []
         client.on_subscribe = lambda _c, _u, _m, codes, _p: granted.extend(codes)
         client.subscribe("ecowatch/#", qos=1)
-        wait_for(lambda: granted, "SUBACK", 10.0)
+        wait_for(lambda: granted, "SUBACK", 30.0)
         assert granted[0].is_failure, "a station may not subscribe"
     finally:
         client.loop_stop()
@@ -1071,7 +1146,7 @@ def test_the_mosquitto_bridge_forwards_stations_to_the_cluster(
         part(cluster, "江北区", "cq-cj-cuntan", "water"),
         part(cluster, "jiangbei", "cq//cj//cuntan", "water"),
         part(cluster, "senml", "cq-cj-cuntan", "senml"),
-        part(cluster, "hj212", "50000000000003", "packet"),
+        part(cluster, "hj212", "50000000000003", "mn"),  # the MN fallback: partitioned by the MN
     }
 
 
@@ -1102,6 +1177,28 @@ def _stored_readings(store: Path) -> dict[str, set[str]]:
     for station_id, parameter in rows:
         found.setdefault(station_id, set()).add(parameter)
     return found
+
+
+def _publish_through_the_gateway(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, port: int, packets: list[tuple[str, bytes]]
+) -> None:
+    """Hand HJ 212 packets (MN, packet) to the MQTT hand-off of `ecowatch hj212-gateway` configured
+    as the README says (its listener's address moved to loopback, the workers' registry), each
+    acknowledged by the cluster's MQTT listener."""
+    folder.mkdir()
+    settings, gateway = readme_gateway(monkeypatch, folder, {"STATION_MQTT_PASSWORD": STATION_PASSWORD})
+    broker = settings.mqtt.model_copy(update={"host": HOST, "port": port})
+    handoff = MqttHandoff(GatewayMqttConfig.from_settings(broker, gateway.mqtt), Registry.load(DEMO_REGISTRY))
+    handoff.start()
+    try:
+        assert handoff.wait_connected(30.0), "the gateway's hand-off to the MQTT listener"
+        durable: list[str] = []
+        for mn, payload in packets:
+            # The gateway hands each packet over on `hj212/<MN>`; its topic setting places it.
+            handoff.submit(f"hj212/{mn}", payload, functools.partial(durable.append, mn))
+        wait_for(lambda: len(durable) == len(packets), "the listener's PUBACK of every packet", 30.0)
+    finally:
+        handoff.close()
 
 
 def _cluster_status(config_file: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -1152,13 +1249,18 @@ def _deploy_worker(folder: Path, nodes: list[Node], conf: dict[str, Any], store:
 
 @pytest.mark.integration
 def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
-    loopback_cluster: list[Node], conf: dict[str, Any], tmp_path: Path
+    loopback_cluster: list[Node],
+    conf: dict[str, Any],
+    worker: WorkerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One `ecowatch run` worker from deploy/cluster/ecowatch.yaml, as user `ecowatch` on three nodes
     with nats.conf's users, permissions and mappings, creates what it needs, takes every partition,
-    stores the readings stations publish in each format and topic tree (JSON, SenML, HJ 212 as the
-    gateway sends it in cluster mode and as `hj212/<MN>`), checkpoints them, and hands every
-    partition back on SIGTERM; the outbox stream and a receiver's dispatch work under the same user."""
+    stores the readings stations publish in each format and topic tree (JSON, SenML, HJ 212 through
+    the README's gateway, by station id, and as `hj212/<MN>`, by MN), each read in the partition of
+    the id (or MN) its topic names, checkpoints them, and hands every partition back on SIGTERM; the
+    outbox stream and a receiver's dispatch work under the same user."""
     nodes = loopback_cluster
     store = tmp_path / "readings.db"
     daemon = _deploy_worker(tmp_path / "ecowatch-0", nodes, conf, store)
@@ -1171,16 +1273,23 @@ def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
             "ecowatch/senml/cq-jl-daxigou",
             encode_senml("cq-jl-daxigou", at, {"ph": (7.3, None), "do": (8.0, None)}),
         ),
-        (
-            "ecowatch/v1/hj212/50000000000001/packet",
-            encode_data_packet("50000000000001", "123456", "2011", at, water),
-        ),
+        # HJ 212 on `hj212/<MN>` (a DTU, a gateway left on its default topic): the MN fallback.
         ("hj212/50000000000012", encode_data_packet("50000000000012", "123456", "2011", at, water)),
     ]
-    stations = {"cq-cj-cuntan", "cq-jl-daxigou", "cq-cj-zhutuo", "cq-wj-wulong"}
+    # Through the gateway as the README configures it: published under its station's id.
+    gateway_packets = [("50000000000001", encode_data_packet("50000000000001", "123456", "2011", at, water))]
+    registry = Registry.load(DEMO_REGISTRY)
+    gateway_station, fallback_station = registry.by_mn("50000000000001"), registry.by_mn("50000000000012")
+    assert gateway_station is not None
+    assert fallback_station is not None
+    stations = {"cq-cj-cuntan", "cq-jl-daxigou", gateway_station.id, fallback_station.id}
+    # The partition each message is stored in and read from: its topic's station id, or its MN.
+    homes = {partition_of(s, 64) for s in ("cq-cj-cuntan", "cq-jl-daxigou", gateway_station.id)}
+    homes.add(partition_of("50000000000012", 64))
     with daemon:
         daemon.wait_ready(WORKER_WAIT)
         _publish_as_station(nodes[1].mqtt, messages)
+        _publish_through_the_gateway(monkeypatch, tmp_path / "gateway", nodes[2].mqtt, gateway_packets)
 
         def all_stored() -> dict[str, set[str]] | None:
             found = _stored_readings(store)
@@ -1193,8 +1302,30 @@ def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
             detail=lambda: f"{_stored_readings(store)}\n{daemon.log_tail()}",
         )
         assert all(parameters == {"ph", "do"} for parameters in stored.values()), stored
-        # Alone, the worker owns every partition; the leases and lag are readable by the operator.
+        # Each message was stored under the partition of its topic's station id (the gateway's
+        # packet under its station's, the `hj212/<MN>` one under its MN's, not its station's)...
+        cluster = worker.cluster
+        subjects, _ = asyncio.run(_stored(worker_urls(nodes)))
+        assert set(subjects) == {
+            part(cluster, "江北区", "cq-cj-cuntan", "water"),
+            part(cluster, "senml", "cq-jl-daxigou", "senml"),
+            part(cluster, "hj212", gateway_station.id, "packet"),
+            part(cluster, "hj212", "50000000000012", "mn"),
+        }
+        # ... read by that partition's owner and no other, none dead-lettered (the gateway's station
+        # id agrees with the packet's MN). A reader counts from 0 in each tenure (epoch): a
+        # partition that changed hands under load may have nothing left to read.
         token = {"Authorization": "Bearer http-token-of-the-test"}
+        _, body = http_request("GET", f"{daemon.url}/api/v1/stats", headers=token)
+        stats = json.loads(body)
+        rows = {int(p): row for p, row in stats["partitions"].items()}
+        fetched = {p for p, row in rows.items() if row.get("fetched")}
+        first_tenure = {p for p, row in rows.items() if row.get("epoch") == 1}
+        assert fetched <= homes, rows
+        assert homes & first_tenure <= fetched, rows
+        assert partition_of(fallback_station.id, 64) not in fetched
+        assert stats["deadletters"] == {}
+        # Alone, the worker owns every partition; the leases and lag are readable by the operator.
 
         def owns_all() -> dict[str, Any] | None:
             status, body = http_request("GET", f"{daemon.url}/api/v1/cluster", headers=token)
@@ -1210,11 +1341,8 @@ def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
         _, metrics = http_request("GET", f"{daemon.url}/metrics")
         assert 'ecowatch_partition_owned{partition="0",worker="ecowatch-0"} 1.0' in metrics.decode()
         # Each partition that took a message has its state checkpointed (KV pointer + object store).
-        touched = {
-            partition_of(s, 64) for s in ("cq-cj-cuntan", "cq-jl-daxigou", "50000000000001", "50000000000012")
-        }
         with closing(CheckpointStore(worker_urls(nodes), replicas=3, name="test").start()) as checkpoints:
-            for partition in sorted(touched):
+            for partition in sorted(homes):
                 checkpoint = wait_for(
                     functools.partial(checkpoints.load, partition),
                     f"a checkpoint of partition {partition}",
