@@ -178,6 +178,7 @@ class PartitionPipeline:
         if state is None:
             return False
         with state.lock:
+            telemetry.MESSAGES_RECEIVED.inc(len(batch))  # a batch handed again counts again
             records = [(m.sequence, encode_message(m.topic, m.payload, m.received_ns)) for m in batch]
             readings: list[Reading] = []
             letters: list[DeadLetter] = []

@@ -342,7 +342,12 @@ class ReceiverDispatch:
     def _dispatch(self, epoch: int, stop: threading.Event) -> None:
         bridge = self._bridge
         assert bridge is not None
-        while not stop.is_set() and self.ownership.holds(_LEASE, epoch):
+        while not stop.is_set():
+            if not self.ownership.holds(_LEASE, epoch):
+                # A renewal still in flight past the deadline: not ours until it lands. A lease
+                # really lost sets `stop` (`_on_lost`); one renewed late goes on at this epoch.
+                stop.wait(0.1)
+                continue
             try:
                 msg = bridge.run(self._fetch())
             except RuntimeError:  # the loop is closing
@@ -352,7 +357,7 @@ class ReceiverDispatch:
             if stop.is_set() or not self.ownership.holds(_LEASE, epoch):
                 bridge.run(self._settle(msg.nak()))
                 self._count("handed_back")
-                return
+                continue
             key = (msg.headers or {}).get(MSG_ID, "")
             ok = self._call_deliver(bridge, msg, key)
             if ok:

@@ -26,6 +26,10 @@ next one: the ack is cumulative) until it does or the partition is lost.
   station's messages), and a late ack from a paused old owner lands on a consumer that is no
   longer read (it cannot acknowledge the new owner's messages). A worker that finds a consumer
   of a higher epoch stops: it is stale.
+- Nothing acknowledged unread: an ack is cumulative (AckAll), so a delivery lost on the way (to a
+  subscription dropped after a fetch error, or during a reconnect) would be acknowledged by the
+  next batch's ack. Each batch must continue the consumer sequence of the last one this reader
+  saw; on a gap the reader deletes this epoch's consumer and creates it again after its ack floor.
 - At least once: what was fetched but not acknowledged (a crash, a lost lease, a failed sync, a
   lost ack) is read again by the partition's next reader, so it may be in two workers' raw logs
   (the handover window: the batch in flight at the loss). Downstream is idempotent (sinks
@@ -190,6 +194,13 @@ class _Partition:
     thread: threading.Thread | None = None
     resume_after: int | None = None  # the handler's checkpoint, if any
     lag: int = 0  # messages left in the consumer after the last fetched one
+    # The consumer sequence of the last delivery this reader saw: a batch must continue it, else
+    # deliveries were lost on the way (a dropped subscription, a reconnect) and an AckAll would
+    # acknowledge them unread.
+    delivered: int = 0
+    rewind: bool = False  # recreate this epoch's consumer from its ack floor before reading on
+    rewind_from: int | None = None  # that ack floor, once the consumer was deleted
+    subscription: Any = None  # the pull subscription bound to this epoch's consumer
     fetched: int = 0
     acked: int = 0
     redelivered: int = 0
@@ -316,34 +327,50 @@ class PartitionSource:
         bridge = self._bridge
         if bridge is None:
             return
-        sub: Any = None
         try:
-            state.resume_after = self._handler.opened(state.partition, state.epoch)
-            while self._holds(state):
-                try:
-                    if sub is None:
-                        sub = bridge.run(self._subscribe(state))
-                    if not self._step(state, bridge, sub):
-                        sub = None  # the consumer is gone or its leader moved: bind again
-                        state.stop.wait(0.2)
-                except StaleOwnerError:
-                    log.warning("partition_source_stale", partition=state.partition, epoch=state.epoch)
-                    return
-                except RuntimeError:
-                    if self._bridge is None:
-                        return  # stopping: the loop is closing
-                    raise
-                except Exception as exc:
-                    log.warning("partition_source_retry", partition=state.partition, error=repr(exc))
-                    sub = None
-                    state.stop.wait(0.2)
+            self._read(state, bridge)
         except Exception:
             log.exception("partition_source_failed", partition=state.partition)
         finally:
-            if sub is not None and self._bridge is not None:
+            if state.subscription is not None and self._bridge is not None:
                 with contextlib.suppress(RuntimeError):
-                    bridge.run(self._attempt(sub.unsubscribe()))
+                    bridge.run(self._attempt(state.subscription.unsubscribe()))
             self._handler.closed(state.partition)
+
+    def _read(self, state: _Partition, bridge: LoopThread) -> None:
+        """Open the partition with the handler, then read it batch by batch until stopped.
+
+        Not held is not stopped: a renewal still in flight past the deadline makes `holds` false
+        for a moment, and one that lands keeps this epoch (no `on_lost`, no new reader), so the
+        reader waits; a lease really lost sets `stop` through `on_lost`. Every failure (a
+        checkpoint that cannot be loaded during an election, a consumer whose leader moved) is
+        tried again, never the end of the partition's reading.
+        """
+        opened = False
+        while not state.stop.is_set():
+            if not self._holds(state):
+                state.stop.wait(0.1)
+                continue
+            try:
+                if not opened:
+                    state.resume_after = self._handler.opened(state.partition, state.epoch)
+                    opened = True
+                if state.subscription is None:
+                    state.subscription = bridge.run(self._subscribe(state))
+                if not self._step(state, bridge, state.subscription):
+                    state.subscription = None  # the consumer is gone or its leader moved: bind again
+                    state.stop.wait(0.2)
+            except StaleOwnerError:
+                log.warning("partition_source_stale", partition=state.partition, epoch=state.epoch)
+                return
+            except RuntimeError:
+                if self._bridge is None:
+                    return  # stopping: the loop is closing
+                raise
+            except Exception as exc:
+                log.warning("partition_source_retry", partition=state.partition, error=repr(exc))
+                state.subscription = None
+                state.stop.wait(0.2)
 
     def _step(self, state: _Partition, bridge: LoopThread, sub: Any) -> bool:
         """One batch: fetch, handle, ack while held. False: the consumer must be bound again."""
@@ -352,6 +379,20 @@ class PartitionSource:
             return False
         if not msgs or not self._holds(state):
             return True  # unacknowledged: read again by the next reader
+        first: int | None
+        last: int | None
+        try:
+            first, last = msgs[0].metadata.sequence.consumer, msgs[-1].metadata.sequence.consumer
+        except nats.errors.Error:
+            first = last = None
+        if first is not None and first != state.delivered + 1:
+            log.warning(
+                "partition_delivery_gap", partition=state.partition, expected=state.delivered + 1, got=first
+            )
+            state.rewind = True
+            return False  # bind again: the consumer is recreated from its ack floor
+        if last is not None:
+            state.delivered = last
         batch = [_station_message(msg) for msg in msgs]
         redelivered = sum(m.redelivered for m in batch)
         self._count("fetched", len(batch))
@@ -430,10 +471,16 @@ class PartitionSource:
         if any(e > epoch for e in existing):
             raise StaleOwnerError(f"partition {partition}: a consumer of a higher epoch than {epoch} exists")
         name = consumer_name(partition, epoch)
+        if state.rewind and epoch in existing:
+            # Deliveries this reader never saw: start this epoch's consumer again after its ack floor.
+            state.rewind_from = _ack_floor(existing.pop(epoch))
+            await self._js.delete_consumer(self.stream, name)
         if epoch not in existing:
             floor = max((_ack_floor(info) for info in existing.values()), default=0)
             if state.resume_after is not None:
                 floor = min(floor, state.resume_after)
+            if state.rewind and state.rewind_from is not None:
+                floor = state.rewind_from
             subjects = filters(partition)
             config = api.ConsumerConfig(
                 durable_name=name,
@@ -449,6 +496,8 @@ class PartitionSource:
             )
             await self._js.add_consumer(self.stream, config)
             log.info("partition_consumer_created", partition=partition, epoch=epoch, start=floor + 1)
+            state.delivered = 0
+            state.rewind, state.rewind_from = False, None
         for old in existing:
             if old < epoch:
                 await self._attempt(self._js.delete_consumer(self.stream, consumer_name(partition, old)))
