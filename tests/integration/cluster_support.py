@@ -65,6 +65,8 @@ class ClusterRig:
             self.single = NatsServer(tmp_path / "nats", server_name="n1", mqtt=True)
         else:
             self.cluster = NatsCluster(tmp_path / "nats", size=nodes, mqtt=True)
+            for node in self.cluster.nodes:
+                _replicate_mqtt_streams(node, min(3, nodes))
         self.partitions = partitions
         self._checkpoint_interval = checkpoint_interval
         self.workers = [self._worker(f"w{i + 1}") for i in range(workers)]
@@ -182,8 +184,19 @@ class ClusterRig:
                     lines.append(f"{worker.folder.name}: {exc!r}")
                     continue
                 lines.append(f"{worker.folder.name}: owned {stats.get('owned')} source {stats.get('source')}")
-            lines.append(worker.log_tail(8))
+            # Log lines cut short: a traceback in a JSON line would bury the rest.
+            lines.extend(line[:400] for line in worker.log_tail(8).splitlines())
         return "\n".join(lines)
+
+
+def _replicate_mqtt_streams(node: NatsServer, replicas: int) -> None:
+    """`mqtt { stream_replicas: N }`, as deploy/cluster/nats/nats.conf sets it. Unset, the node of
+    the first MQTT connection made the $MQTT_* streams with 2 replicas in a run here ("Creating MQTT
+    streams/consumers with replicas 2"), and with one of those two nodes killed every QoS 1 PUBLISH
+    stalled ("no JetStream ack within 5s; closing the connection")."""
+    text = node.config_file.read_text()
+    assert "mqtt {\n" in text
+    node.config_file.write_text(text.replace("mqtt {\n", f"mqtt {{\n  stream_replicas: {replicas}\n", 1))
 
 
 def _set_servers(worker: DaemonProcess, urls: list[str]) -> None:
