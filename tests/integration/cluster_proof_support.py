@@ -379,15 +379,9 @@ class ProofRun:
 
     def leader_of(self, stream: str) -> int:
         """The index of the node that leads `stream` now."""
-        for node in self.nodes:
-            if not node.running:
-                continue
-            for account in node.jsz().get("account_details", []):
-                for detail in account.get("stream_detail", []):
-                    leader = detail.get("cluster", {}).get("leader")
-                    if detail["name"] == stream and leader:
-                        return next(i for i, n in enumerate(self.nodes) if n.server_name == leader)
-        raise AssertionError(f"no leader for {stream}")
+        assert self.rig.cluster is not None
+        leader = self.rig.cluster.stream_leader(stream)
+        return self.nodes.index(leader)
 
     # -- the checks --------------------------------------------------------------------------------
 

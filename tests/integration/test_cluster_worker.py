@@ -10,6 +10,7 @@ transitions each), four clean ones.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from tests.integration.alert_scenario_support import (
     river_station,
 )
 from tests.integration.cluster_support import WAIT, ClusterRig
+from tests.integration.daemon_process import DaemonProcess
 
 pytestmark = pytest.mark.integration
 
@@ -78,45 +80,6 @@ def test_a_worker_stores_every_reading_and_notifies_each_transition_once(tmp_pat
     assert all(row["lag"] == 0 and row["ack_pending"] == 0 for row in status["leases"])
 
 
-def test_a_second_worker_continues_from_the_first_ones_checkpoints(tmp_path: Path) -> None:
-    """The first worker stores the day up to the spikes and is killed (kill -9); a second worker
-    takes every partition over, rebuilds the alert state from the checkpoints and replays the
-    rest: the spikes' warnings come once and their resolutions once, and every reading is stored
-    once."""
-    reports, spiking = _scenario()
-    stations = sorted({r.station for r in reports}, key=lambda s: s.id)
-    receiver = Receiver("duty")
-    early = [r for r in reports if r.ts.hour <= 8]
-    late = [r for r in reports if r.ts.hour > 8]
-    with ClusterRig(
-        tmp_path, stations, [receiver], partitions=4, workers=2, checkpoint_interval="PT1S", running=1
-    ) as rig:
-        first, second = rig.workers
-        wait_for(lambda: len(first.stats()["owned"]) == 4, "the first worker to own every partition", WAIT)
-        sent = rig.publish(early)
-        rig.wait_stored(sent * ITEMS)
-        wait_for(lambda: len(receiver.all()) == len(spiking), "both warnings", WAIT)
-        wait_for(
-            lambda: all(p["checkpointed"] == p["sequence"] for p in first.stats()["partitions"].values()),
-            "a checkpoint of every partition",
-            WAIT,
-        )
-        first.kill()
-        second.start()
-        sent_late = rig.publish(late)
-        sent += sent_late
-        rig.wait_stored(sent * ITEMS)
-        expected = sorted((s, status) for s in spiking for status in ("firing", "resolved"))
-        wait_for(lambda: _transitions(receiver) == expected, "both alerts resolved", WAIT)
-        stats = second.stats()
-        assert len(stats["owned"]) == 4
-        # It resumed after the checkpoints: the late reports only, not a replay from the start.
-        assert sum(p["messages"] for p in stats["partitions"].values()) == sent_late
-    assert rig.stored() == sent * ITEMS
-    assert receiver.repeats == 0
-    assert receiver.bad_signatures == 0
-
-
 def test_hj212_loggers_reach_the_cluster_through_the_gateway(tmp_path: Path) -> None:
     """A data logger's uploads over HJ 212 TCP, through the gateway publishing on
     `ecowatch/v1/hj212/{station_id}/packet` to the NATS MQTT listener, land in their station's
@@ -159,24 +122,31 @@ def test_hj212_loggers_reach_the_cluster_through_the_gateway(tmp_path: Path) -> 
     assert set(fetched) == homes
 
 
-def test_a_worker_stopped_in_order_hands_its_partitions_over_with_their_state(tmp_path: Path) -> None:
-    """SIGTERM: the worker writes each partition's last checkpoint while it still holds the lease
-    (no periodic checkpoint is due: the interval is 5 min), so the next worker resumes exactly
-    where it stopped, replays nothing, and notifies each transition once."""
+def _hand_over(tmp_path: Path, checkpoint_interval: str, stop: Callable[[DaemonProcess], None]) -> None:
+    """The first of two workers takes the day up to the spikes; `stop` ends it; the second takes
+    every partition and the rest of the day. Every reading is stored once, each spike's warning and
+    resolution notified once, and the second worker resumed after the first one's checkpoints: it
+    handled the late reports only, not a replay from the start."""
     reports, spiking = _scenario()
     stations = sorted({r.station for r in reports}, key=lambda s: s.id)
     receiver = Receiver("duty")
     early = [r for r in reports if r.ts.hour <= 8]
     late = [r for r in reports if r.ts.hour > 8]
     with ClusterRig(
-        tmp_path, stations, [receiver], partitions=4, workers=2, checkpoint_interval="PT5M", running=1
+        tmp_path,
+        stations,
+        [receiver],
+        partitions=4,
+        workers=2,
+        checkpoint_interval=checkpoint_interval,
+        running=1,
     ) as rig:
         first, second = rig.workers
         wait_for(lambda: len(first.stats()["owned"]) == 4, "the first worker to own every partition", WAIT)
         sent = rig.publish(early)
         rig.wait_stored(sent * ITEMS)
         wait_for(lambda: len(receiver.all()) == len(spiking), "both warnings", WAIT)
-        assert first.terminate() == 0
+        stop(first)
         second.start()
         sent_late = rig.publish(late)
         sent += sent_late
@@ -184,6 +154,34 @@ def test_a_worker_stopped_in_order_hands_its_partitions_over_with_their_state(tm
         expected = sorted((s, status) for s in spiking for status in ("firing", "resolved"))
         wait_for(lambda: _transitions(receiver) == expected, "both alerts resolved", WAIT)
         stats = second.stats()
+    assert len(stats["owned"]) == 4
     assert sum(p["messages"] for p in stats["partitions"].values()) == sent_late
     assert rig.stored() == sent * ITEMS
     assert receiver.repeats == 0
+    assert receiver.bad_signatures == 0
+
+
+def test_a_second_worker_continues_from_a_killed_ones_checkpoints(tmp_path: Path) -> None:
+    """kill -9 once every partition's periodic checkpoint (every second) covers what it read: the
+    next worker rebuilds the alert state from them and goes on (see `_hand_over`)."""
+
+    def kill_once_checkpointed(first: DaemonProcess) -> None:
+        wait_for(
+            lambda: all(p["checkpointed"] == p["sequence"] for p in first.stats()["partitions"].values()),
+            "a checkpoint of every partition",
+            WAIT,
+        )
+        first.kill()
+
+    _hand_over(tmp_path, "PT1S", kill_once_checkpointed)
+
+
+def test_a_worker_stopped_in_order_hands_its_partitions_over_with_their_state(tmp_path: Path) -> None:
+    """SIGTERM: the worker writes each partition's last checkpoint while it still holds the lease
+    (no periodic one is due: the interval is 5 min), so the next worker resumes exactly where it
+    stopped (see `_hand_over`)."""
+
+    def terminate(first: DaemonProcess) -> None:
+        assert first.terminate() == 0
+
+    _hand_over(tmp_path, "PT5M", terminate)
