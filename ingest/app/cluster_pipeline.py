@@ -322,8 +322,16 @@ class PartitionPipeline:
         return forwarded
 
     def _checkpoint_if_due(self, state: _Owned) -> None:
-        if state.dirty and time.monotonic() - state.checkpoint_at >= self._interval:
+        """The periodic checkpoint. Failing it (no leader for the buckets during an election)
+        fails nothing else: what it would save is durable in the sinks, the engine's database and
+        the outbox stream, and a next owner replays a little more; it is tried again an interval on."""
+        if not state.dirty or time.monotonic() - state.checkpoint_at < self._interval:
+            return
+        try:
             self._checkpoint(state)
+        except Exception as exc:
+            state.checkpoint_at = time.monotonic()
+            log.warning("partition_checkpoint_failed", partition=state.partition, error=repr(exc))
 
     def _checkpoint(self, state: _Owned, *, final: bool = False) -> bool:
         """Save the partition's state while held (a `final` one while being handed over too);
