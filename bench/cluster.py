@@ -687,7 +687,7 @@ def report(rows: list[Row], stream: Stream, options: argparse.Namespace) -> str:
         "writers take turns on its lock, fsync per batch); 'own files' rows give each worker a "
         "file, which shows what the lock costs but splits the store.",
         "Projection: C x 1e6 / the burst's ecowatch µs per message. That CPU includes the workers' "
-        "idle cost (see 'idle, cores': mostly each partition's alert engine tick, every second) at "
+        "idle cost (see 'idle, cores': the readers polling their consumers, the lease renewals) at "
         "this run's rate; at higher rates it weighs less per message (towards the 'net of idle' "
         "figure, which takes all of it off and is too low), so the projection errs low and the "
         "broker's cores high. It assumes one worker per core, the NATS nodes on machines of their "
