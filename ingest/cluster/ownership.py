@@ -219,11 +219,13 @@ class Ownership:
 
     async def _renew_all(self) -> None:
         """The heartbeat and every renewal, concurrently: never delayed by reads or slow peers."""
+        await asyncio.gather(self._heartbeat(), *(self._renew(p) for p in list(self._held)))
+
+    async def _heartbeat(self) -> None:
+        # The put is made here, inside the task: made as gather's argument, a round cancelled
+        # before its tasks ran (a stop) left it never awaited.
         heartbeat = json.dumps({"at": time.time(), "owned": len(self._held)}).encode()
-        await asyncio.gather(
-            self._attempt(self._workers.put(self.worker_id, heartbeat), "heartbeat"),
-            *(self._renew(p) for p in list(self._held)),
-        )
+        await self._attempt(self._workers.put(self.worker_id, heartbeat), "heartbeat")
 
     async def _balance(self) -> None:
         """Read the live workers and every lease, then release or acquire toward the target."""

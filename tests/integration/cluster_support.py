@@ -30,8 +30,9 @@ from tests.integration.alert_scenario_support import LOCAL, Receiver, Report
 from tests.integration.daemon_process import DaemonProcess
 from tests.servers import NatsCluster, NatsServer
 
-# Seconds a stage may take on a loaded two-core machine (a pass takes a few).
-WAIT: Final = 90.0
+# Seconds a stage may take on a loaded two-core machine (a pass takes a few; a killed
+# dispatcher's in-flight notification alone waits out the outbox's 30 s ack_wait).
+WAIT: Final = 180.0
 LEASE_TTL: Final = "PT2S"
 RENEW: Final = "PT0.5S"
 
