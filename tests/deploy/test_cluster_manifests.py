@@ -378,27 +378,23 @@ def test_nats_server_accepts_the_configuration(tmp_path: Path) -> None:
     names = conf_variables(NATS_CONF.read_text(encoding="utf-8"))
     assert names == {"NATS_SERVER_NAME", "ECOWATCH_NATS_PASSWORD", "STATION_MQTT_PASSWORD"}
     env = {"PATH": os.environ.get("PATH", ""), **{name: f"dummy-{name.lower()}" for name in names}}
-    result = subprocess.run(
-        [str(NATS_SERVER), "-t", "-c", str(NATS_CONF)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+
+    def test_conf() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(NATS_SERVER), "-t", "-c", str(NATS_CONF)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            cwd=tmp_path,
+            check=False,
+        )
+
+    result = test_conf()
     assert result.returncode == 0, result.stderr
     assert "is valid" in result.stderr
     del env["STATION_MQTT_PASSWORD"]
-    result = subprocess.run(
-        [str(NATS_SERVER), "-t", "-c", str(NATS_CONF)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    result = test_conf()
     assert result.returncode != 0
     assert "STATION_MQTT_PASSWORD" in result.stderr
 
