@@ -199,7 +199,8 @@ def test_two_dispatchers_hand_each_key_over_once_and_never_at_once(run: Run) -> 
     assert run.receiver.keys() == keys
     assert {dispatcher for _, dispatcher, *_ in run.receiver.calls} == {"d1", "d2"}
     run.receiver.check_never_concurrent()
-    assert sum(d.stats()["delivered"] for d in dispatchers) == 120
+    # A dispatcher counts a delivery once its ack is confirmed, just after the receiver saw it.
+    wait_for(lambda: sum(d.stats()["delivered"] for d in dispatchers) == 120, "120 acks confirmed")
 
 
 @pytest.mark.parametrize("phase", ["before", "after"])
