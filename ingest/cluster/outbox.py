@@ -408,23 +408,37 @@ class ReceiverDispatch:
             if exc.err_code != _CONSUMER_EXISTS:
                 raise
             log.warning("outbox_consumer_config_differs", consumer=self.durable, error=exc.description)
-        self._sub = await self._js.pull_subscribe_bind(self.durable, self._stream)
+        self._sub: JetStreamContext.PullSubscription | None = await self._js.pull_subscribe_bind(
+            self.durable, self._stream
+        )
 
     async def _fetch(self) -> Msg | None:
+        if self._sub is None and not await self._bind():
+            await asyncio.sleep(0.2)
+            return None
+        assert self._sub is not None
         try:
             msgs = await self._sub.fetch(1, timeout=self._fetch_wait)
         except nats.errors.TimeoutError:
             return None
         except nats.errors.Error as exc:  # a consumer leader that moved or vanished: bind again
             log.debug("outbox_fetch_failed", consumer=self.durable, error=repr(exc))
-            await asyncio.sleep(0.2)
-            await self._attempt(self._resubscribe())
+            sub, self._sub = self._sub, None
+            await self._attempt(sub.unsubscribe())
             return None
         return msgs[0] if msgs else None
 
-    async def _resubscribe(self) -> None:
-        await self._attempt(self._sub.unsubscribe())
-        await self._subscribe()
+    async def _bind(self) -> bool:
+        """Bind a new pull subscription. Until one is bound, there is none: keeping the old one after
+        a failed bind (its node frozen) sent every later pull request to an inbox nobody read, and
+        the receiver's consumer waited for pulls that never came (a dispatcher stalled with
+        messages pending after a NATS node restart)."""
+        try:
+            await self._subscribe()
+        except (*TRANSIENT, nats.errors.Error) as exc:
+            log.debug("outbox_bind_failed", consumer=self.durable, error=repr(exc))
+            return False
+        return True
 
     async def _ack(self, msg: Msg) -> bool:
         """Ack, confirmed by the server; retried (through an election) until ack_wait ran out."""

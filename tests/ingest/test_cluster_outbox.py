@@ -8,6 +8,7 @@ over exactly once, in order, and never by two dispatchers at the same time.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import nats
+import nats.errors
 import pytest
 
 from ingest.cluster.outbox import OutboxStream, ReceiverDispatch
@@ -201,6 +204,41 @@ def test_two_dispatchers_hand_each_key_over_once_and_never_at_once(run: Run) -> 
     run.receiver.check_never_concurrent()
     # A dispatcher counts a delivery once its ack is confirmed, just after the receiver saw it.
     wait_for(lambda: sum(d.stats()["delivered"] for d in dispatchers) == 120, "120 acks confirmed")
+
+
+def test_a_failed_bind_is_retried_instead_of_pulling_into_a_dead_inbox(
+    run: Run, server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver's consumer vanishes (its leader's node gone) and the first bind after it fails
+    too (the node still frozen): the next fetch binds again, and later notifications arrive. Kept
+    after a failed bind, the old subscription stalled the dispatcher for good (seen after a NATS
+    node restart: messages pending, no pull request waiting)."""
+    dispatch = run.dispatcher("d1")
+    run.publish(_keys(3))
+    run.wait_received(3)
+    subscribe = dispatch._subscribe
+    failed: list[str] = []
+
+    async def fail_once() -> None:
+        if not failed:
+            failed.append("bind")
+            raise nats.errors.TimeoutError
+        await subscribe()
+
+    monkeypatch.setattr(dispatch, "_subscribe", fail_once)
+
+    async def delete_consumer() -> None:
+        nc = await nats.connect(server.url)
+        try:
+            await nc.jetstream().delete_consumer(run.names["stream"], dispatch.durable)
+        finally:
+            await nc.close()
+
+    asyncio.run(delete_consumer())
+    wait_for(lambda: bool(failed), "a failed bind")
+    run.publish(_keys(3, first=3))
+    run.wait_received(6, timeout=30.0)
+    assert run.receiver.deduplicated() == _keys(6)
 
 
 @pytest.mark.parametrize("phase", ["before", "after"])
