@@ -1,6 +1,7 @@
 """A cluster worker: `ecowatch run` with a `cluster:` section.
 
-    stations ─MQTT─▶ NATS MQTT listener ─▶ stream ecowatch-stations (R3, partitioned by station)
+    stations ─MQTT QoS 1─▶ NATS MQTT listener ─▶ $MQTT_msgs ─ MqttIntake (a lease: one worker) ─▶
+        stream ecowatch-stations (R3, partitioned by station)
                                               │ one reader per owned partition (PartitionSource)
     Ownership (leases in KV) ─on_acquired/on_lost─▶ PartitionPipeline: decode, validate, sinks,
         the partition's alert engine, notifications → stream ecowatch-outbox (dedup by key),
@@ -51,7 +52,8 @@ from ingest.cluster import (
     partition_of,
 )
 from ingest.cluster.buckets import TRANSIENT
-from ingest.cluster.metrics import PartitionMetrics
+from ingest.cluster.intake import MqttIntake
+from ingest.cluster.metrics import IntakeMetrics, PartitionMetrics
 from ingest.cluster.source import PartitionSource
 from ingest.deadletter import DeadLetterStore
 from ingest.errors import SinkError
@@ -144,6 +146,15 @@ class ClusterWorker:
             name=self.worker_id,
             **common,
         )
+        self.intake = MqttIntake(
+            servers,
+            worker_id=self.worker_id,
+            bucket_prefix=cluster.bucket_prefix,
+            lease_ttl=lease_ttl,
+            renew_interval=renew_interval,
+            batch=cluster.batch,
+            **common,
+        )
         self.senders = {r.name: ReceiverSender(settings.notify, r.name) for r in settings.notify.receivers}
         self.dispatches = [
             ReceiverDispatch(
@@ -161,6 +172,7 @@ class ClusterWorker:
             for name, sender in self.senders.items()
         ]
         self.metrics = PartitionMetrics(self.worker_id)
+        self.intake_metrics = IntakeMetrics(self.worker_id)
         token = settings.http.token.get_secret_value() if settings.http.token else None
         self.http = HTTPService(
             settings.http.host,
@@ -192,6 +204,10 @@ class ClusterWorker:
         self.deadletters.start()
         _start("checkpoints", self.checkpoints.start)
         _start("outbox", self.outbox.start)
+        # The intake's consumer on the MQTT listener's store first: from then on the store keeps
+        # every station message for it, even before the stations stream exists (or, upgrading a
+        # stream made before the intake, before it captures the intake's subjects).
+        _start("intake", self.intake.start)
         _start("source", lambda: self.source.start(self.ownership))
         _start("ownership", self.ownership.start)
         for dispatch in self.dispatches:
@@ -211,6 +227,7 @@ class ClusterWorker:
             return
         self._stop.set()
         log.info("cluster_worker_stopping", worker=self.worker_id)
+        self.intake.stop()
         for dispatch in self.dispatches:
             dispatch.stop()
         self.ownership.stop()  # releases each partition after the source's on_lost (final checkpoint)
@@ -256,6 +273,7 @@ class ClusterWorker:
         next_tick = next_housekeeping = time.monotonic()
         while not self._stop.wait(METRICS_EVERY_S):
             self.metrics.update(self.ownership.owned(), self.source.partition_stats())
+            self.intake_metrics.update(self.intake.stats())
             now_s = time.monotonic()
             if now_s < next_tick:
                 continue
@@ -297,6 +315,7 @@ class ClusterWorker:
                 str(p): {**parts.get(p, {}), **counts} for p, counts in self.pipeline.stats().items()
             },
             "source": self.source.stats(),
+            "intake": self.intake.stats(),
             "checkpoints": self.checkpoints.stats(),
             "outbox": self.outbox.stats(),
             "dispatch": {d.receiver: {**d.stats(), "dispatching": d.dispatching()} for d in self.dispatches},

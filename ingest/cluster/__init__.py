@@ -5,6 +5,9 @@
 - `ownership`: `Ownership`, one worker's leases in JetStream KV (asyncio on a thread of its own).
 - `status`: `cluster_status(servers)` for `ecowatch cluster status`.
 - `checkpoints`: `CheckpointStore`, partition state images fenced by epoch (the argument is there).
+- `stations`: the stations stream, partitioned by the server's subject transform.
+- `intake`: `MqttIntake`, the stations' messages from the MQTT listener's store into the stations
+  stream, acknowledged to the listener only after they are stored there (one worker, a lease).
 - `source`: `PartitionSource`, each owned partition's messages to a `PartitionHandler`, acked after.
 - `metrics`: per-partition Prometheus metrics (owner, epoch, lag, redeliveries).
 - `outbox`: `OutboxStream` (notifications deduplicated by idempotency key) and `ReceiverDispatch`

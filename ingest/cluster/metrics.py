@@ -7,6 +7,9 @@ redeliveries. Each worker exports its own partitions; summed over workers (`max 
     ecowatch_partition_lag{partition}                    messages pending in its consumer
     ecowatch_partition_fetched_total{partition}          messages read (replays included)
     ecowatch_partition_redelivered_total{partition}      messages read more than once
+    ecowatch_intake_holding{worker}                      1 while this worker holds the intake lease
+    ecowatch_intake_forwarded_total                      messages it moved into the stations stream
+    ecowatch_intake_retried_batches_total                batches the stations stream refused at first
 """
 
 from __future__ import annotations
@@ -27,6 +30,33 @@ FETCHED: Final = Counter("ecowatch_partition_fetched", "Messages read from a par
 REDELIVERED: Final = Counter(
     "ecowatch_partition_redelivered", "Messages of a partition read more than once.", ["partition"]
 )
+
+
+INTAKE_HOLDING: Final = Gauge(
+    "ecowatch_intake_holding", "1 while this worker holds the intake lease.", ["worker"]
+)
+INTAKE_FORWARDED: Final = Counter(
+    "ecowatch_intake_forwarded", "Messages the intake moved from the MQTT listener into the stations stream."
+)
+INTAKE_RETRIED: Final = Counter(
+    "ecowatch_intake_retried_batches",
+    "Intake batches the stations stream did not store at the first attempt (retried in place).",
+)
+
+
+class IntakeMetrics:
+    """The intake's gauge and counters from its stats (cumulative per process); call `update` often."""
+
+    def __init__(self, worker: str) -> None:
+        self._worker = worker
+        self._counted = (0, 0)
+
+    def update(self, stats: Mapping[str, int | str]) -> None:
+        INTAKE_HOLDING.labels(self._worker).set(int(stats.get("intaking", 0)))
+        forwarded, retried = int(stats.get("forwarded", 0)), int(stats.get("retried_batches", 0))
+        INTAKE_FORWARDED.inc(forwarded - self._counted[0])
+        INTAKE_RETRIED.inc(retried - self._counted[1])
+        self._counted = (forwarded, retried)
 
 
 class PartitionMetrics:

@@ -1,12 +1,15 @@
 """The stations stream of cluster mode: every station message, stored under its partition.
 
 Stations publish MQTT QoS 1 to the cluster's MQTT listener (topic
-`ecowatch/v1/<district>/<station>/<kind>`), which hands each message to JetStream as subject
-`ecowatch.v1.<district>.<station>.<kind>`. The stream `ecowatch-stations` captures
-`ecowatch.v1.>` and stores each message under a subject the server computes with its
-`partition()` subject transform:
+`ecowatch/v1/<district>/<station>/<kind>`), which stores each message in its own stream
+`$MQTT_msgs` before acknowledging it; the intake (`ingest.cluster.intake`) moves it from there to
+subject `ecowatch.in.<district>.<station>.<kind>` and acknowledges it to the listener once this
+stream stored it. The stream `ecowatch-stations` captures `ecowatch.in.>` (not the listener's own
+`ecowatch.v1.>` publishes: those are stored only while the stream has a leader, and would be a
+second copy) and stores each message under a subject the server computes with its `partition()`
+subject transform:
 
-    ecowatch.v1.<district>.<station>.<kind>  ->  ecowatch.part.<p>.<district>.<station>.<kind>
+    ecowatch.in.<district>.<station>.<kind>  ->  ecowatch.part.<p>.<district>.<station>.<kind>
     p = FNV-1a-32(station id as UTF-8) mod partitions       (the server's hash, on the station only)
 
 so the worker that owns partition `p` reads exactly its stations with a consumer filtered on
@@ -15,13 +18,14 @@ so the worker that owns partition `p` reads exactly its stations with a consumer
 against a real server. It is `ingest.cluster.partitions.partition_of`, the mapping the leases
 use too, so routing, ownership and anything keyed by partition (checkpoints) agree.
 
-A subject of another shape (`ecowatch.v1.a.b`, five tokens expected) is stored unchanged; the
+A subject of another shape (`ecowatch.in.a.b`, five tokens expected) is stored unchanged; the
 owner of partition 0 reads those too (`filters(0)`), and the processor dead-letters them, so
 nothing the stream took in is left unread.
 
 Retention: by limits (`max_age`, `max_bytes`), not by acknowledgement, so that a partition whose
-consumer is being replaced (see `ingest.cluster.source`) loses nothing. The partition count is
-part of the stream's transform: a stream made with another count makes `ensure_stream` refuse.
+consumer is being replaced (see `ingest.cluster.source`) loses nothing. Deduplication by
+`Nats-Msg-Id` over `DUPLICATE_WINDOW` (the intake's ids). The partition count is part of the
+stream's transform: a stream made with another count makes `ensure_stream` refuse.
 """
 
 from __future__ import annotations
@@ -34,8 +38,12 @@ from nats.js import JetStreamContext, api
 from ingest.cluster.partitions import partition_of
 
 DEFAULT_STREAM: Final = "ecowatch-stations"
-SOURCE_SUBJECTS: Final = "ecowatch.v1.>"
-_TRANSFORM_SOURCE: Final = "ecowatch.v1.*.*.*"
+INTAKE_PREFIX: Final = "ecowatch.in"
+SOURCE_SUBJECTS: Final = f"{INTAKE_PREFIX}.>"
+_TRANSFORM_SOURCE: Final = f"{INTAKE_PREFIX}.*.*.*"
+# The intake's ids are kept this long: a message redelivered to it (an ack lost, a holder killed
+# between storing and acking, redelivered after the intake's ack_wait) is stored once.
+DUPLICATE_WINDOW: Final = 600.0
 _PART_PREFIX: Final = "ecowatch.part"
 _STREAM_NAME_IN_USE: Final = 10058
 
@@ -63,11 +71,18 @@ def filters(partition: int) -> list[str]:
     )
 
 
+def stations_subject(mqtt_subject: str) -> str:
+    """Where the intake publishes a listener's `ecowatch.v1.<rest>`: `ecowatch.in.<rest>`."""
+    return f"{INTAKE_PREFIX}.{mqtt_subject.removeprefix('ecowatch.v1.')}"
+
+
 def topic_of_subject(subject: str) -> str:
     """The MQTT topic a stored subject came from (`ecowatch/v1/<district>/<station>/<kind>`)."""
     tokens = subject.split(".")
     if len(tokens) >= 3 and tokens[0] == "ecowatch" and tokens[1] == "part":
         tokens = ["ecowatch", "v1", *tokens[3:]]
+    elif len(tokens) >= 2 and tokens[0] == "ecowatch" and tokens[1] == "in":
+        tokens = ["ecowatch", "v1", *tokens[2:]]
     return "/".join(tokens)
 
 
@@ -90,6 +105,7 @@ async def ensure_stream(
         num_replicas=replicas,
         max_age=max_age,
         max_bytes=max_bytes,
+        duplicate_window=DUPLICATE_WINDOW,
         subject_transform=api.SubjectTransform(src=_TRANSFORM_SOURCE, dest=destination),
     )
     try:
@@ -98,13 +114,17 @@ async def ensure_stream(
         if exc.err_code != _STREAM_NAME_IN_USE:
             raise
         info = await js.stream_info(stream)
-        transform = info.config.subject_transform
+        stored = info.config
+        transform = stored.subject_transform
         if transform is None or transform.dest != destination:
             raise ValueError(
                 f"stream {stream} partitions with {transform.dest if transform else None!r}, "
                 f"this worker with {destination!r}"
             ) from exc
-        if info.config.max_bytes != max_bytes or info.config.max_age != max_age:
+        wanted = (config.subjects, config.subject_transform, max_bytes, max_age, DUPLICATE_WINDOW)
+        if (stored.subjects, transform, stored.max_bytes, stored.max_age, stored.duplicate_window) != wanted:
             # The limits are the operator's to change: the configured ones win over the stored ones.
-            info.config.max_bytes, info.config.max_age = max_bytes, max_age
-            await js.update_stream(info.config)
+            # A stream made before the intake captured the listener's subjects: now the intake's.
+            stored.subjects, stored.subject_transform = config.subjects, config.subject_transform
+            stored.max_bytes, stored.max_age, stored.duplicate_window = max_bytes, max_age, DUPLICATE_WINDOW
+            await js.update_stream(stored)

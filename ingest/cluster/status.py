@@ -6,11 +6,15 @@ nothing: an owner listed here may have stopped renewing less than `lease_ttl` ag
 Lag is read from the owner's consumer of the stations stream (`part-<p>-e<epoch>`): `lag` the
 messages not yet delivered to it, `ack_pending` delivered and not yet acknowledged,
 `redelivered` delivered more than once; all None when that consumer does not exist (yet).
+`intake`: who moves the stations' messages from the MQTT listener into the stations stream
+(`ingest.cluster.intake`), and its backlog: `lag` messages the listener stored that it has not
+fetched, `ack_pending` fetched and not yet stored and acknowledged.
 
 An answer (abridged):
     {"partitions": 12, "live_workers": ["w1", "w2"],
      "owners": {"w1": [0, 2, 5], "w2": [1, 3, 4]},
      "lag": 12,
+     "intake": {"owner": "w2", "epoch": 4, "lag": 0, "ack_pending": 20},
      "leases": [{"partition": 0, "owner": "w1", "epoch": 3, "revision": 812, "renewed_seconds_ago": 0.4,
                  "lag": 12, "ack_pending": 0, "redelivered": 0}]}
 """
@@ -26,6 +30,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from ingest.cluster.buckets import connect, leases_bucket, live_keys, workers_bucket
+from ingest.cluster.intake import DURABLE as INTAKE_CONSUMER
+from ingest.cluster.intake import MQTT_STREAM, intake_bucket_prefix
 from ingest.cluster.leases import PARTITIONS_KEY, Lease, lease_key
 from ingest.cluster.source import consumer_name
 from ingest.cluster.stations import DEFAULT_STREAM
@@ -50,6 +56,22 @@ async def _lag(js: JetStreamContext, stream: str, partition: int, epoch: int) ->
     return {"lag": info.num_pending, "ack_pending": info.num_ack_pending, "redelivered": info.num_redelivered}
 
 
+async def _intake(js: JetStreamContext, prefix: str) -> dict[str, Any]:
+    owner: str | None = None
+    epoch = 0
+    try:
+        leases = await js.key_value(leases_bucket(intake_bucket_prefix(prefix)))
+        lease = Lease.decode((await leases.get(lease_key(0))).value or b"")
+        owner, epoch = lease.owner or None, lease.epoch
+    except (nats.js.errors.BucketNotFoundError, nats.js.errors.KeyNotFoundError):
+        pass
+    try:
+        info = await js.consumer_info(MQTT_STREAM, INTAKE_CONSUMER)
+    except nats.js.errors.NotFoundError:
+        return {"owner": owner, "epoch": epoch, "lag": None, "ack_pending": None}
+    return {"owner": owner, "epoch": epoch, "lag": info.num_pending, "ack_pending": info.num_ack_pending}
+
+
 async def _status(servers: Sequence[str], prefix: str, stream: str, timeout: float) -> dict[str, Any]:
     nc = await connect(servers, "ecowatch-cluster-status", timeout)
     try:
@@ -57,7 +79,7 @@ async def _status(servers: Sequence[str], prefix: str, stream: str, timeout: flo
         try:
             leases = await js.key_value(leases_bucket(prefix))
         except nats.js.errors.BucketNotFoundError:
-            return {"partitions": 0, "live_workers": [], "owners": {}, "lag": 0, "leases": []}
+            return {"partitions": 0, "live_workers": [], "owners": {}, "lag": 0, "intake": None, "leases": []}
         partitions = int((await leases.get(PARTITIONS_KEY)).value or b"0")
         try:
             workers = await live_keys(js, workers_bucket(prefix))
@@ -92,6 +114,7 @@ async def _status(servers: Sequence[str], prefix: str, stream: str, timeout: flo
             "live_workers": sorted(workers),
             "owners": owners,
             "lag": lag,
+            "intake": await _intake(js, prefix),
             "leases": rows,
         }
     finally:

@@ -5,9 +5,10 @@ checked three ways: `nats-server -t` on it, a small parser for what the manifest
 ports, store, variables, users, mappings), and three real nodes on loopback started from it (only
 the addresses, the store folder and the pid file rewritten), to which stations publish over MQTT
 as the README says they can (directly, through the Mosquitto bridge, through the HJ 212 gateway's
-MQTT hand-off configured as in the README), and against which one real worker runs from
-deploy/cluster/ecowatch.yaml (addresses, paths and the sink rewritten) with the configuration's
-users and permissions.
+MQTT hand-off configured as in the README), whose messages the workers' intake (user `ecowatch`)
+moves from the listener's store into the stations stream, and against which one real worker runs
+from deploy/cluster/ecowatch.yaml (addresses, paths and the sink rewritten) with the
+configuration's users and permissions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator, Mapping
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -48,8 +49,15 @@ from ingest.cluster import (
     ReceiverDispatch,
     partition_of,
 )
+from ingest.cluster.intake import DURABLE, INTAKE_FILTER, MQTT_STREAM, MQTT_SUBJECT_PREFIX, MqttIntake
 from ingest.cluster.source import PartitionSource
-from ingest.cluster.stations import DEFAULT_STREAM, SOURCE_SUBJECTS, ensure_stream, topic_of_subject
+from ingest.cluster.stations import (
+    DEFAULT_STREAM,
+    SOURCE_SUBJECTS,
+    ensure_stream,
+    stations_subject,
+    topic_of_subject,
+)
 from ingest.decoders.ecowatch_json import encode as encode_json
 from ingest.decoders.hj212 import encode_data_packet
 from ingest.decoders.senml import encode_senml
@@ -86,10 +94,12 @@ PINNED_TAG = re.compile(r"^[\w./-]+:\d+(\.\d+)+(-[a-z]+)?$")
 IDENTITY: Final = "ECOWATCH_CLUSTER__WORKER_ID"
 RETIRED: Final = ("ECOWATCH_WAL__JETSTREAM__STREAM", "ECOWATCH_MQTT__CLIENT_ID")
 # What else each node's store holds besides the stations stream (ecowatch.yaml, stream_max_bytes):
-# the outbox stream (7 days), the MQTT sessions, and per partition one alert-database image.
+# the outbox stream (7 days), the MQTT sessions, and per partition one alert-database image; the
+# rest is for $MQTT_msgs' backlog (what the intake has not moved yet), at least this much.
 OUTBOX_BUDGET: Final = 2**30
 MQTT_BUDGET: Final = 2**28
 IMAGE_BUDGET: Final = 16 * 2**20
+BACKLOG_ROOM: Final = 2**30
 # How long a partition's reader may be waited for when it is handed over (PartitionSource.on_lost).
 READER_JOIN_S: Final = float(inspect.signature(PartitionSource).parameters["ack_wait"].default)
 # The users' passwords on the loopback nodes.
@@ -194,6 +204,17 @@ def mapped(conf: Mapping[str, Any], subject: str) -> str:
             wildcards = [s for p, s in zip(pattern, tokens, strict=True) if p == "*"]
             return _fill_wildcards(destination, wildcards)
     return subject
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether the NATS subject pattern `pattern` (`*` one token, `>` the rest) covers `subject`."""
+    tokens = subject.split(".")
+    for i, token in enumerate(pattern.split(".")):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or token not in ("*", tokens[i]):
+            return False
+    return len(pattern.split(".")) == len(tokens)
 
 
 def _fill_wildcards(destination: str, wildcards: list[str]) -> str:
@@ -417,18 +438,22 @@ def test_nats_conf_routes_to_all_three_peers_with_jetstream_and_mqtt(conf: dict[
 def test_passwords_in_nats_conf_are_variables_and_each_user_may_do_its_part_only(
     conf: dict[str, Any],
 ) -> None:
-    """Every user's password is a $VAR; `station` publishes readings and subscribes to nothing; the
-    workers' `ecowatch` has the JetStream API, acks, KV, object store and the outbox, replies on
-    their inboxes, and may neither publish readings nor read raw subjects."""
+    """Every user's password is a $VAR; `station` publishes readings (never the intake's subjects)
+    and subscribes to nothing; the workers' `ecowatch` has the JetStream API, acks, KV, object
+    store, the intake's subjects and the outbox, replies on their inboxes, and may neither publish
+    on the listener's subjects nor read raw subjects."""
     users = {user["user"]: user for user in conf["authorization"]["users"]}
     assert set(users) == {"ecowatch", "station"}
     for user in users.values():
         assert re.fullmatch(r"\$[A-Z_]+", user["password"]), user["user"]
     station = users["station"]["permissions"]
     assert "ecowatch.v1.>" in station["publish"]
+    intake_subject = stations_subject("ecowatch.v1.jiangbei.cq-cj-cuntan.water")
+    assert not any(subject_matches(s, intake_subject) for s in station["publish"])
     assert station["subscribe"] == {"deny": ">"}
     worker = users["ecowatch"]["permissions"]
-    assert {"$JS.API.>", "$JS.ACK.>", "$KV.>", "$O.>", "ecowatch.outbox.>"} <= set(worker["publish"])
+    required = {"$JS.API.>", "$JS.ACK.>", "$KV.>", "$O.>", SOURCE_SUBJECTS, "ecowatch.outbox.>"}
+    assert required <= set(worker["publish"])
     assert not any(s.startswith(("ecowatch.v1", "hj212", ">")) for s in worker["publish"])
     assert worker["subscribe"] == ["_INBOX.>"]
 
@@ -436,9 +461,10 @@ def test_passwords_in_nats_conf_are_variables_and_each_user_may_do_its_part_only
 def test_every_topic_a_station_may_publish_lands_in_the_stations_stream_and_is_routed(
     conf: dict[str, Any], worker: WorkerConfig
 ) -> None:
-    """Each subject `station` may publish, after nats.conf's mappings, is one the stations stream
-    captures in the shape it partitions (ecowatch.v1.<district>.<station>.<kind>), and the worker's
-    subscriptions route the topic it is read back as to the intended format."""
+    """Each subject `station` may publish, after nats.conf's mappings (applied before the listener
+    stores it in $MQTT_msgs), is one the intake takes in and publishes to a subject the stations
+    stream captures in the shape it partitions (ecowatch.in.<district>.<station>.<kind>), and the
+    worker's subscriptions route the topic it is read back as to the intended format."""
     # Per allowed subject: a sample, its format, and what the stream partitions it by. HJ 212 on
     # `hj212/<MN>` is the fallback partitioned by MN (the gateway publishes under ecowatch.v1 by id).
     samples = {
@@ -450,7 +476,9 @@ def test_every_topic_a_station_may_publish_lands_in_the_stations_stream_and_is_r
     assert set(station["permissions"]["publish"]) == set(samples)
     stream_prefix = SOURCE_SUBJECTS.removesuffix(">")
     for allowed, (subject, expected_format, partition_key) in samples.items():
-        stored = mapped(conf, subject)
+        listened = mapped(conf, subject)
+        assert subject_matches(INTAKE_FILTER, MQTT_SUBJECT_PREFIX + listened), (allowed, listened)
+        stored = stations_subject(listened)
         assert stored.startswith(stream_prefix), (allowed, stored)
         assert len(stored.split(".")) == 5, (allowed, stored)
         # The worker reads a stored subject back as the topic of its (partitioned) original.
@@ -658,7 +686,8 @@ def test_the_workers_reach_every_node_and_everything_they_store_fits_a_node(
 ) -> None:
     """`cluster.servers` names each NATS pod on the client port as user `ecowatch`, R3; the stations
     stream, the outbox, the MQTT sessions and a checkpoint image per partition fit every node's
-    max_file_store; no local logs and no MQTT connection are configured (only the subscriptions)."""
+    max_file_store, with room left for $MQTT_msgs' backlog; no local logs and no MQTT connection
+    are configured (only the subscriptions)."""
     statefulset = objects["StatefulSet", "nats"]
     name, spec = statefulset["metadata"]["name"], statefulset["spec"]
     password = "dummy-ecowatch_nats_password"
@@ -672,7 +701,7 @@ def test_the_workers_reach_every_node_and_everything_they_store_fits_a_node(
     assert cluster.partitions == 64
     # R3 on three nodes: every node holds a full copy of everything (the arithmetic in ecowatch.yaml).
     stored = cluster.stream_max_bytes + OUTBOX_BUDGET + MQTT_BUDGET + cluster.partitions * IMAGE_BUDGET
-    assert stored <= conf_bytes(conf["jetstream"]["max_file_store"])
+    assert stored + BACKLOG_ROOM <= conf_bytes(conf["jetstream"]["max_file_store"])
     raw = load_yaml(ECOWATCH_YAML)
     assert "wal" not in raw
     assert set(raw["mqtt"]) == {"subscriptions"}
@@ -830,8 +859,10 @@ def test_compose_workers_start_after_a_healthy_cluster_with_their_own_identity(
     )
     simulator = all_services["simulator"]
     assert simulator["profiles"] == ["demo"]
-    assert {"--host=nats-client", "--protocol=3.1.1", "--username=station"} <= set(simulator["command"])
-    # The first worker creates the stations stream; what stations publish before is dropped.
+    expected = {"--host=nats-client", "--protocol=3.1.1", "--qos=1", "--username=station"}
+    assert expected <= set(simulator["command"])  # QoS 1: the listener does not store QoS 0
+    # The first worker creates the stations stream and the intake's consumer; what stations
+    # publish before is dropped.
     assert simulator["depends_on"]["ecowatch-1"] == {"condition": "service_healthy"}
 
 
@@ -885,8 +916,8 @@ def test_the_readme_gateway_configuration_publishes_where_the_workers_read(
     """The README's `ecowatch hj212-gateway` configuration loads as the gateway loads it, publishes
     to the cluster's MQTT listener as `station` over 3.1.1, with the workers' registry, on a topic
     that names the station (its partition, where its silence is judged), which the stations stream
-    takes in and the workers route to the HJ 212 decoder by station id; a gateway left on its
-    default topic lands on the MN fallback route."""
+    takes in (through the intake) and the workers route to the HJ 212 decoder by station id; a
+    gateway left on its default topic lands on the MN fallback route."""
     assert is_reference(yaml.safe_load(readme_gateway_block())["mqtt"]["password"])
     settings, gateway = readme_gateway(monkeypatch, tmp_path)
     assert (settings.mqtt.host, settings.mqtt.port) == ("nats-client", port_of(conf["mqtt"]["listen"]))
@@ -897,9 +928,10 @@ def test_the_readme_gateway_configuration_publishes_where_the_workers_read(
     assert station is not None
     topic = gateway.mqtt.topic.replace("{station_id}", station.id)
     subject = topic.replace("/", ".")
-    assert subject.startswith(SOURCE_SUBJECTS.removesuffix(">"))
-    assert len(subject.split(".")) == 5
     assert mapped(conf, subject) == subject  # stored as published, partitioned by the station's id
+    assert subject_matches(INTAKE_FILTER, MQTT_SUBJECT_PREFIX + subject)
+    assert stations_subject(subject).startswith(SOURCE_SUBJECTS.removesuffix(">"))
+    assert len(subject.split(".")) == 5
     assert routing_of(worker.settings, topic) == ("hj212", {"station_id": station.id})
     assert partitioned_by(worker.settings, topic) == "station_id"
     default = HJ212GatewayConfig().mqtt.topic.replace("{mn}", "50000000000003")
@@ -1044,6 +1076,37 @@ async def _stored(servers: list[str]) -> tuple[dict[str, int], int]:
         await connection.close()
 
 
+@contextmanager
+def running_intake(servers: list[str], cluster: ClusterConfig) -> Iterator[MqttIntake]:
+    """The workers' intake as a worker runs it (the configuration's replicas, lease and bucket
+    prefix), as user `ecowatch`, holding its lease: its consumer on $MQTT_msgs exists, so what
+    stations publish from now on is kept until it is in the stations stream."""
+    intake = MqttIntake(
+        servers,
+        replicas=cluster.replicas,
+        worker_id="intake-of-the-test",
+        lease_ttl=cluster.lease_ttl.total_seconds(),
+        renew_interval=cluster.renew_interval.total_seconds(),
+        bucket_prefix=cluster.bucket_prefix,
+        request_timeout=JETSTREAM_TIMEOUT,
+    ).start()
+    try:
+        wait_for(intake.intaking, "the intake's lease", 60.0)
+        yield intake
+    finally:
+        intake.stop()
+
+
+async def _intake_backlog(servers: list[str]) -> int:
+    """Messages of $MQTT_msgs the intake has not yet stored in the stations stream and acknowledged."""
+    connection = await nats.connect(servers)
+    try:
+        info = await connection.jetstream(timeout=JETSTREAM_TIMEOUT).consumer_info(MQTT_STREAM, DURABLE)
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+    finally:
+        await connection.close()
+
+
 def wait_stored(servers: list[str], count: int, timeout: float = 60.0) -> tuple[dict[str, int], int]:
     """Poll until the stream holds messages on `count` subjects (whether a PUBACK waits for the store
     is not asserted)."""
@@ -1063,35 +1126,56 @@ def part(cluster: ClusterConfig, district: str, station: str, kind: str) -> str:
 def test_the_configuration_forms_a_cluster_that_stores_mqtt_readings_r3(
     loopback_cluster: list[Node], conf: dict[str, Any], worker: WorkerConfig
 ) -> None:
-    """Three nodes from nats.conf elect a leader; a station's QoS 1 publish over MQTT 3.1.1 lands in the
-    R3 stations stream under its partition; a subject outside its permissions is acknowledged but
-    not stored; it may not subscribe; MQTT 5 is refused; the store limit is nats.conf's."""
+    """Three nodes from nats.conf elect a leader; a station's QoS 1 publish over MQTT 3.1.1 is taken
+    by the workers' intake, run as user `ecowatch` with nats.conf's permissions, into the R3
+    stations stream under its partition; a QoS 0 publish is not taken in; a subject outside the
+    station's permissions is acknowledged but not stored; it may not subscribe; MQTT 5 is refused;
+    the store limit is nats.conf's."""
     nodes = loopback_cluster
     servers = worker_urls(nodes)
     asyncio.run(_create_stream(servers, worker.cluster))
-    client, code = _mqtt_session(nodes[1].mqtt, MQTTProtocolVersion.MQTTv311, "station-1")
-    try:
-        assert not code.is_failure
-        # A subject the station may not publish to is acknowledged all the same, and dropped.
-        denied = client.publish("ecowatch/other/x", b"{}", qos=1)
-        denied.wait_for_publish(10)
-        assert denied.is_published()
-        info = client.publish("ecowatch/v1/jiangbei/cq-cj-cuntan/water", b'{"do": 7.1}', qos=1)
-        info.wait_for_publish(10)
-        granted: list[Any] = []
-        client.on_subscribe = lambda _c, _u, _m, codes, _p: granted.extend(codes)
-        client.subscribe("ecowatch/#", qos=1)
-        wait_for(lambda: granted, "SUBACK", 30.0)
-        assert granted[0].is_failure, "a station may not subscribe"
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    refused, code = _mqtt_session(nodes[2].mqtt, MQTTProtocolVersion.MQTTv5, "station-5")
-    refused.loop_stop()
-    assert code.is_failure  # MQTT 5: unsupported protocol version
-    # QoS 1 is at least once: which subjects, not how many copies (one run here stored one twice).
-    subjects, replicas = wait_stored(servers, 1)
+    with running_intake(servers, worker.cluster) as intake:
+        client, code = _mqtt_session(nodes[1].mqtt, MQTTProtocolVersion.MQTTv311, "station-1")
+        try:
+            assert not code.is_failure
+            # A subject the station may not publish to is acknowledged all the same, and dropped.
+            denied = client.publish("ecowatch/other/x", b"{}", qos=1)
+            denied.wait_for_publish(10)
+            assert denied.is_published()
+            # QoS 0 is not stored by the listener, so the intake never sees it.
+            client.publish("ecowatch/v1/jiangbei/cq-jl-daxigou/water", b'{"do": 7.2}', qos=0)
+            info = client.publish("ecowatch/v1/jiangbei/cq-cj-cuntan/water", b'{"do": 7.1}', qos=1)
+            info.wait_for_publish(10)
+            granted: list[Any] = []
+            client.on_subscribe = lambda _c, _u, _m, codes, _p: granted.extend(codes)
+            client.subscribe("ecowatch/#", qos=1)
+            wait_for(lambda: granted, "SUBACK", 30.0)
+            assert granted[0].is_failure, "a station may not subscribe"
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        refused, code = _mqtt_session(nodes[2].mqtt, MQTTProtocolVersion.MQTTv5, "station-5")
+        refused.loop_stop()
+        assert code.is_failure  # MQTT 5: unsupported protocol version
+        # QoS 1 is at least once: which subjects, not how many copies.
+        wait_stored(servers, 1)
+        # Everything the listener stored (the QoS 0 publish came first on the same connection) has
+        # been moved and acknowledged: what the stream holds now is all the intake will take.
+        wait_for(lambda: asyncio.run(_intake_backlog(servers)) == 0, "the intake's backlog drained", 60.0)
+        forwarded = intake.stats()["forwarded"]
+        assert isinstance(forwarded, int)
+        assert forwarded >= 1
+    subjects, replicas = asyncio.run(_stored(servers))
     assert (set(subjects), replicas) == ({part(worker.cluster, "jiangbei", "cq-cj-cuntan", "water")}, 3)
+    # The intake worked under user `ecowatch`'s permissions: the station's denials are all the log shows.
+    violations = [
+        line
+        for node in nodes
+        for line in node.log.read_text(errors="replace").splitlines()
+        if "Violation" in line
+    ]
+    assert any("Publish Violation" in line and "ecowatch.other.x" in line for line in violations)
+    assert all('"station-1"' in line for line in violations), violations
     status, body = http_request("GET", f"http://{HOST}:{nodes[0].monitor}/varz")
     assert status == 200
     varz = json.loads(body)
@@ -1105,7 +1189,8 @@ def test_the_mosquitto_bridge_forwards_stations_to_the_cluster(
 ) -> None:
     """bridges/mosquitto-bridge.conf (address and password filled in) forwards QoS 1 readings from a
     Mosquitto to the NATS MQTT listener: `/` becomes `.`, a `.` inside a level becomes `//`, and the
-    HJ 212 and SenML trees are moved under ecowatch.v1 into the stations stream."""
+    HJ 212 and SenML trees are moved under ecowatch.v1, and the workers' intake takes them into the
+    stations stream."""
     nodes = loopback_cluster
     servers = worker_urls(nodes)
     asyncio.run(_create_stream(servers, worker.cluster))
@@ -1117,7 +1202,7 @@ def test_the_mosquitto_bridge_forwards_stations_to_the_cluster(
     for old, new in replacements.items():
         assert old in text, old
         text = text.replace(old, new)
-    with MosquittoServer(tmp_path, config_extra=text) as broker:
+    with running_intake(servers, worker.cluster), MosquittoServer(tmp_path, config_extra=text) as broker:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="station-behind-mosquitto")
         client.connect(broker.host, broker.port)
         client.loop_start()
@@ -1252,8 +1337,9 @@ def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One `ecowatch run` worker from deploy/cluster/ecowatch.yaml, as user `ecowatch` on three nodes
-    with nats.conf's users, permissions and mappings, creates what it needs, takes every partition,
-    stores the readings stations publish in each format and topic tree (JSON, SenML, HJ 212 through
+    with nats.conf's users, permissions and mappings, creates what it needs, takes the intake's
+    lease and every partition, moves what stations publish from the MQTT listener's store into the
+    stations stream, stores the readings in each format and topic tree (JSON, SenML, HJ 212 through
     the README's gateway, by station id, and as `hj212/<MN>`, by MN), each read in the partition of
     the id (or MN) its topic names, checkpoints them, and hands every partition back on SIGTERM; the
     outbox stream and a receiver's dispatch work under the same user."""
@@ -1321,6 +1407,9 @@ def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
         assert homes & first_tenure <= fetched, rows
         assert partition_of(fallback_station.id, 64) not in fetched
         assert stats["deadletters"] == {}
+        # Every message came through the worker's intake, which holds its lease.
+        assert stats["intake"]["intaking"] == 1, stats["intake"]
+        assert stats["intake"]["forwarded"] >= len(messages) + len(gateway_packets), stats["intake"]
         # Alone, the worker owns every partition; the leases and lag are readable by the operator.
 
         def owns_all() -> dict[str, Any] | None:
@@ -1336,6 +1425,8 @@ def test_a_worker_from_the_deploy_configuration_stores_what_stations_publish(
         assert len(status["owners"]["ecowatch-0"]) == 64
         _, metrics = http_request("GET", f"{daemon.url}/metrics")
         assert 'ecowatch_partition_owned{partition="0",worker="ecowatch-0"} 1.0' in metrics.decode()
+        assert 'ecowatch_intake_holding{worker="ecowatch-0"} 1.0' in metrics.decode()
+        assert status["intake"]["owner"] == "ecowatch-0"
         # Each partition that took a message has its state checkpointed (KV pointer + object store).
         with closing(CheckpointStore(worker_urls(nodes), replicas=3, name="test").start()) as checkpoints:
             for partition in sorted(homes):

@@ -460,6 +460,7 @@ def test_cluster_status_of_an_empty_deployment(server: NatsServer) -> None:
         "live_workers": [],
         "owners": {},
         "lag": 0,
+        "intake": None,
         "leases": [],
     }
 

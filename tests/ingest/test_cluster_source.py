@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.cluster import Ownership
 from ingest.cluster.buckets import connect
+from ingest.cluster.intake import MqttIntake
 from ingest.cluster.source import PartitionSource, RawLogHandler
 from ingest.cluster.stations import ensure_stream, station_partition, topic_of_subject, transform_destination
 from ingest.records import decode_message
@@ -42,7 +43,7 @@ def test_station_partition_is_fnv1a_of_the_station() -> None:
 def test_stored_subjects_map_back_to_topics() -> None:
     """A stored subject names the MQTT topic it came from; the transform carries the partition count."""
     assert topic_of_subject("ecowatch.part.3.d1.st-1.water") == "ecowatch/v1/d1/st-1/water"
-    assert topic_of_subject("ecowatch.v1.d1.odd") == "ecowatch/v1/d1/odd"
+    assert topic_of_subject("ecowatch.in.d1.odd") == "ecowatch/v1/d1/odd"
     assert transform_destination(8) == (
         "ecowatch.part.{{partition(8,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}"
     )
@@ -104,9 +105,14 @@ def make_worker(name: str, server: NatsServer, tmp: Path) -> Worker:
 
 @pytest.fixture
 def nats_mqtt(tmp_path: Path) -> Iterator[NatsServer]:
-    """A single nats-server with JetStream and the MQTT listener."""
+    """A single nats-server with JetStream and the MQTT listener, and the intake that moves what
+    stations publish into the stations stream (`ingest.cluster.intake`)."""
     with NatsServer(tmp_path, server_name="mq1", mqtt=True) as server:
-        yield server
+        intake = MqttIntake([server.url], lease_ttl=LEASE_TTL, renew_interval=RENEW, fetch_wait=0.2).start()
+        try:
+            yield server
+        finally:
+            intake.stop()
 
 
 class Publisher:

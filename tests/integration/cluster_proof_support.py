@@ -371,6 +371,15 @@ class ProofRun:
         found: DaemonProcess = wait_for(find, "a worker dispatching to the receiver", WAIT)
         return found
 
+    def intake_holder(self) -> DaemonProcess:
+        """The running worker that holds the intake lease (waits for one)."""
+
+        def find() -> DaemonProcess | None:
+            return next((w for w in self.running() if w.stats()["intake"]["intaking"]), None)
+
+        found: DaemonProcess = wait_for(find, "a worker holding the intake", WAIT)
+        return found
+
     # -- nodes -----------------------------------------------------------------------------------
 
     @property

@@ -78,6 +78,9 @@ def test_a_worker_stores_every_reading_and_notifies_each_transition_once(tmp_pat
     assert status["owners"] == {"w1": [0, 1, 2, 3]}
     assert status["lag"] == 0
     assert all(row["lag"] == 0 and row["ack_pending"] == 0 for row in status["leases"])
+    # The intake moved every message from the MQTT listener and holds nothing back.
+    assert stats["intake"]["forwarded"] == sent
+    assert status["intake"] == {"owner": "w1", "epoch": 1, "lag": 0, "ack_pending": 0}
 
 
 def test_hj212_loggers_reach_the_cluster_through_the_gateway(tmp_path: Path) -> None:

@@ -1,0 +1,377 @@
+"""The intake of cluster mode: station messages from the MQTT listener's store into the stations stream,
+each acknowledged to the listener only after the stations stream stored it.
+
+Why it exists. nats-server answers a station's QoS 1 PUBLISH (PUBACK) once the message is in its
+own stream `$MQTT_msgs` (subject `$MQTT.msgs.<subject>`, interest retention: kept while a consumer
+has not acknowledged it). It also publishes the message as a plain NATS message on `<subject>`,
+and a stream capturing that subject stores it only if it has a leader at that moment: with the
+stations stream's leader killed or cut off, readings the station saw acknowledged were lost (the
+cluster proof lost 124-339 of them per run). So the stations stream does not capture the
+listener's subjects; this intake moves the messages over:
+
+    station ─QoS 1─▶ MQTT listener ─▶ $MQTT_msgs (R3, interest) ─ PUBACK to the station
+                                          │ durable pull consumer `ecowatch-intake`,
+                                          ▼ filter $MQTT.msgs.ecowatch.v1.>
+    MqttIntake (one worker at a time: lease `<prefix>-intake-*`)
+        publish `ecowatch.in.<district>.<station>.<kind>` (Nats-Msg-Id = $MQTT_msgs sequence and
+        time) ─▶ stream ecowatch-stations (R3) ─ PubAck ─▶ ack the $MQTT_msgs message
+
+No loss: a message leaves `$MQTT_msgs` only when every consumer interested in it acknowledged it,
+and the intake acknowledges only after the stations stream's PubAck; whatever fails in between
+(the stations stream without a leader, the intake killed, its node cut off) leaves the message
+there, delivered again after `ack_wait`. The stream `$MQTT_msgs` is the MQTT listener's (its
+name, subjects and retention are nats-server's, `server/mqtt.go`); the intake makes it first if
+no MQTT client has connected yet, with the same configuration, so that its consumer exists before
+the first station publishes (an interest stream drops what no consumer wants).
+
+No duplicate: the id `mqtt-<sequence>-<time>` is the message's place in `$MQTT_msgs`, the same
+on every delivery, and the stations stream drops a second publish of an id within its duplicate
+window (10 min, `stations.DUPLICATE_WINDOW`). A station's own resend after a lost PUBACK is a
+second message with another id; the readings store keeps a reading once.
+
+Order: a station's messages reach the stations stream in the order the listener stored them,
+which its alert engine relies on. Messages of one subject are published one after another
+(each after the previous one's PubAck), different stations concurrently; a batch that cannot be
+stored is retried as a whole, in place, before anything newer is fetched. A new lease holder
+waits `ack_wait` before its first fetch if the consumer has unacknowledged messages (the last
+holder's batch), so that those come first: the consumer hands out redeliveries before new ones.
+
+QoS 0 messages are not stored by the listener and are not taken in: stations publish QoS 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, Final, Self, TypeVar
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from ingest.cluster.buckets import TRANSIENT, connect
+from ingest.cluster.ownership import Ownership
+from ingest.cluster.stations import DEFAULT_STREAM, stations_subject
+from ingest.wal.jetstream.bridge import LoopThread
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+MSG_ID: Final = "Nats-Msg-Id"
+# nats-server's MQTT message store (server/mqtt.go: mqttStreamName, mqttStreamSubjectPrefix).
+MQTT_STREAM: Final = "$MQTT_msgs"
+MQTT_SUBJECT_PREFIX: Final = "$MQTT.msgs."
+INTAKE_FILTER: Final = f"{MQTT_SUBJECT_PREFIX}ecowatch.v1.>"
+DURABLE: Final = "ecowatch-intake"
+_STREAM_NAME_IN_USE: Final = 10058
+_CONSUMER_EXISTS: Final = 10148
+_LEASE: Final = 0
+
+
+def intake_bucket_prefix(bucket_prefix: str) -> str:
+    """The intake lease's buckets: `<prefix>-intake-leases` and `<prefix>-intake-workers`."""
+    return f"{bucket_prefix}-intake"
+
+
+def message_id(msg: Msg) -> str:
+    """The message's place in `$MQTT_msgs`: the same on every delivery of it."""
+    meta = msg.metadata
+    return f"mqtt-{meta.sequence.stream}-{int(meta.timestamp.timestamp() * 1_000_000)}"
+
+
+class MqttIntake:
+    """Moves station messages from `$MQTT_msgs` to the stations stream while holding the intake lease."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        *,
+        stream: str = DEFAULT_STREAM,
+        replicas: int = 1,
+        worker_id: str | None = None,
+        lease_ttl: float = 5.0,
+        renew_interval: float = 1.0,
+        bucket_prefix: str = "ecowatch",
+        batch: int = 500,
+        ack_wait: float = 10.0,
+        fetch_wait: float = 0.5,
+        request_timeout: float = 2.0,
+    ) -> None:
+        self.servers = list(servers)
+        self._stream = stream
+        self._replicas = replicas
+        self._batch = batch
+        self._ack_wait = ack_wait
+        self._fetch_wait = fetch_wait
+        self._timeout = request_timeout
+        self.ownership = Ownership(
+            servers,
+            partitions=1,
+            worker_id=worker_id,
+            on_acquired=self._on_acquired,
+            on_lost=self._on_lost,
+            lease_ttl=lease_ttl,
+            renew_interval=renew_interval,
+            replicas=replicas,
+            bucket_prefix=intake_bucket_prefix(bucket_prefix),
+        )
+        self.worker_id = self.ownership.worker_id
+        self._lock = threading.Lock()
+        self._counts = {"forwarded": 0, "duplicates": 0, "retried_batches": 0, "batches": 0}
+        self._running: tuple[concurrent.futures.Future[None], threading.Event] | None = None
+        self._bridge: LoopThread | None = None
+        self.state = "starting"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Connect, make sure `$MQTT_msgs` and the intake's consumer exist, compete for the lease."""
+        self._bridge = LoopThread(f"intake-{self.worker_id}")
+        try:
+            self._bridge.run(self._open())
+            self.ownership.start()
+        except BaseException:
+            self._close_bridge()
+            raise
+        return self
+
+    def stop(self, *, release: bool = True) -> None:
+        """Stop taking in (the batch in flight is stored and acked first) and leave the lease."""
+        self.ownership.stop(release=release)
+        self._close_bridge()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def intaking(self) -> bool:
+        """This process holds the intake lease and its loop runs."""
+        running = self._running
+        return running is not None and not running[1].is_set() and bool(self.ownership.owned())
+
+    def stats(self) -> dict[str, int | str]:
+        """forwarded (stored in the stations stream and acked), duplicates (of them, ids the stream
+        had already), batches, retried_batches (a publish failed: retried in place)."""
+        with self._lock:
+            return {**self._counts, "intaking": int(self.intaking()), "state": self.state}
+
+    # -- the lease's callbacks ----------------------------------------------------------------
+
+    def _on_acquired(self, _partition: int, epoch: int) -> None:
+        bridge = self._bridge
+        if bridge is None:
+            return
+        stop = threading.Event()
+        future = asyncio.run_coroutine_threadsafe(self._run(epoch, stop), bridge.loop)
+        self._running = (future, stop)
+        log.info("intake_started", worker=self.worker_id, epoch=epoch)
+
+    def _on_lost(self, _partition: int) -> None:
+        running, self._running = self._running, None
+        if running is None:
+            return
+        future, stop = running
+        stop.set()
+        try:
+            future.result()
+        except (concurrent.futures.CancelledError, RuntimeError):
+            pass  # the loop closed under it
+        except Exception:
+            log.exception("intake_loop_failed", worker=self.worker_id)
+        log.info("intake_stopped", worker=self.worker_id)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self, epoch: int, stop: threading.Event) -> None:
+        await self._let_redeliveries_come_first(stop)
+        while not stop.is_set():
+            try:
+                await self._step(epoch, stop)
+            except Exception:  # the loop must outlive any one batch: what failed is delivered again
+                log.exception("intake_step_failed", worker=self.worker_id)
+                await asyncio.sleep(1.0)
+
+    async def _step(self, epoch: int, stop: threading.Event) -> None:
+        self.state = "waiting_for_lease"
+        if not self.ownership.holds(_LEASE, epoch):
+            await asyncio.sleep(0.1)
+            return
+        self.state = "fetching"
+        msgs = await self._fetch()
+        if not msgs:
+            return
+        self.state = "forwarding"
+        if await self._forward(msgs, epoch, stop):
+            self.state = "acking"
+            for msg in msgs:
+                await self._attempt(msg.ack())
+
+    async def _let_redeliveries_come_first(self, stop: threading.Event) -> None:
+        info = await self._attempt(self._js.consumer_info(MQTT_STREAM, DURABLE))
+        if info is not None and not info.num_ack_pending:
+            return
+        # Unacknowledged messages, or no answer (an election): wait until they are redeliverable.
+        unacknowledged = None if info is None else info.num_ack_pending
+        log.info("intake_waiting_for_redeliveries", unacknowledged=unacknowledged, seconds=self._ack_wait)
+        deadline = time.monotonic() + self._ack_wait + 0.5
+        while not stop.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    async def _forward(self, msgs: list[Msg], epoch: int, stop: threading.Event) -> bool:
+        """Store every message of the batch in the stations stream (per subject in order), retrying
+        what failed until it is stored; False if the lease was lost first (nothing acked)."""
+        by_subject: dict[str, list[Msg]] = {}
+        for msg in msgs:
+            by_subject.setdefault(msg.subject, []).append(msg)
+        pending = list(by_subject.values())
+        keepalive = asyncio.ensure_future(self._keep_in_progress(msgs))
+        delay = 0.2
+        try:
+            while True:
+                results = await asyncio.gather(*(self._publish_in_order(chain) for chain in pending))
+                errors = [error for _done, error in results if error is not None]
+                pending = [
+                    chain[done:]
+                    for chain, (done, _e) in zip(pending, results, strict=True)
+                    if done < len(chain)
+                ]
+                with self._lock:
+                    self._counts["retried_batches" if pending else "batches"] += 1
+                if not pending:
+                    return True
+                log.warning(
+                    "intake_publish_failed",
+                    waiting=sum(map(len, pending)),
+                    error=repr(errors[0]),
+                    retry_in=delay,
+                )
+                if stop.is_set() or not self.ownership.holds(_LEASE, epoch):
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        finally:
+            keepalive.cancel()
+
+    async def _publish_in_order(self, chain: list[Msg]) -> tuple[int, Exception | None]:
+        """Publish `chain` one after another: how many were stored before the first failure, and it."""
+        for done, msg in enumerate(chain):
+            subject = stations_subject(msg.subject.removeprefix(MQTT_SUBJECT_PREFIX))
+            try:
+                ack = await self._js.publish(
+                    subject,
+                    msg.data,
+                    timeout=self._timeout,
+                    stream=self._stream,
+                    headers={MSG_ID: message_id(msg)},
+                )
+            except (*TRANSIENT, nats.js.errors.Error) as exc:
+                return done, exc
+            with self._lock:
+                self._counts["forwarded"] += 1
+                self._counts["duplicates"] += bool(ack.duplicate)
+        return len(chain), None
+
+    async def _keep_in_progress(self, msgs: list[Msg]) -> None:
+        while True:
+            await asyncio.sleep(self._ack_wait / 3)
+            for msg in msgs:
+                await self._attempt(msg.in_progress())
+
+    # -- the connection ------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self._nc: Client = await connect(self.servers, f"ecowatch-intake-{self.worker_id}", self._timeout)
+        self._js: JetStreamContext = self._nc.jetstream(timeout=self._timeout)
+        try:
+            await self._ensure_mqtt_stream()
+            await self._subscribe()
+        except BaseException:
+            await self._nc.close()
+            raise
+
+    async def _ensure_mqtt_stream(self) -> None:
+        config = api.StreamConfig(
+            name=MQTT_STREAM,
+            subjects=[f"{MQTT_SUBJECT_PREFIX}>"],
+            retention=api.RetentionPolicy.INTEREST,
+            storage=api.StorageType.FILE,
+            num_replicas=self._replicas,
+        )
+        try:
+            await self._js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:
+                raise  # made by the listener (its own replicas): used as it is
+
+    async def _subscribe(self) -> None:
+        config = api.ConsumerConfig(
+            durable_name=DURABLE,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=self._ack_wait,
+            max_ack_pending=2 * self._batch,
+            max_deliver=-1,
+            filter_subject=INTAKE_FILTER,
+        )
+        try:
+            await self._js.add_consumer(MQTT_STREAM, config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _CONSUMER_EXISTS:
+                raise
+            log.warning("intake_consumer_config_differs", consumer=DURABLE, error=exc.description)
+        self._sub: JetStreamContext.PullSubscription | None = await self._js.pull_subscribe_bind(
+            DURABLE, MQTT_STREAM
+        )
+
+    async def _fetch(self) -> list[Msg]:
+        if self._sub is None and not await self._bind():
+            await asyncio.sleep(0.2)
+            return []
+        assert self._sub is not None
+        try:
+            return await self._sub.fetch(self._batch, timeout=self._fetch_wait)
+        except nats.errors.TimeoutError:
+            return []
+        except nats.errors.Error as exc:  # a consumer leader that moved or vanished: bind again
+            log.debug("intake_fetch_failed", error=repr(exc))
+            sub, self._sub = self._sub, None
+            await self._attempt(sub.unsubscribe())
+            return []
+
+    async def _bind(self) -> bool:
+        """Bind a new pull subscription. Until one is bound, there is none: a subscription whose
+        consumer could not be bound again (its node frozen) would take pull requests to an inbox
+        nobody reads, and the consumer would wait for pulls that never come."""
+        try:
+            await self._subscribe()
+        except (*TRANSIENT, nats.errors.Error) as exc:
+            log.debug("intake_bind_failed", error=repr(exc))
+            return False
+        return True
+
+    async def _attempt(self, call: Coroutine[Any, Any, T]) -> T | None:
+        try:
+            return await call
+        except nats.errors.Error as exc:
+            log.debug("intake_request_failed", error=repr(exc))
+            return None
+
+    def _close_bridge(self) -> None:
+        bridge, self._bridge = self._bridge, None
+        if bridge is None:
+            return
+        try:
+            bridge.run(self._attempt(self._nc.close()))
+        except AttributeError:  # never connected
+            pass
+        finally:
+            bridge.stop()
