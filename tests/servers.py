@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import shutil
 import signal
 import socket
@@ -557,6 +558,34 @@ class NatsServer(Server):
         if self.mqtt_port is not None:
             lines += ["mqtt {", f"  listen: {HOST}:{self.mqtt_port}", "}"]
         self.config_file.write_text("\n".join(lines) + "\n")
+        self._started = False
+
+    def start(self) -> None:
+        """Start; at the first start, the client, monitoring and MQTT ports are picked again if another
+        process took one since it was picked (a free port is free only when picked: seen in CI). The
+        cluster port stays (the other nodes' routes name it), and a restart keeps every port."""
+        for attempt in range(3):
+            try:
+                super().start()
+            except RuntimeError as exc:
+                if self._started or "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self._pick_ports_again()
+                continue
+            self._started = True
+            return
+
+    def _pick_ports_again(self) -> None:
+        moved = {self.port: free_port(), self.monitor_port: free_port()}
+        if self.mqtt_port is not None:
+            moved[self.mqtt_port] = free_port()
+        text = self.config_file.read_text()
+        for before, after in moved.items():
+            text = re.sub(rf"{re.escape(HOST)}:{before}\b", f"{HOST}:{after}", text)
+        self.config_file.write_text(text)
+        self.port, self.monitor_port = moved[self.port], moved[self.monitor_port]
+        if self.mqtt_port is not None:
+            self.mqtt_port = moved[self.mqtt_port]
 
     @property
     def url(self) -> str:
