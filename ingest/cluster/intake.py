@@ -45,7 +45,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, Self, TypeVar
 
 import nats.errors
@@ -57,6 +57,7 @@ from nats.js import JetStreamContext, api
 
 from ingest.cluster.buckets import TRANSIENT, connect
 from ingest.cluster.ownership import Ownership
+from ingest.cluster.pull import DurablePull
 from ingest.cluster.stations import DEFAULT_STREAM, stations_subject
 from ingest.wal.jetstream.bridge import LoopThread
 
@@ -71,7 +72,6 @@ MQTT_SUBJECT_PREFIX: Final = "$MQTT.msgs."
 INTAKE_FILTER: Final = f"{MQTT_SUBJECT_PREFIX}ecowatch.v1.>"
 DURABLE: Final = "ecowatch-intake"
 _STREAM_NAME_IN_USE: Final = 10058
-_CONSUMER_EXISTS: Final = 10148
 _LEASE: Final = 0
 
 
@@ -103,8 +103,23 @@ class MqttIntake:
         ack_wait: float = 10.0,
         fetch_wait: float = 0.5,
         request_timeout: float = 2.0,
+        subject_for: Callable[[str], str] = stations_subject,
     ) -> None:
+        """`subject_for`: the stations stream's subject for a listener's subject (`ecowatch.v1.…`)."""
         self.servers = list(servers)
+        self._subject_for = subject_for
+        self._pull = DurablePull(
+            MQTT_STREAM,
+            api.ConsumerConfig(
+                durable_name=DURABLE,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.ALL,
+                ack_wait=ack_wait,
+                max_ack_pending=2 * batch,
+                max_deliver=-1,
+                filter_subject=INTAKE_FILTER,
+            ),
+        )
         self._stream = stream
         self._replicas = replicas
         self._batch = batch
@@ -264,7 +279,7 @@ class MqttIntake:
     async def _publish_in_order(self, chain: list[Msg]) -> tuple[int, Exception | None]:
         """Publish `chain` one after another: how many were stored before the first failure, and it."""
         for done, msg in enumerate(chain):
-            subject = stations_subject(msg.subject.removeprefix(MQTT_SUBJECT_PREFIX))
+            subject = self._subject_for(msg.subject.removeprefix(MQTT_SUBJECT_PREFIX))
             try:
                 ack = await self._js.publish(
                     subject,
@@ -293,7 +308,7 @@ class MqttIntake:
         self._js: JetStreamContext = self._nc.jetstream(timeout=self._timeout)
         try:
             await self._ensure_mqtt_stream()
-            await self._subscribe()
+            await self._pull.bind(self._js)
         except BaseException:
             await self._nc.close()
             raise
@@ -312,51 +327,8 @@ class MqttIntake:
             if exc.err_code != _STREAM_NAME_IN_USE:
                 raise  # made by the listener (its own replicas): used as it is
 
-    async def _subscribe(self) -> None:
-        config = api.ConsumerConfig(
-            durable_name=DURABLE,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.ALL,
-            ack_wait=self._ack_wait,
-            max_ack_pending=2 * self._batch,
-            max_deliver=-1,
-            filter_subject=INTAKE_FILTER,
-        )
-        try:
-            await self._js.add_consumer(MQTT_STREAM, config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _CONSUMER_EXISTS:
-                raise
-            log.warning("intake_consumer_config_differs", consumer=DURABLE, error=exc.description)
-        self._sub: JetStreamContext.PullSubscription | None = await self._js.pull_subscribe_bind(
-            DURABLE, MQTT_STREAM
-        )
-
     async def _fetch(self) -> list[Msg]:
-        if self._sub is None and not await self._bind():
-            await asyncio.sleep(0.2)
-            return []
-        assert self._sub is not None
-        try:
-            return await self._sub.fetch(self._batch, timeout=self._fetch_wait)
-        except nats.errors.TimeoutError:
-            return []
-        except nats.errors.Error as exc:  # a consumer leader that moved or vanished: bind again
-            log.debug("intake_fetch_failed", error=repr(exc))
-            sub, self._sub = self._sub, None
-            await self._attempt(sub.unsubscribe())
-            return []
-
-    async def _bind(self) -> bool:
-        """Bind a new pull subscription. Until one is bound, there is none: a subscription whose
-        consumer could not be bound again (its node frozen) would take pull requests to an inbox
-        nobody reads, and the consumer would wait for pulls that never come."""
-        try:
-            await self._subscribe()
-        except (*TRANSIENT, nats.errors.Error) as exc:
-            log.debug("intake_bind_failed", error=repr(exc))
-            return False
-        return True
+        return await self._pull.fetch(self._js, self._batch, self._fetch_wait)
 
     async def _attempt(self, call: Coroutine[Any, Any, T]) -> T | None:
         try:

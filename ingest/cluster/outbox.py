@@ -77,6 +77,7 @@ from nats.js import JetStreamContext, api
 
 from ingest.cluster.buckets import TRANSIENT, connect
 from ingest.cluster.ownership import Ownership
+from ingest.cluster.pull import DurablePull
 from ingest.wal.jetstream.bridge import LoopThread
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,6 @@ DEFAULT_DUPLICATE_WINDOW: Final = 600.0
 DEFAULT_MAX_AGE: Final = 7 * 24 * 3600.0
 _NAME: Final = re.compile(r"^[-_A-Za-z0-9]{1,32}$")
 _STREAM_NAME_IN_USE: Final = 10058
-_CONSUMER_EXISTS: Final = 10148
 # The single partition of a receiver's lease.
 _LEASE: Final = 0
 
@@ -261,13 +261,26 @@ class ReceiverDispatch:
         self._subjects = [f"{subject_prefix}.{_check_name('topic', t)}" for t in topics or ()] or [
             f"{subject_prefix}.>"
         ]
-        self._start_at = start_at
         self._replicas = replicas
         self._ack_wait = ack_wait
         self._retry_delay = retry_delay
         self._fetch_wait = fetch_wait
         self._timeout = request_timeout
         self.durable = f"outbox-{receiver}"
+        single = len(self._subjects) == 1
+        self._pull = DurablePull(
+            self._stream,
+            api.ConsumerConfig(
+                durable_name=self.durable,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.ALL if start_at == "all" else api.DeliverPolicy.NEW,
+                ack_wait=ack_wait,
+                max_ack_pending=1,
+                max_deliver=-1,
+                filter_subject=self._subjects[0] if single else None,
+                filter_subjects=None if single else self._subjects,
+            ),
+        )
         self.ownership = Ownership(
             servers,
             partitions=1,
@@ -385,60 +398,14 @@ class ReceiverDispatch:
         self._nc: Client = await connect(self.servers, f"ecowatch-{self.durable}", self._timeout)
         self._js: JetStreamContext = self._nc.jetstream(timeout=self._timeout)
         try:
-            await self._subscribe()
+            await self._pull.bind(self._js)
         except BaseException:
             await self._nc.close()
             raise
 
-    async def _subscribe(self) -> None:
-        single = len(self._subjects) == 1
-        config = api.ConsumerConfig(
-            durable_name=self.durable,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.ALL if self._start_at == "all" else api.DeliverPolicy.NEW,
-            ack_wait=self._ack_wait,
-            max_ack_pending=1,
-            max_deliver=-1,
-            filter_subject=self._subjects[0] if single else None,
-            filter_subjects=None if single else self._subjects,
-        )
-        try:
-            await self._js.add_consumer(self._stream, config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _CONSUMER_EXISTS:
-                raise
-            log.warning("outbox_consumer_config_differs", consumer=self.durable, error=exc.description)
-        self._sub: JetStreamContext.PullSubscription | None = await self._js.pull_subscribe_bind(
-            self.durable, self._stream
-        )
-
     async def _fetch(self) -> Msg | None:
-        if self._sub is None and not await self._bind():
-            await asyncio.sleep(0.2)
-            return None
-        assert self._sub is not None
-        try:
-            msgs = await self._sub.fetch(1, timeout=self._fetch_wait)
-        except nats.errors.TimeoutError:
-            return None
-        except nats.errors.Error as exc:  # a consumer leader that moved or vanished: bind again
-            log.debug("outbox_fetch_failed", consumer=self.durable, error=repr(exc))
-            sub, self._sub = self._sub, None
-            await self._attempt(sub.unsubscribe())
-            return None
+        msgs = await self._pull.fetch(self._js, 1, self._fetch_wait)
         return msgs[0] if msgs else None
-
-    async def _bind(self) -> bool:
-        """Bind a new pull subscription. Until one is bound, there is none: keeping the old one after
-        a failed bind (its node frozen) sent every later pull request to an inbox nobody read, and
-        the receiver's consumer waited for pulls that never came (a dispatcher stalled with
-        messages pending after a NATS node restart)."""
-        try:
-            await self._subscribe()
-        except (*TRANSIENT, nats.errors.Error) as exc:
-            log.debug("outbox_bind_failed", consumer=self.durable, error=repr(exc))
-            return False
-        return True
 
     async def _ack(self, msg: Msg) -> bool:
         """Ack, confirmed by the server; retried (through an election) until ack_wait ran out."""

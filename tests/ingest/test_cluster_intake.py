@@ -24,8 +24,15 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.cluster.intake import DURABLE, MQTT_STREAM, MSG_ID, MqttIntake
-from ingest.cluster.stations import SOURCE_SUBJECTS, ensure_stream, topic_of_subject
+from ingest.cluster.stations import (
+    SOURCE_SUBJECTS,
+    ensure_stream,
+    stations_subject,
+    stations_subject_by_station,
+    topic_of_subject,
+)
 from tests.helpers import wait_for
+from tests.ingest.pull_faults import lose_the_consumer
 from tests.servers import HOST, NatsServer
 
 pytestmark = pytest.mark.integration
@@ -37,6 +44,24 @@ LEASE_TTL: Final = 1.0
 RENEW: Final = 0.25
 ACK_WAIT: Final = 2.0
 ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+def test_the_listener_subjects_map_to_the_stations_stream() -> None:
+    """`ecowatch.v1.<rest>` goes to `ecowatch.in.<rest>`; HJ 212 that came as `hj212/<MN>` goes under
+    its station's id when the MN is known and the id is one subject token, else stays."""
+    assert stations_subject("ecowatch.v1.d1.s-1.water") == "ecowatch.in.d1.s-1.water"
+    assert stations_subject("ecowatch.v1.d1.odd") == "ecowatch.in.d1.odd"
+    known = {"500001": "cq-cj-cuntan", "500002": "odd.id"}
+    subject_for = stations_subject_by_station(known.get)
+    assert subject_for("ecowatch.v1.hj212.500001.mn") == "ecowatch.in.hj212.cq-cj-cuntan.packet"
+    assert subject_for("ecowatch.v1.hj212.500002.mn") == "ecowatch.in.hj212.500002.mn"
+    assert subject_for("ecowatch.v1.hj212.999999.mn") == "ecowatch.in.hj212.999999.mn"
+    assert subject_for("ecowatch.v1.hj212.cq-cj-cuntan.packet") == "ecowatch.in.hj212.cq-cj-cuntan.packet"
+    assert subject_for("ecowatch.v1.d1.500001.mn") == "ecowatch.in.d1.500001.mn"
+    assert (
+        topic_of_subject("ecowatch.part.3.hj212.cq-cj-cuntan.packet")
+        == "ecowatch/v1/hj212/cq-cj-cuntan/packet"
+    )
 
 
 @pytest.fixture
@@ -286,25 +311,7 @@ def test_a_failed_bind_is_retried_instead_of_pulling_into_a_dead_inbox(
         wait_for(running.intaking, "the intake to hold its lease")
         publish(server, range(5))
         wait_for(lambda: len(stored(server)) >= 5 * len(STATIONS), "the first messages stored")
-        subscribe = running._subscribe
-        failed: list[str] = []
-
-        async def fail_once() -> None:
-            if not failed:
-                failed.append("bind")
-                raise nats.errors.TimeoutError
-            await subscribe()
-
-        monkeypatch.setattr(running, "_subscribe", fail_once)
-
-        async def delete_consumer() -> None:
-            nc = await nats.connect(server.url)
-            try:
-                await nc.jetstream().delete_consumer(MQTT_STREAM, DURABLE)
-            finally:
-                await nc.close()
-
-        asyncio.run(delete_consumer())
+        failed = lose_the_consumer(monkeypatch, running._pull, server.url)
         wait_for(lambda: failed and consumer_exists(server), "the intake to bind again after a failed bind")
         publish(server, range(5, 10), client_id="stations-2")
         expected = {(s, n) for s in STATIONS for n in range(10)}

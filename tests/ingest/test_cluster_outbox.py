@@ -8,7 +8,6 @@ over exactly once, in order, and never by two dispatchers at the same time.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
 import time
@@ -17,12 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import nats
-import nats.errors
 import pytest
 
 from ingest.cluster.outbox import OutboxStream, ReceiverDispatch
 from tests.helpers import wait_for
+from tests.ingest.pull_faults import lose_the_consumer
 from tests.servers import NatsCluster, NatsServer
 
 pytestmark = pytest.mark.integration
@@ -216,25 +214,7 @@ def test_a_failed_bind_is_retried_instead_of_pulling_into_a_dead_inbox(
     dispatch = run.dispatcher("d1")
     run.publish(_keys(3))
     run.wait_received(3)
-    subscribe = dispatch._subscribe
-    failed: list[str] = []
-
-    async def fail_once() -> None:
-        if not failed:
-            failed.append("bind")
-            raise nats.errors.TimeoutError
-        await subscribe()
-
-    monkeypatch.setattr(dispatch, "_subscribe", fail_once)
-
-    async def delete_consumer() -> None:
-        nc = await nats.connect(server.url)
-        try:
-            await nc.jetstream().delete_consumer(run.names["stream"], dispatch.durable)
-        finally:
-            await nc.close()
-
-    asyncio.run(delete_consumer())
+    failed = lose_the_consumer(monkeypatch, dispatch._pull, server.url)
     wait_for(lambda: bool(failed), "a failed bind")
     run.publish(_keys(3, first=3))
     run.wait_received(6, timeout=30.0)
