@@ -55,6 +55,7 @@ from ingest.cluster.buckets import TRANSIENT
 from ingest.cluster.intake import MqttIntake
 from ingest.cluster.metrics import IntakeMetrics, PartitionMetrics
 from ingest.cluster.source import PartitionSource
+from ingest.cluster.stations import stations_subject_by_station
 from ingest.deadletter import DeadLetterStore
 from ingest.errors import SinkError
 from ingest.routes import Request
@@ -153,6 +154,7 @@ class ClusterWorker:
             lease_ttl=lease_ttl,
             renew_interval=renew_interval,
             batch=cluster.batch,
+            subject_for=stations_subject_by_station(self._station_of_mn),
             **common,
         )
         self.senders = {r.name: ReceiverSender(settings.notify, r.name) for r in settings.notify.receivers}
@@ -257,6 +259,20 @@ class ClusterWorker:
             self.check_sinks()
         self.stop()
         return 0
+
+    def _station_of_mn(self, mn: str) -> str | None:
+        """The station of an MN, if the subscriptions route HJ 212 by station id (the intake then moves
+        `hj212/<MN>` under the id: `stations_subject_by_station`); the first matching one decides."""
+        station = self.registry.by_mn(mn)
+        if station is None:
+            return None
+        topic = f"ecowatch/v1/hj212/{station.id}/packet"
+        for subscription in self.settings.mqtt.subscriptions:
+            tags = subscription.template().match(topic)
+            if tags is not None:
+                routed = subscription.format == "hj212" and tags.get("station_id") == station.id
+                return station.id if routed else None
+        return None
 
     # The source is made after the ownership (its pipeline checks the leases): late-bound.
     def _on_acquired(self, partition: int, epoch: int) -> None:

@@ -30,6 +30,7 @@ stream's transform: a stream made with another count makes `ensure_stream` refus
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import nats.js.errors
@@ -44,6 +45,7 @@ _TRANSFORM_SOURCE: Final = f"{INTAKE_PREFIX}.*.*.*"
 # The intake's ids are kept this long: a message redelivered to it (an ack lost, a holder killed
 # between storing and acking, redelivered after the intake's ack_wait) is stored once.
 DUPLICATE_WINDOW: Final = 600.0
+_HJ212_MN_TOKENS: Final = 5  # ecowatch . v1 . hj212 . <MN> . mn
 _PART_PREFIX: Final = "ecowatch.part"
 _STREAM_NAME_IN_USE: Final = 10058
 
@@ -74,6 +76,29 @@ def filters(partition: int) -> list[str]:
 def stations_subject(mqtt_subject: str) -> str:
     """Where the intake publishes a listener's `ecowatch.v1.<rest>`: `ecowatch.in.<rest>`."""
     return f"{INTAKE_PREFIX}.{mqtt_subject.removeprefix('ecowatch.v1.')}"
+
+
+def stations_subject_by_station(by_mn: Callable[[str], str | None]) -> Callable[[str], str]:
+    """`stations_subject`, except that HJ 212 that arrived under its MN (`ecowatch.v1.hj212.<MN>.mn`,
+    nats.conf's mapping of `hj212/<MN>`) goes under its station's id when `by_mn` knows the MN:
+    `ecowatch.in.hj212.<station>.packet`, the subject of the gateway's `{station_id}` topic. So
+    it is partitioned by station like everything else, and its station's silence is judged where
+    its readings are; the route by station id still checks the packet's MN against the station.
+    An MN `by_mn` does not know, or a station id that is not one subject token, stays as it came."""
+
+    def subject_for(mqtt_subject: str) -> str:
+        tokens = mqtt_subject.split(".")
+        if (
+            len(tokens) == _HJ212_MN_TOKENS
+            and tokens[:3] == ["ecowatch", "v1", "hj212"]
+            and tokens[4] == "mn"
+        ):
+            station = by_mn(tokens[3])
+            if station and all(c not in station for c in ".*> "):
+                return f"{INTAKE_PREFIX}.hj212.{station}.packet"
+        return stations_subject(mqtt_subject)
+
+    return subject_for
 
 
 def topic_of_subject(subject: str) -> str:
