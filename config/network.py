@@ -425,6 +425,14 @@ class RiverNetwork:
         """Expected seconds between the station's reports: how late it may first see a plume."""
         return self._intervals[station_id]
 
+    def basin(self, point_id: str) -> str | None:
+        """The outlet river that the point's river flows into (through its confluences), naming the
+        river system it is on; None for a point not on the network. Connected rivers share it."""
+        position = self._positions.get(point_id)
+        if position is None:
+            return None
+        return self._legs(position.river, position.chainage_km)[-1].river
+
     def outlet_distance_km(self, point_id: str) -> float:
         """River km from the point to its outlet: larger is further upstream on any one flow path."""
         pos = self._positions[point_id]

@@ -38,6 +38,9 @@ class RejectReason(StrEnum):
     # names the exception type, the traceback is logged (rate-limited).
     INTERNAL_ERROR = "internal_error"
     SINK_REJECTED = "sink_rejected"
+    # Cluster mode: the stations stream refused the message for good (JetStream answered 400), so
+    # the intake could not move it from the MQTT listener's store.
+    STREAM_REJECTED = "stream_rejected"
 
 
 class SinkReason(StrEnum):

@@ -49,15 +49,15 @@ from ingest.cluster import (
     Ownership,
     ReceiverDispatch,
     cluster_status,
-    partition_of,
 )
 from ingest.cluster.buckets import TRANSIENT
 from ingest.cluster.intake import MqttIntake
 from ingest.cluster.metrics import IntakeMetrics, PartitionMetrics
+from ingest.cluster.partitions import PartitionKeys
 from ingest.cluster.source import PartitionSource
-from ingest.cluster.stations import stations_subject_by_station
-from ingest.deadletter import DeadLetterStore
-from ingest.errors import SinkError
+from ingest.cluster.stations import intake_subjects
+from ingest.deadletter import DeadLetter, DeadLetterStore
+from ingest.errors import RejectReason, SinkError
 from ingest.routes import Request
 from ingest.sinks import make_sink
 
@@ -96,6 +96,10 @@ class ClusterWorker:
             **common,
         )
         self.worker_id = self.ownership.worker_id
+        network = self.registry.network
+        self.keys = PartitionKeys(
+            network.basin if cluster.partition_by == "river_system" and network is not None else None
+        )
         self.deadletters = DeadLetterStore(settings.data_dir / "deadletter.db", settings.deadletter)
         self.sinks = [SharedSink(c.name, make_sink(c)) for c in settings.effective_sinks()]
         self.checkpoints = CheckpointStore(
@@ -114,7 +118,7 @@ class ClusterWorker:
                 assessment_rules=assessment.rules,
                 keep_days=assessment.keep_days,
                 keep_samples=False,
-                watched=lambda station_id: partition_of(station_id, cluster.partitions) == partition,
+                watched=lambda station_id: self.keys.partition(station_id, cluster.partitions) == partition,
                 regions=False,
             )
 
@@ -142,6 +146,7 @@ class ClusterWorker:
             servers,
             self.pipeline,
             partitions=cluster.partitions,
+            partition_by=cluster.partition_by,
             max_bytes=cluster.stream_max_bytes,
             batch=cluster.batch,
             name=self.worker_id,
@@ -154,7 +159,8 @@ class ClusterWorker:
             lease_ttl=lease_ttl,
             renew_interval=renew_interval,
             batch=cluster.batch,
-            subject_for=stations_subject_by_station(self._station_of_mn),
+            subject_for=intake_subjects(key_of=self.keys.key, station_of_mn=self._station_of_mn),
+            on_refused=self._dead_letter_refused,
             **common,
         )
         self.senders = {r.name: ReceiverSender(settings.notify, r.name) for r in settings.notify.receivers}
@@ -260,9 +266,14 @@ class ClusterWorker:
         self.stop()
         return 0
 
+    def _dead_letter_refused(self, topic: str, payload: bytes, detail: str) -> None:
+        self.deadletters.add_many(
+            [DeadLetter(time.time_ns(), topic, payload, RejectReason.STREAM_REJECTED, detail)]
+        )
+
     def _station_of_mn(self, mn: str) -> str | None:
         """The station of an MN, if the subscriptions route HJ 212 by station id (the intake then moves
-        `hj212/<MN>` under the id: `stations_subject_by_station`); the first matching one decides."""
+        `hj212/<MN>` under the id: `stations.intake_subjects`); the first matching one decides."""
         station = self.registry.by_mn(mn)
         if station is None:
             return None

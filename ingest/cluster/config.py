@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from config.types import StrictModel
+from ingest.cluster.partitions import PartitionBy
 
 
 class ClusterConfig(StrictModel):
@@ -22,6 +23,14 @@ class ClusterConfig(StrictModel):
         le=4096,
         description="Partitions of the stations (sha256 of the station id mod this). Fixed for a "
         "deployment: changing it moves most stations; a worker with another value refuses to start.",
+    )
+    partition_by: PartitionBy = Field(
+        "station",
+        description="What a partition holds. `station`: stations hashed by id, spread evenly. "
+        "`river_system`: every station on connected rivers of the registry's network in one "
+        "partition (one alert engine follows an incident along all of them; stations off the "
+        "network by id), at the cost of one partition per river system carrying its whole load. "
+        "Fixed for a deployment like `partitions` (the stations stream records it).",
     )
     worker_id: str | None = Field(
         None,

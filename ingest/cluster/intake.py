@@ -13,8 +13,8 @@ listener's subjects; this intake moves the messages over:
                                           │ durable pull consumer `ecowatch-intake`,
                                           ▼ filter $MQTT.msgs.ecowatch.v1.>
     MqttIntake (one worker at a time: lease `<prefix>-intake-*`)
-        publish `ecowatch.in.<district>.<station>.<kind>` (Nats-Msg-Id = $MQTT_msgs sequence and
-        time) ─▶ stream ecowatch-stations (R3) ─ PubAck ─▶ ack the $MQTT_msgs message
+        publish `ecowatch.in.<key>.<district>.<station>.<kind>` (Nats-Msg-Id = $MQTT_msgs sequence
+        and time) ─▶ stream ecowatch-stations (R3) ─ PubAck ─▶ ack the $MQTT_msgs message
 
 No loss: a message leaves `$MQTT_msgs` only when every consumer interested in it acknowledged it,
 and the intake acknowledges only after the stations stream's PubAck; whatever fails in between
@@ -58,7 +58,7 @@ from nats.js import JetStreamContext, api
 from ingest.cluster.buckets import TRANSIENT, connect
 from ingest.cluster.ownership import Ownership
 from ingest.cluster.pull import DurablePull
-from ingest.cluster.stations import DEFAULT_STREAM, stations_subject
+from ingest.cluster.stations import DEFAULT_STREAM, intake_subjects
 from ingest.wal.jetstream.bridge import LoopThread
 
 log = structlog.get_logger(__name__)
@@ -73,6 +73,8 @@ INTAKE_FILTER: Final = f"{MQTT_SUBJECT_PREFIX}ecowatch.v1.>"
 DURABLE: Final = "ecowatch-intake"
 _STREAM_NAME_IN_USE: Final = 10058
 _LEASE: Final = 0
+# (MQTT topic, payload, why): where a message the stations stream refuses for good is kept.
+Refused = Callable[[str, bytes, str], None]
 
 
 def intake_bucket_prefix(bucket_prefix: str) -> str:
@@ -103,11 +105,16 @@ class MqttIntake:
         ack_wait: float = 10.0,
         fetch_wait: float = 0.5,
         request_timeout: float = 2.0,
-        subject_for: Callable[[str], str] = stations_subject,
+        subject_for: Callable[[str], str] | None = None,
+        on_refused: Refused | None = None,
     ) -> None:
-        """`subject_for`: the stations stream's subject for a listener's subject (`ecowatch.v1.…`)."""
+        """`subject_for`: the stations stream's subject for a listener's subject (`ecowatch.v1.…`);
+        by default `stations.intake_subjects()` (keyed by station id). `on_refused(topic, payload,
+        detail)`: keeps a message the stations stream refuses for good (JetStream's 400), which is
+        then acknowledged; without it such a message is retried like any failure."""
         self.servers = list(servers)
-        self._subject_for = subject_for
+        self._subject_for = subject_for or intake_subjects()
+        self._on_refused = on_refused
         self._pull = DurablePull(
             MQTT_STREAM,
             api.ConsumerConfig(
@@ -139,7 +146,7 @@ class MqttIntake:
         )
         self.worker_id = self.ownership.worker_id
         self._lock = threading.Lock()
-        self._counts = {"forwarded": 0, "duplicates": 0, "retried_batches": 0, "batches": 0}
+        self._counts = {"forwarded": 0, "duplicates": 0, "refused": 0, "retried_batches": 0, "batches": 0}
         self._running: tuple[concurrent.futures.Future[None], threading.Event] | None = None
         self._bridge: LoopThread | None = None
         self.state = "starting"
@@ -175,7 +182,8 @@ class MqttIntake:
 
     def stats(self) -> dict[str, int | str]:
         """forwarded (stored in the stations stream and acked), duplicates (of them, ids the stream
-        had already), batches, retried_batches (a publish failed: retried in place)."""
+        had already), refused (the stream refused them for good: handed to `on_refused`), batches,
+        retried_batches (a publish failed: retried in place)."""
         with self._lock:
             return {**self._counts, "intaking": int(self.intaking()), "state": self.state}
 
@@ -288,12 +296,32 @@ class MqttIntake:
                     stream=self._stream,
                     headers={MSG_ID: message_id(msg)},
                 )
+            except nats.js.errors.BadRequestError as exc:
+                if not self._keep_refused(msg, exc):
+                    return done, exc
+                continue
             except (*TRANSIENT, nats.js.errors.Error) as exc:
                 return done, exc
             with self._lock:
                 self._counts["forwarded"] += 1
                 self._counts["duplicates"] += bool(ack.duplicate)
         return len(chain), None
+
+    def _keep_refused(self, msg: Msg, exc: nats.js.errors.BadRequestError) -> bool:
+        """Hand a refused message to `on_refused` (then it counts as moved); False if there is none
+        or it failed (the message is retried)."""
+        if self._on_refused is None:
+            return False
+        topic = msg.subject.removeprefix(MQTT_SUBJECT_PREFIX).replace(".", "/")
+        try:
+            self._on_refused(topic, msg.data, f"stations stream refused it: {exc.description}")
+        except Exception:
+            log.exception("intake_refused_not_kept", topic=topic)
+            return False
+        log.warning("intake_refused", topic=topic, error=exc.description)
+        with self._lock:
+            self._counts["refused"] += 1
+        return True
 
     async def _keep_in_progress(self, msgs: list[Msg]) -> None:
         while True:

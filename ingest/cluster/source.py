@@ -215,6 +215,7 @@ class PartitionSource:
         handler: PartitionHandler,
         *,
         partitions: int,
+        partition_by: str = "station",
         stream: str = DEFAULT_STREAM,
         replicas: int = 1,
         max_bytes: int = 2 * 2**30,
@@ -229,6 +230,7 @@ class PartitionSource:
         self.servers = list(servers)
         self._handler = handler
         self.partitions = partitions
+        self._partition_by = partition_by
         self.stream = stream
         self._replicas = replicas
         self._max_bytes = max_bytes
@@ -441,6 +443,7 @@ class PartitionSource:
             await ensure_stream(
                 self._js,
                 self.partitions,
+                partition_by=self._partition_by,
                 stream=self.stream,
                 replicas=self._replicas,
                 max_bytes=self._max_bytes,

@@ -163,6 +163,20 @@ def test_neighbours_and_reaches_cross_confluences(tmp_path: Path) -> None:
     assert [(s.river, s.from_km, s.to_km) for s in top.segments] == [("Main", 0, 10)]
 
 
+def test_a_point_s_basin_is_the_outlet_its_river_flows_to(tmp_path: Path) -> None:
+    """Stations and points on a river and on its tributary share the outlet river's name; a second
+    river system has its own; what is not on the network has none."""
+    document = copy.deepcopy(BASE)
+    document["stations"].append({"id": "o", "river": "Other", "chainage_km": 5})
+    document["stations"].append({"id": "off", "river": "Main"})
+    document["network"]["rivers"].append({"name": "Other", "length_km": 10})
+    network = _network(tmp_path, document)
+    assert {network.basin(p) for p in ("a", "c", "t", "h", "intake")} == {"Main"}
+    assert network.basin("o") == "Other"
+    assert network.basin("off") is None
+    assert network.basin("nowhere") is None
+
+
 def test_responsible_names_districts_chiefs_and_receivers(tmp_path: Path) -> None:
     """A reach's duties and duty rooms; a district's; everyone downstream, intake operators included."""
     network = _network(tmp_path)

@@ -50,12 +50,13 @@ from ingest.cluster import (
     partition_of,
 )
 from ingest.cluster.intake import DURABLE, INTAKE_FILTER, MQTT_STREAM, MQTT_SUBJECT_PREFIX, MqttIntake
+from ingest.cluster.partitions import PartitionKeys
 from ingest.cluster.source import PartitionSource
 from ingest.cluster.stations import (
     DEFAULT_STREAM,
     SOURCE_SUBJECTS,
     ensure_stream,
-    stations_subject,
+    intake_subjects,
     topic_of_subject,
 )
 from ingest.decoders.ecowatch_json import encode as encode_json
@@ -448,7 +449,7 @@ def test_passwords_in_nats_conf_are_variables_and_each_user_may_do_its_part_only
         assert re.fullmatch(r"\$[A-Z_]+", user["password"]), user["user"]
     station = users["station"]["permissions"]
     assert "ecowatch.v1.>" in station["publish"]
-    intake_subject = stations_subject("ecowatch.v1.jiangbei.cq-cj-cuntan.water")
+    intake_subject = intake_subjects()("ecowatch.v1.jiangbei.cq-cj-cuntan.water")
     assert not any(subject_matches(s, intake_subject) for s in station["publish"])
     assert station["subscribe"] == {"deny": ">"}
     worker = users["ecowatch"]["permissions"]
@@ -478,11 +479,11 @@ def test_every_topic_a_station_may_publish_lands_in_the_stations_stream_and_is_r
     for allowed, (subject, expected_format, partition_key) in samples.items():
         listened = mapped(conf, subject)
         assert subject_matches(INTAKE_FILTER, MQTT_SUBJECT_PREFIX + listened), (allowed, listened)
-        stored = stations_subject(listened)
+        stored = intake_subjects()(listened)
         assert stored.startswith(stream_prefix), (allowed, stored)
-        assert len(stored.split(".")) == 5, (allowed, stored)
+        assert len(stored.split(".")) == 6, (allowed, stored)  # ecowatch.in.<key>.<d>.<s>.<k>
         # The worker reads a stored subject back as the topic of its (partitioned) original.
-        district, station_id, kind = stored.split(".")[2:]
+        district, station_id, kind = stored.split(".")[3:]
         topic = topic_of_subject(f"ecowatch.part.7.{district}.{station_id}.{kind}")
         assert route_of(worker.settings, topic) == expected_format, topic
         assert partitioned_by(worker.settings, topic) == partition_key, topic
@@ -930,7 +931,7 @@ def test_the_readme_gateway_configuration_publishes_where_the_workers_read(
     subject = topic.replace("/", ".")
     assert mapped(conf, subject) == subject  # stored as published, partitioned by the station's id
     assert subject_matches(INTAKE_FILTER, MQTT_SUBJECT_PREFIX + subject)
-    assert stations_subject(subject).startswith(SOURCE_SUBJECTS.removesuffix(">"))
+    assert intake_subjects()(subject).startswith(SOURCE_SUBJECTS.removesuffix(">"))
     assert len(subject.split(".")) == 5
     assert routing_of(worker.settings, topic) == ("hj212", {"station_id": station.id})
     assert partitioned_by(worker.settings, topic) == "station_id"
@@ -1119,8 +1120,10 @@ def wait_stored(servers: list[str], count: int, timeout: float = 60.0) -> tuple[
 
 
 def part(cluster: ClusterConfig, district: str, station: str, kind: str) -> str:
-    """The subject the stations stream stores a station's message under (its partition's)."""
-    return f"ecowatch.part.{partition_of(station, cluster.partitions)}.{district}.{station}.{kind}"
+    """The subject the stations stream stores a station's message under (its partition's): keyed by
+    the station's id, which the listener's subject token writes with `.` as `//`."""
+    partition = PartitionKeys().partition(station.replace("//", "."), cluster.partitions)
+    return f"ecowatch.part.{partition}.{district}.{station}.{kind}"
 
 
 def test_the_configuration_forms_a_cluster_that_stores_mqtt_readings_r3(

@@ -27,8 +27,7 @@ from ingest.cluster.intake import DURABLE, MQTT_STREAM, MSG_ID, MqttIntake
 from ingest.cluster.stations import (
     SOURCE_SUBJECTS,
     ensure_stream,
-    stations_subject,
-    stations_subject_by_station,
+    intake_subjects,
     topic_of_subject,
 )
 from tests.helpers import wait_for
@@ -47,21 +46,28 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 
 
 def test_the_listener_subjects_map_to_the_stations_stream() -> None:
-    """`ecowatch.v1.<rest>` goes to `ecowatch.in.<rest>`; HJ 212 that came as `hj212/<MN>` goes under
-    its station's id when the MN is known and the id is one subject token, else stays."""
-    assert stations_subject("ecowatch.v1.d1.s-1.water") == "ecowatch.in.d1.s-1.water"
-    assert stations_subject("ecowatch.v1.d1.odd") == "ecowatch.in.d1.odd"
+    """`ecowatch.v1.<d>.<s>.<k>` goes to `ecowatch.in.<key>.<d>.<s>.<k>` with the station's key (its
+    id by default, `.` in it as the listener writes it); another shape under key `_`; HJ 212 that
+    came as `hj212/<MN>` goes under its station when the MN is known and the id is one token."""
+    by_id = intake_subjects()
+    assert by_id("ecowatch.v1.d1.s-1.water") == "ecowatch.in.s-1.d1.s-1.water"
+    assert by_id("ecowatch.v1.d1.cq//cj.water") == "ecowatch.in.cq_cj.d1.cq//cj.water"
+    assert by_id("ecowatch.v1.d1.odd") == "ecowatch.in._.d1.odd"
+    assert by_id("ecowatch.v1.a.b.c.d") == "ecowatch.in._.a.b.c.d"
+    assert by_id("ecowatch.v1.hj212.500001.mn") == "ecowatch.in.500001.hj212.500001.mn"
     known = {"500001": "cq-cj-cuntan", "500002": "odd.id"}
-    subject_for = stations_subject_by_station(known.get)
-    assert subject_for("ecowatch.v1.hj212.500001.mn") == "ecowatch.in.hj212.cq-cj-cuntan.packet"
-    assert subject_for("ecowatch.v1.hj212.500002.mn") == "ecowatch.in.hj212.500002.mn"
-    assert subject_for("ecowatch.v1.hj212.999999.mn") == "ecowatch.in.hj212.999999.mn"
-    assert subject_for("ecowatch.v1.hj212.cq-cj-cuntan.packet") == "ecowatch.in.hj212.cq-cj-cuntan.packet"
-    assert subject_for("ecowatch.v1.d1.500001.mn") == "ecowatch.in.d1.500001.mn"
+    basins = {"cq-cj-cuntan": "~长江"}
+    subject_for = intake_subjects(key_of=lambda s: basins.get(s, s), station_of_mn=known.get)
+    assert subject_for("ecowatch.v1.hj212.500001.mn") == "ecowatch.in.~长江.hj212.cq-cj-cuntan.packet"
+    assert subject_for("ecowatch.v1.hj212.500002.mn") == "ecowatch.in.500002.hj212.500002.mn"
+    assert subject_for("ecowatch.v1.hj212.999999.mn") == "ecowatch.in.999999.hj212.999999.mn"
+    assert subject_for("ecowatch.v1.d1.cq-cj-cuntan.water") == "ecowatch.in.~长江.d1.cq-cj-cuntan.water"
+    assert subject_for("ecowatch.v1.d1.500001.mn") == "ecowatch.in.500001.d1.500001.mn"
     assert (
         topic_of_subject("ecowatch.part.3.hj212.cq-cj-cuntan.packet")
         == "ecowatch/v1/hj212/cq-cj-cuntan/packet"
     )
+    assert topic_of_subject("ecowatch.in._.d1.odd") == "ecowatch/v1/d1/odd"
 
 
 @pytest.fixture
@@ -297,7 +303,7 @@ def test_a_stream_made_before_the_intake_captures_its_subjects_now(server: NatsS
         finally:
             await nc.close()
 
-    assert asyncio.run(migrate()) == (["ecowatch.in.>"], 600.0, "ecowatch.in.*.*.*")
+    assert asyncio.run(migrate()) == (["ecowatch.in.>"], 600.0, "ecowatch.in.*.*.*.*")
 
 
 def test_a_failed_bind_is_retried_instead_of_pulling_into_a_dead_inbox(
@@ -331,3 +337,84 @@ def consumer_exists(server: NatsServer) -> bool:
             await nc.close()
 
     return asyncio.run(read())
+
+
+def test_a_worker_keyed_otherwise_than_the_stream_is_refused(server: NatsServer) -> None:
+    """The stream records what its partitions are keyed by; a worker with another `partition_by` (or
+    another partition count) is refused at start, the stream left as it was."""
+
+    async def check() -> str | None:
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(
+                js, PARTITIONS, partition_by="river_system", stream=STREAM, max_bytes=64 << 20
+            )
+            with pytest.raises(ValueError, match="partitioned by river_system, this worker by station"):
+                await ensure_stream(js, PARTITIONS, stream=STREAM, max_bytes=64 << 20)
+            with pytest.raises(ValueError, match="partitions with"):
+                await ensure_stream(
+                    js, PARTITIONS + 1, partition_by="river_system", stream=STREAM, max_bytes=64 << 20
+                )
+            metadata = (await js.stream_info(STREAM)).config.metadata or {}
+            return metadata.get("ecowatch.partition_by")
+        finally:
+            await nc.close()
+
+    assert asyncio.run(check()) == "river_system"
+
+
+def test_a_message_the_stations_stream_refuses_for_good_is_kept_and_the_rest_flows(
+    server: NatsServer,
+) -> None:
+    """A message the stations stream refuses (here: larger than its max_msg_size; JetStream answers
+    400) goes to `on_refused` with its topic and payload and is acknowledged; the station's other
+    messages are stored in order, and the intake does not stall on it."""
+    make_stream(server)
+
+    async def limit_message_size() -> None:
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            config = (await js.stream_info(STREAM)).config
+            config.max_msg_size = 200
+            await js.update_stream(config)
+        finally:
+            await nc.close()
+
+    asyncio.run(limit_message_size())
+    refused: list[tuple[str, bytes, str]] = []
+    assert server.mqtt_port is not None
+    running = MqttIntake(
+        [server.url],
+        stream=STREAM,
+        worker_id="a",
+        lease_ttl=LEASE_TTL,
+        renew_interval=RENEW,
+        ack_wait=ACK_WAIT,
+        fetch_wait=0.2,
+        on_refused=lambda topic, payload, detail: refused.append((topic, payload, detail)),
+    ).start()
+    with running:
+        wait_for(running.intaking, "the intake to hold its lease")
+        big = json.dumps({"seq": 1, "pad": "x" * 400}).encode()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="stations", protocol=mqtt.MQTTv311)
+        client.connect(HOST, server.mqtt_port)
+        client.loop_start()
+        try:
+            for payload in (json.dumps({"seq": 0}).encode(), big, json.dumps({"seq": 2}).encode()):
+                info = client.publish("ecowatch/v1/d1/s-1/water", payload, qos=1)
+                info.wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        wait_for(lambda: len(stored(server)) >= 2, "the two small messages stored")
+        wait_for(
+            lambda: listener_store(server) == (0, 0, 0),
+            "$MQTT_msgs drained",
+            detail=lambda: listener_store(server),
+        )
+        assert [(s, q) for s, q, _ in stored(server)] == [("s-1", 0), ("s-1", 2)]
+        assert [(topic, payload) for topic, payload, _ in refused] == [("ecowatch/v1/d1/s-1/water", big)]
+        assert "refused" in refused[0][2]
+        assert running.stats()["refused"] == 1

@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 from ingest.cluster import ClusterConfig, Ownership, cluster_status, partition_of, partition_of_subject
 from ingest.cluster.buckets import TRANSIENT, connect, ensure_bucket, leases_bucket, live_keys, workers_bucket
 from ingest.cluster.leases import Lease, Observed, partition_of_key, plan, target
-from ingest.cluster.partitions import station_of_subject
+from ingest.cluster.partitions import PartitionKeys, station_of_subject
 from ingest.wal.jetstream.bridge import LoopThread
 from tests.helpers import wait_for
 from tests.servers import NatsCluster, NatsServer
@@ -491,3 +491,19 @@ def test_live_keys_sees_every_live_worker_while_heartbeats_race_the_read(server:
 
     answers = asyncio.run(scenario())
     assert all(answer == ["w1", "w2"] for answer in answers), answers
+
+
+def test_partition_keys_are_the_station_or_its_river_system() -> None:
+    """By station, a station's key is its id as one subject token; by river system, every station
+    of one basin shares the basin's key (and so its partition), a station off the network keeps its
+    own."""
+    by_station = PartitionKeys()
+    assert by_station.key("500101-0001") == "500101-0001"
+    assert by_station.key("cq.cj zhutuo") == "cq_cj_zhutuo"
+    assert by_station.partition("S1", 12) == partition_of("S1", 12)
+    basins = {"a": "长江", "b": "长江", "c": "乌江"}
+    by_basin = PartitionKeys(basins.get)
+    assert by_basin.key("a") == by_basin.key("b") == "~长江"
+    assert by_basin.partition("a", 64) == by_basin.partition("b", 64) == partition_of("~长江", 64)
+    assert by_basin.key("c") == "~乌江"
+    assert by_basin.key("elsewhere") == "elsewhere"

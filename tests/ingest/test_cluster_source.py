@@ -43,9 +43,9 @@ def test_station_partition_is_fnv1a_of_the_station() -> None:
 def test_stored_subjects_map_back_to_topics() -> None:
     """A stored subject names the MQTT topic it came from; the transform carries the partition count."""
     assert topic_of_subject("ecowatch.part.3.d1.st-1.water") == "ecowatch/v1/d1/st-1/water"
-    assert topic_of_subject("ecowatch.in.d1.odd") == "ecowatch/v1/d1/odd"
+    assert topic_of_subject("ecowatch.in._.d1.odd") == "ecowatch/v1/d1/odd"
     assert transform_destination(8) == (
-        "ecowatch.part.{{partition(8,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}"
+        "ecowatch.part.{{partition(8,1)}}.{{wildcard(2)}}.{{wildcard(3)}}.{{wildcard(4)}}"
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from config.network import NetworkSpec
 from config.registry import Station
 from ingest.mqtt.publisher import PublisherConfig, WindowedPublisher
 from simulators.formats import JsonFormat
@@ -51,15 +52,18 @@ class ClusterRig:
         partitions: int = 8,
         checkpoint_interval: str = "PT2S",
         running: int | None = None,
+        network: NetworkSpec | None = None,
+        cluster: dict[str, Any] | None = None,
     ) -> None:
         """`running`: how many of the workers `start` starts (default all; the others wait for a
-        test to start them)."""
+        test to start them); `network`: the registry's river network; `cluster`: more keys of the
+        workers' `cluster:` section."""
         self.tmp_path = tmp_path
         self.stations = list(stations)
         self.receivers = list(receivers)
         self.store = tmp_path / "readings.db"
         self.registry = tmp_path / "stations.yaml"
-        write_registry(self.stations, self.registry, note="cluster tests")
+        write_registry(self.stations, self.registry, note="cluster tests", network=network)
         self.cluster: NatsCluster | None = None
         self.single: NatsServer | None = None
         if nodes == 1:
@@ -70,6 +74,7 @@ class ClusterRig:
                 _replicate_mqtt_streams(node, min(3, nodes))
         self.partitions = partitions
         self._checkpoint_interval = checkpoint_interval
+        self._cluster = dict(cluster or {})
         self.workers = [self._worker(f"w{i + 1}") for i in range(workers)]
         self._running = workers if running is None else running
         self.published = 0
@@ -98,6 +103,7 @@ class ClusterRig:
                 "checkpoint_interval": self._checkpoint_interval,
                 "batch": 200,
                 "stream_max_bytes": 256 * 2**20,  # the test nodes store 1 GB each
+                **self._cluster,
             },
             "sinks": [{"type": "sqlite", "name": "store", "path": str(self.store)}],
             "notify": {"receivers": [r.config() for r in self.receivers]},

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from config.registry import Registry
+from config.network import RiverNetwork
+from config.registry import Registry, Station
 from ingest.cluster import cluster_status, partition_of
 from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212GatewayConfig, MqttHandoff
-from tests.helpers import station, wait_for
+from tests.helpers import DEMO_REGISTRY, station, wait_for
 from tests.ingest.hj212_gateway.gateway_support import data_packet
 from tests.integration.alert_scenario_support import (
     Receiver,
@@ -31,6 +33,13 @@ from tests.integration.alert_scenario_support import (
 )
 from tests.integration.cluster_support import WAIT, ClusterRig
 from tests.integration.daemon_process import DaemonProcess
+from tests.integration.test_incident_scenarios import (
+    INTERVAL,
+    YANGTZE_ABOVE_CITY,
+    Spill,
+    first_report_at_or_after,
+    grid_start,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +197,74 @@ def test_a_worker_stopped_in_order_hands_its_partitions_over_with_their_state(tm
         assert first.terminate() == 0
 
     _hand_over(tmp_path, "PT5M", terminate)
+
+
+def test_river_system_partitions_follow_an_incident_from_section_to_section(tmp_path: Path) -> None:
+    """`partition_by: river_system`: the demo network's Yangtze sections, which their ids hash into
+    four different partitions, are one partition's, so a spill into the Yangtze between 朱沱 and
+    丰收坝 is one incident, opened at 丰收坝 and confirmed at 寸滩 by one alert engine, its thread
+    (opened, confirmed) reaching the reach's river chief and the intake operator below once each,
+    signed, across two workers."""
+    demo = Registry.load(DEMO_REGISTRY)
+    assert demo.network is not None
+    stations = [
+        s.model_copy(update={"report_interval_s": int(INTERVAL.total_seconds())}) for s in demo.values()
+    ]
+    sections = [demo[s] for s in YANGTZE_ABOVE_CITY]
+    assert len({partition_of(s.id, 8) for s in sections}) == 4  # apart when keyed by station id
+    receivers = [Receiver("chief-jiangjin-cj"), Receiver("op-intake-cj-yuzui")]
+    with ClusterRig(
+        tmp_path,
+        stations,
+        receivers,
+        workers=2,
+        partitions=8,
+        network=demo.network.spec,
+        cluster={"partition_by": "river_system"},
+    ) as rig:
+        wait_for(
+            lambda: sorted(len(w.stats()["owned"]) for w in rig.workers) == [4, 4],
+            "the workers to share the partitions",
+            WAIT,
+        )
+        network = demo.network
+        start = grid_start(14)
+        spill = Spill("长江", 200.0, start + timedelta(hours=1))
+        sent = rig.publish(_spill_reports(network, sections, start, start + timedelta(hours=14), spill))
+        rig.wait_stored(sent * ITEMS)
+
+        def threads() -> dict[str, list[str]]:
+            return {r.name: incident_thread(r) for r in receivers}
+
+        wait_for(
+            lambda: all(t == ["opened", "confirmed"] for t in threads().values()),
+            "the incident's thread at both receivers",
+            WAIT,
+            detail=threads,
+        )
+        incident_ids = {e["alert_id"] for r in receivers for e in r.all() if e["kind"] == "incident"}
+    assert len(incident_ids) == 1
+    for receiver in receivers:
+        assert receiver.bad_signatures == 0
+        assert receiver.repeats == 0
+
+
+def incident_thread(receiver: Receiver) -> list[str]:
+    """The changes of the incident events `receiver` got, in their thread's order."""
+    events = [e for e in receiver.all() if e["kind"] == "incident"]
+    ordered = sorted(events, key=lambda e: (e["alert_id"], int(e["key"].rsplit(":", 1)[1])))
+    return [e["annotations"]["change"] for e in ordered]
+
+
+def _spill_reports(
+    network: RiverNetwork, sections: list[Station], start: datetime, end: datetime, spill: Spill
+) -> list[Report]:
+    """Every section's 30-minute reports of [start, end): clean, plus the spill where it has arrived."""
+    out = []
+    ts = first_report_at_or_after(start)
+    while ts < end:
+        for section in sections:
+            nh3n = 0.3 + spill.excess(network, section.id, ts)
+            out.append(Report(section, ts, readings(nh3n=round(nh3n, 3))))
+        ts += INTERVAL
+    return out
