@@ -115,6 +115,14 @@ class DaemonProcess:
         process.wait()
         self._process = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the process frozen with its connections open (a hung machine, a long GC pause)."""
+        self._require_process().send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        self._require_process().send_signal(signal.SIGCONT)
+
     def close(self) -> None:
         """Kill the daemon if it still runs (teardown after a failure)."""
         if self.running:

@@ -11,6 +11,7 @@ node's MQTT listener, and injects one fault while a wave is being stored:
 - kill -9 of the NATS node that leads the stations stream, brought back later;
 - SIGSTOP of that node for ten seconds (a node cut off from the others: on loopback, a frozen
   process stands in for a network partition), then SIGCONT;
+- SIGSTOP of the worker that holds the intake for ten seconds, then SIGCONT (a worker cut off);
 - a rolling restart of the three workers (SIGTERM, start again), one at a time.
 
 Then `ProofRun.check_reconciled` asserts, exactly: every published reading is in the readings
@@ -74,6 +75,35 @@ def test_a_worker_killed_mid_traffic_loses_nothing_and_notifies_each_transition_
         run.note("waves 2-3 acknowledged")
         run.wait_balanced()
         assert victim not in run.running()
+        run.publish(*range(4, run.waves), node=0)
+        run.note("all waves published")
+        run.check_reconciled(repeats=1)
+        run.note("reconciled")
+
+
+def test_a_worker_frozen_mid_traffic_is_fenced_and_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """SIGSTOP of the worker holding the intake for ten seconds while a wave is being stored (its
+    leases expire and move to the other two, which replay from its checkpoints), then SIGCONT: the
+    woken worker finds its leases gone and acts on none of them (its stores and acks are fenced by
+    epoch), rejoins, and every reading is stored once, every transition notified exactly once (a
+    delivery it made before freezing may come again, dropped by key), and the streams reconcile."""
+    with ProofRun(tmp_path) as run:
+        run.publish(0, 1, node=0)
+        run.rig.wait_stored(_readings(run, range(2)))
+        victim = run.intake_holder()
+        before = run.rig.stored()
+        publisher = run.publish_in_background([2, 3], node=0)
+        run.wait_flowing(before)
+        run.note(f"SIGSTOP {victim.folder.name} (intake)")
+        victim.pause()
+        try:
+            time.sleep(FROZEN_SECONDS)  # the fault's duration
+        finally:
+            victim.resume()
+        run.note(f"SIGCONT {victim.folder.name}")
+        publisher.join()
+        run.note("waves 2-3 acknowledged")
+        run.wait_balanced()
         run.publish(*range(4, run.waves), node=0)
         run.note("all waves published")
         run.check_reconciled(repeats=1)
