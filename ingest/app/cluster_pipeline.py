@@ -95,6 +95,7 @@ class _Owned:
     checkpointed: int = 0  # the sequence of the last checkpoint written
     checkpoint_at: float = field(default_factory=time.monotonic)
     dirty: bool = False  # changed since the last checkpoint
+    fingerprint: object = None  # the last `PartitionPipeline` fingerprint of its state seen
     counts: dict[str, int] = field(
         default_factory=lambda: {"messages": 0, "readings": 0, "rejected": 0, "events": 0, "checkpoints": 0}
     )
@@ -125,7 +126,10 @@ class PartitionPipeline:
         holder: Holder,
         data_dir: Path,
         checkpoint_interval: float,
+        fingerprint: Callable[[AlertService], object] | None = None,
     ) -> None:
+        """`fingerprint`: a cheap mark of state that changes without batches or events (the regional
+        role's daily assessments); a tick that finds it changed makes a checkpoint due."""
         self._core = core
         self._sinks = list(sinks)
         self._deadletters = deadletters
@@ -136,6 +140,7 @@ class PartitionPipeline:
         self._holder = holder
         self._dir = data_dir
         self._interval = checkpoint_interval
+        self._fingerprint = fingerprint
         self._owned: dict[int, _Owned] = {}
         self._lock = threading.Lock()
 
@@ -239,6 +244,10 @@ class PartitionPipeline:
                     continue
                 try:
                     state.service.tick(now)
+                    if self._fingerprint is not None:
+                        mark = self._fingerprint(state.service)
+                        if mark != state.fingerprint:
+                            state.fingerprint, state.dirty = mark, True
                     if state.feed.pending(1):
                         state.dirty = True
                         if self._checkpoint(state):

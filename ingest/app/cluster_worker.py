@@ -7,6 +7,7 @@
         the partition's alert engine, notifications → stream ecowatch-outbox (dedup by key),
         checkpoints of the alert state → KV + object store; then ack
     ReceiverDispatch per receiver (a lease each) ─▶ ReceiverSender ─▶ webhook, WeCom, DingTalk, …
+    the regional role (a lease): daily assessment from the readings store, regional_period rules
 
 Every worker runs the same process; the leases decide who does what. A worker holds about
 partitions / live workers partitions and competes for every receiver's dispatch lease; adding
@@ -37,7 +38,7 @@ from alerts.rules import RULES, Scope
 from alerts.service import AlertService
 from config.files import make_private_dir, set_group_readable
 from config.registry import Registry
-from ingest.app.assessment_source import assessment_config
+from ingest.app.assessment_source import assessment_config, make_source
 from ingest.app.cluster_pipeline import PartitionPipeline, SharedSink
 from ingest.app.daemon import build_processor_core
 from ingest.app.http import HTTPService
@@ -66,6 +67,7 @@ log = structlog.get_logger(__name__)
 HOUSEKEEP_EVERY_S = 3600.0
 START_RETRY_S = 60.0
 METRICS_EVERY_S = 1.0
+REGIONAL = 0  # the regional role's one "partition" (its lease and checkpoint)
 
 
 class ClusterWorker:
@@ -122,13 +124,32 @@ class ClusterWorker:
                 regions=False,
             )
 
-        regional = [
-            r.name for r in settings.alerts.rules if RULES[r.kind].scope in (Scope.REGION, Scope.PERIOD)
-        ]
-        if regional:
+        # Rules over the stations' stream of a whole region need every reading in one place: not run.
+        # Rules over the daily assessment's figures (period) run on the regional role below.
+        streamed = [r.name for r in settings.alerts.rules if RULES[r.kind].scope is Scope.REGION]
+        if streamed:
             log.warning(
-                "cluster_regional_rules_not_run", rules=regional, reason="a partition sees part of a region"
+                "cluster_regional_rules_not_run", rules=streamed, reason="a partition sees part of a region"
             )
+
+        make_source(assessment, settings.effective_sinks()).close()  # StoreConfigError now, not later
+
+        def make_regional_service(_partition: int, path: Path) -> AlertService:
+            # The daily assessment reads every station's results from the readings store and the
+            # period rules judge its figures; it is fed no readings and watches no station.
+            service = AlertService(
+                settings.alerts,
+                self.registry,
+                path,
+                assessment_rules=assessment.rules,
+                results=make_source(assessment, settings.effective_sinks()),
+                keep_days=assessment.keep_days,
+                keep_samples=False,
+                watched=lambda _station_id: False,
+                regions=True,
+            )
+            service.start()  # its own schedule: the assessment at start and daily, ticks, housekeeping
+            return service
 
         self.pipeline = PartitionPipeline(
             core=build_processor_core(settings, self.registry),
@@ -141,6 +162,35 @@ class ClusterWorker:
             holder=self.ownership,
             data_dir=settings.data_dir / "cluster",
             checkpoint_interval=cluster.checkpoint_interval.total_seconds(),
+        )
+        # The regional role: one worker at a time (a lease of its own) runs the daily assessment from
+        # the readings store and the period rules, its state checkpointed like a partition's.
+        self.regional_ownership = Ownership(
+            servers,
+            partitions=1,
+            worker_id=self.worker_id,
+            bucket_prefix=f"{cluster.bucket_prefix}-regional",
+            on_acquired=self._regional_acquired,
+            on_lost=self._regional_lost,
+            lease_ttl=lease_ttl,
+            renew_interval=renew_interval,
+            **common,
+        )
+        self.regional_checkpoints = CheckpointStore(
+            servers, bucket_prefix=f"{cluster.bucket_prefix}-regional", name=self.worker_id, **common
+        )
+        self.regional = PartitionPipeline(
+            core=build_processor_core(settings, self.registry),
+            sinks=self.sinks,
+            deadletters=self.deadletters,
+            make_service=make_regional_service,
+            make_feed=lambda path: ClusterOutboxFeed(settings.notify, path),
+            checkpoints=self.regional_checkpoints,
+            outbox=self.outbox,
+            holder=self.regional_ownership,
+            data_dir=settings.data_dir / "cluster" / "regional",
+            checkpoint_interval=cluster.checkpoint_interval.total_seconds(),
+            fingerprint=_assessed_days,
         )
         self.source = PartitionSource(
             servers,
@@ -218,6 +268,8 @@ class ClusterWorker:
         _start("intake", self.intake.start)
         _start("source", lambda: self.source.start(self.ownership))
         _start("ownership", self.ownership.start)
+        _start("regional-checkpoints", self.regional_checkpoints.start)
+        _start("regional", self.regional_ownership.start)
         for dispatch in self.dispatches:
             _start(f"dispatch-{dispatch.receiver}", dispatch.start)
         self._ticker = threading.Thread(target=self._tick_loop, name="cluster-ticker", daemon=True)
@@ -239,12 +291,14 @@ class ClusterWorker:
         for dispatch in self.dispatches:
             dispatch.stop()
         self.ownership.stop()  # releases each partition after the source's on_lost (final checkpoint)
+        self.regional_ownership.stop()  # the regional role's last checkpoint, then its lease
         self.source.stop()
         if self._ticker is not None:
             self._ticker.join(10)
         self.http.stop()
         self.outbox.close()
         self.checkpoints.close()
+        self.regional_checkpoints.close()
         for shared in self.sinks:
             shared.sink.close()
         for sender in self.senders.values():
@@ -285,6 +339,12 @@ class ClusterWorker:
                 return station.id if routed else None
         return None
 
+    def _regional_acquired(self, _partition: int, epoch: int) -> None:
+        self.regional.opened(REGIONAL, epoch)
+
+    def _regional_lost(self, _partition: int) -> None:
+        self.regional.closed(REGIONAL)
+
     # The source is made after the ownership (its pipeline checks the leases): late-bound.
     def _on_acquired(self, partition: int, epoch: int) -> None:
         self.source.on_acquired(partition, epoch)
@@ -307,6 +367,7 @@ class ClusterWorker:
             next_tick = now_s + interval
             now = datetime.now(UTC)
             self.pipeline.tick(now)
+            self.regional.tick(now)
             if now_s >= next_housekeeping:
                 next_housekeeping = now_s + HOUSEKEEP_EVERY_S
                 for service in self.pipeline.services():
@@ -341,6 +402,7 @@ class ClusterWorker:
             "partitions": {
                 str(p): {**parts.get(p, {}), **counts} for p, counts in self.pipeline.stats().items()
             },
+            "regional": self._regional_stats(),
             "source": self.source.stats(),
             "intake": self.intake.stats(),
             "checkpoints": self.checkpoints.stats(),
@@ -348,6 +410,15 @@ class ClusterWorker:
             "dispatch": {d.receiver: {**d.stats(), "dispatching": d.dispatching()} for d in self.dispatches},
             "senders": {name: sender.stats() for name, sender in self.senders.items()},
             "deadletters": self.deadletters.counts_by_reason(),
+        }
+
+    def _regional_stats(self) -> dict[str, Any]:
+        services = self.regional.services()
+        return {
+            "holding": bool(self.regional_ownership.owned()),
+            "assessed_days": _assessed_days(services[0]) if services else None,
+            "assessment_runs": services[0].scheduler.runs["daily_assessment"] if services else None,
+            **self.regional.stats().get(REGIONAL, {}),
         }
 
     def _readyz(self, _request: Request) -> tuple[int, Any]:
@@ -358,6 +429,12 @@ class ClusterWorker:
 
     def _cluster_api(self, _request: Request) -> tuple[int, Any]:
         return 200, cluster_status(self.cluster.servers, bucket_prefix=self.cluster.bucket_prefix)
+
+
+def _assessed_days(service: AlertService) -> int:
+    """How many days the regional role's assessment has stored: a new one is checkpointed."""
+    with service.engine.lock:
+        return len(service.engine.store.assessed_days())
 
 
 def _start(component: str, start: Callable[[], object]) -> None:

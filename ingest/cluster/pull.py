@@ -63,7 +63,7 @@ class DurablePull:
         assert self._sub is not None
         try:
             return await self._sub.fetch(batch, timeout=timeout)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats.errors.TimeoutError, and the plain one nats-py's batch fetch raises
             return []
         except nats.errors.Error as exc:
             log.debug("durable_consumer_fetch_failed", consumer=self.durable, error=repr(exc))

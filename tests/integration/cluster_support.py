@@ -54,10 +54,11 @@ class ClusterRig:
         running: int | None = None,
         network: NetworkSpec | None = None,
         cluster: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         """`running`: how many of the workers `start` starts (default all; the others wait for a
         test to start them); `network`: the registry's river network; `cluster`: more keys of the
-        workers' `cluster:` section."""
+        workers' `cluster:` section; `settings`: more top-level sections of their configuration."""
         self.tmp_path = tmp_path
         self.stations = list(stations)
         self.receivers = list(receivers)
@@ -75,6 +76,7 @@ class ClusterRig:
         self.partitions = partitions
         self._checkpoint_interval = checkpoint_interval
         self._cluster = dict(cluster or {})
+        self._settings = dict(settings or {})
         self.workers = [self._worker(f"w{i + 1}") for i in range(workers)]
         self._running = workers if running is None else running
         self.published = 0
@@ -107,6 +109,7 @@ class ClusterRig:
             },
             "sinks": [{"type": "sqlite", "name": "store", "path": str(self.store)}],
             "notify": {"receivers": [r.config() for r in self.receivers]},
+            **self._settings,
         }
         return DaemonProcess(self.tmp_path / name, config)
 

@@ -24,6 +24,7 @@ from ingest.sources.hj212_gateway import GatewayMqttConfig, HJ212Gateway, HJ212G
 from tests.helpers import DEMO_REGISTRY, station, wait_for
 from tests.ingest.hj212_gateway.gateway_support import data_packet
 from tests.integration.alert_scenario_support import (
+    HOURS,
     Receiver,
     Report,
     day_of_reports,
@@ -268,3 +269,64 @@ def _spill_reports(
             out.append(Report(section, ts, readings(nh3n=round(nh3n, 3))))
         ts += INTERVAL
     return out
+
+
+def test_the_regional_role_judges_a_district_s_day_from_the_store_once(tmp_path: Path) -> None:
+    """Three sections of one district, one worse than its target (class III) all of yesterday: the
+    worker holding the regional role assesses yesterday from the readings store (at its start, once
+    the role moved to it), the district's daily compliance of 2/3 fires the regional rule, notified
+    once, signed; the role moved back with its checkpoint notifies nothing again."""
+    day = local_day(1)
+    stations = [river_station(f"rg-{n}", "Yuzhong") for n in (1, 2, 3)]
+    failing = {hour: readings(nh3n=1.8) for hour in HOURS}  # class V: the daily mean misses III
+    reports = [
+        *day_of_reports(stations[0], day, failing),
+        *(r for s in stations[1:] for r in day_of_reports(s, day)),
+    ]
+    rule = {
+        "name": "district_daily",
+        "kind": "regional_period",
+        "group_by": "district",
+        "figure": "compliance_rate",
+        "threshold": 0.8,
+        "period": "day",
+        "min_sections": 3,
+    }
+    # Yesterday is due from midnight on, whatever the hour the test runs.
+    alerts = {"scheduler": {"daily_assessment_at": "00:00"}, "rules": [rule]}
+    receiver = Receiver("duty")
+    with ClusterRig(
+        tmp_path, stations, [receiver], workers=2, partitions=4, running=1, settings={"alerts": alerts}
+    ) as rig:
+        first, second = rig.workers
+        # Its assessment at start has run, on nothing yet: the day is assessed by the next holder.
+        wait_for(
+            lambda: (first.stats()["regional"]["assessment_runs"] or 0) >= 1,
+            "the first worker's regional role to have run its assessment at start",
+            WAIT,
+        )
+        assert first.stats()["regional"]["assessed_days"] == 0
+        sent = rig.publish(reports)
+        rig.wait_stored(sent * ITEMS)
+        # The role moves to a worker that starts after the day is stored: it assesses at its start.
+        second.start()
+        assert first.terminate() == 0
+        wait_for(lambda: _regional(receiver) == [("district_daily", "firing")], "the regional alert", WAIT)
+        assert second.stats()["regional"]["assessed_days"] >= 1
+        # Back to the first worker, with the state checkpointed: assessed, firing, nothing new.
+        first.start()
+        assert second.terminate() == 0
+
+        def assessed_again() -> bool:
+            regional = first.stats()["regional"]
+            return bool(regional["holding"]) and (regional["assessed_days"] or 0) >= 1
+
+        wait_for(assessed_again, "the first worker to hold the role with the day assessed", WAIT)
+        wait_for(lambda: first.stats()["regional"]["checkpoints"] >= 1, "its first tick and checkpoint", WAIT)
+    assert _regional(receiver) == [("district_daily", "firing")]
+    assert receiver.repeats == 0
+    assert receiver.bad_signatures == 0
+
+
+def _regional(receiver: Receiver) -> list[tuple[str, str]]:
+    return [(e["rule"], e["status"]) for e in receiver.all() if e["rule"] == "district_daily"]
