@@ -151,17 +151,31 @@ class ClusterWorker:
             service.start()  # its own schedule: the assessment at start and daily, ticks, housekeeping
             return service
 
-        self.pipeline = PartitionPipeline(
-            core=build_processor_core(settings, self.registry),
-            sinks=self.sinks,
-            deadletters=self.deadletters,
-            make_service=make_service,
-            make_feed=lambda path: ClusterOutboxFeed(settings.notify, path),
-            checkpoints=self.checkpoints,
-            outbox=self.outbox,
-            holder=self.ownership,
-            data_dir=settings.data_dir / "cluster",
-            checkpoint_interval=cluster.checkpoint_interval.total_seconds(),
+        core = build_processor_core(settings, self.registry)
+
+        def pipeline(
+            make: Callable[[int, Path], AlertService],
+            checkpoints: CheckpointStore,
+            holder: Ownership,
+            directory: Path,
+            fingerprint: Callable[[AlertService], object] | None = None,
+        ) -> PartitionPipeline:
+            return PartitionPipeline(
+                core=core,
+                sinks=self.sinks,
+                deadletters=self.deadletters,
+                make_service=make,
+                make_feed=lambda path: ClusterOutboxFeed(settings.notify, path),
+                checkpoints=checkpoints,
+                outbox=self.outbox,
+                holder=holder,
+                data_dir=directory,
+                checkpoint_interval=cluster.checkpoint_interval.total_seconds(),
+                fingerprint=fingerprint,
+            )
+
+        self.pipeline = pipeline(
+            make_service, self.checkpoints, self.ownership, settings.data_dir / "cluster"
         )
         # The regional role: one worker at a time (a lease of its own) runs the daily assessment from
         # the readings store and the period rules, its state checkpointed like a partition's.
@@ -179,17 +193,11 @@ class ClusterWorker:
         self.regional_checkpoints = CheckpointStore(
             servers, bucket_prefix=f"{cluster.bucket_prefix}-regional", name=self.worker_id, **common
         )
-        self.regional = PartitionPipeline(
-            core=build_processor_core(settings, self.registry),
-            sinks=self.sinks,
-            deadletters=self.deadletters,
-            make_service=make_regional_service,
-            make_feed=lambda path: ClusterOutboxFeed(settings.notify, path),
-            checkpoints=self.regional_checkpoints,
-            outbox=self.outbox,
-            holder=self.regional_ownership,
-            data_dir=settings.data_dir / "cluster" / "regional",
-            checkpoint_interval=cluster.checkpoint_interval.total_seconds(),
+        self.regional = pipeline(
+            make_regional_service,
+            self.regional_checkpoints,
+            self.regional_ownership,
+            settings.data_dir / "cluster" / "regional",
             fingerprint=_assessed_days,
         )
         self.source = PartitionSource(
