@@ -300,7 +300,7 @@ class MqttIntake:
                 if not self._keep_refused(msg, exc):
                     return done, exc
                 continue
-            except (*TRANSIENT, nats.js.errors.Error) as exc:
+            except (*TRANSIENT, nats.errors.Error) as exc:  # retried in place: nothing newer is fetched
                 return done, exc
             with self._lock:
                 self._counts["forwarded"] += 1
