@@ -10,9 +10,9 @@ cluster proof lost 124-339 of them per run). So the stations stream does not cap
 listener's subjects; this intake moves the messages over:
 
     station ─QoS 1─▶ MQTT listener ─▶ $MQTT_msgs (R3, interest) ─ PUBACK to the station
-                                          │ durable pull consumer `ecowatch-intake`,
+                                          │ durable pull consumer `ecowatch-intake-e<n>`,
                                           ▼ filter $MQTT.msgs.ecowatch.v1.>
-    MqttIntake (one worker at a time: lease `<prefix>-intake-*`)
+    MqttIntake (one worker at a time: lease `<prefix>-intake-*`; consumer `ecowatch-intake-e<epoch>`)
         publish `ecowatch.in.<key>.<district>.<station>.<kind>` (Nats-Msg-Id = $MQTT_msgs sequence
         and time) ─▶ stream ecowatch-stations (R3) ─ PubAck ─▶ ack the $MQTT_msgs message
 
@@ -30,11 +30,14 @@ window (10 min, `stations.DUPLICATE_WINDOW`). A station's own resend after a los
 second message with another id; the readings store keeps a reading once.
 
 Order: a station's messages reach the stations stream in the order the listener stored them,
-which its alert engine relies on. Messages of one subject are published one after another
-(each after the previous one's PubAck), different stations concurrently; a batch that cannot be
-stored is retried as a whole, in place, before anything newer is fetched. A new lease holder
-waits `ack_wait` before its first fetch if the consumer has unacknowledged messages (the last
-holder's batch), so that those come first: the consumer hands out redeliveries before new ones.
+which its alert engine relies on (a reading older than the newest it has is taken as a replay).
+Messages of one subject are published one after another (each after the previous one's PubAck),
+different stations concurrently; a batch that cannot be stored is retried as a whole, in place,
+before anything newer is fetched, and kept while the lease is only late in renewing. Each tenure
+of the lease reads a consumer of its own, `ecowatch-intake-e<epoch>`, made to start at the last
+tenure's ack floor (`_take_over`): a consumer's redeliveries come in the order their ack deadlines
+pass, not in stream order, and the cluster proof's frozen node once had a next tenure store a
+station's 08:00 report before its 04:00 one that way.
 
 QoS 0 messages are not stored by the listener and are not taken in: stations publish QoS 1.
 """
@@ -43,8 +46,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import threading
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, Self, TypeVar
 
@@ -75,6 +78,48 @@ _STREAM_NAME_IN_USE: Final = 10058
 _LEASE: Final = 0
 # (MQTT topic, payload, why): where a message the stations stream refuses for good is kept.
 Refused = Callable[[str, bytes, str], None]
+
+
+_CONSUMER_NAME: Final = re.compile(rf"{DURABLE}(?:-e(\d+))?")
+
+
+def consumer_epoch(name: str) -> int | None:
+    """The tenure of an intake consumer's name (`ecowatch-intake-e<epoch>`; the unnumbered one of
+    an earlier version counts as 0), None for another consumer."""
+    match = _CONSUMER_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return int(match[1]) if match[1] else 0
+
+
+async def intake_consumers(js: JetStreamContext) -> list[tuple[int, api.ConsumerInfo]]:
+    """The intake's consumers on the listener's store, by tenure, oldest first (the last is current)."""
+    found: list[tuple[int, api.ConsumerInfo]] = []
+    for info in await js.consumers_info(MQTT_STREAM):
+        epoch = consumer_epoch(info.name or "")
+        if epoch is not None:
+            found.append((epoch, info))
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def _consumer_config(
+    epoch: int, ack_wait: float, batch: int, previous: api.ConsumerInfo | None
+) -> api.ConsumerConfig:
+    """Tenure `epoch`'s consumer: from the previous tenure's ack floor on (all of the store without one)."""
+    start: int | None = None
+    if previous is not None:
+        floor = previous.ack_floor.stream_seq if previous.ack_floor else 0
+        start = floor + 1 if floor else previous.config.opt_start_seq
+    return api.ConsumerConfig(
+        durable_name=f"{DURABLE}-e{epoch}",
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start else api.DeliverPolicy.ALL,
+        opt_start_seq=start,
+        ack_wait=ack_wait,
+        max_ack_pending=2 * batch,
+        max_deliver=-1,
+        filter_subject=INTAKE_FILTER,
+    )
 
 
 def intake_bucket_prefix(bucket_prefix: str) -> str:
@@ -115,18 +160,7 @@ class MqttIntake:
         self.servers = list(servers)
         self._subject_for = subject_for or intake_subjects()
         self._on_refused = on_refused
-        self._pull = DurablePull(
-            MQTT_STREAM,
-            api.ConsumerConfig(
-                durable_name=DURABLE,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.ALL,
-                ack_wait=ack_wait,
-                max_ack_pending=2 * batch,
-                max_deliver=-1,
-                filter_subject=INTAKE_FILTER,
-            ),
-        )
+        self._pull: DurablePull | None = None  # this tenure's consumer (`_take_over`)
         self._stream = stream
         self._replicas = replicas
         self._batch = batch
@@ -215,7 +249,8 @@ class MqttIntake:
     # -- the loop ------------------------------------------------------------------------------
 
     async def _run(self, epoch: int, stop: threading.Event) -> None:
-        await self._let_redeliveries_come_first(stop)
+        while not stop.is_set() and not await self._take_over(epoch):
+            await asyncio.sleep(0.5)  # the consumers could not be read or made: again
         while not stop.is_set():
             try:
                 await self._step(epoch, stop)
@@ -238,16 +273,33 @@ class MqttIntake:
             for msg in msgs:
                 await self._attempt(msg.ack())
 
-    async def _let_redeliveries_come_first(self, stop: threading.Event) -> None:
-        info = await self._attempt(self._js.consumer_info(MQTT_STREAM, DURABLE))
-        if info is not None and not info.num_ack_pending:
-            return
-        # Unacknowledged messages, or no answer (an election): wait until they are redeliverable.
-        unacknowledged = None if info is None else info.num_ack_pending
-        log.info("intake_waiting_for_redeliveries", unacknowledged=unacknowledged, seconds=self._ack_wait)
-        deadline = time.monotonic() + self._ack_wait + 0.5
-        while not stop.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+    async def _take_over(self, epoch: int) -> bool:
+        """This tenure's consumer, `ecowatch-intake-e<epoch>`, made to deliver from the last tenure's
+        ack floor on, in stream order; then the older consumers deleted. True once in place.
+
+        A consumer's redeliveries come in the order their ack deadlines pass, not in stream order
+        (a batch whose in-progress acks got through only in part, its node frozen, expired in
+        pieces), so a next tenure on the same consumer could store a station's newer message before
+        an older one. A fresh consumer from the floor delivers strictly in order; what the last
+        tenure stored after the floor is published again under the same ids, which the stations
+        stream drops. The new consumer is made before the old ones go, so the listener's store
+        (interest retention) never lacks a consumer interested in those messages."""
+        try:
+            previous = await intake_consumers(self._js)
+            config = _consumer_config(
+                epoch, self._ack_wait, self._batch, previous[-1][1] if previous else None
+            )
+            pull = DurablePull(MQTT_STREAM, config)
+            await pull.bind(self._js)
+        except (*TRANSIENT, nats.errors.Error) as exc:
+            log.warning("intake_take_over_failed", worker=self.worker_id, epoch=epoch, error=repr(exc))
+            return False
+        self._pull = pull
+        for _epoch, info in previous:
+            if info.name != config.durable_name:
+                await self._attempt(self._js.delete_consumer(MQTT_STREAM, info.name))
+        log.info("intake_consumer_taken_over", consumer=config.durable_name, start=config.opt_start_seq)
+        return True
 
     async def _forward(self, msgs: list[Msg], epoch: int, stop: threading.Event) -> bool:
         """Store every message of the batch in the stations stream (per subject in order), retrying
@@ -277,10 +329,16 @@ class MqttIntake:
                     error=repr(errors[0]),
                     retry_in=delay,
                 )
-                if stop.is_set() or not self.ownership.holds(_LEASE, epoch):
-                    return False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+                # A renewal late past its deadline: keep the batch (publishing nothing) until it lands
+                # or the lease is lost for good (`stop`); dropping it would let newer messages pass.
+                while not self.ownership.holds(_LEASE, epoch):
+                    if stop.is_set():
+                        return False
+                    await asyncio.sleep(0.1)
+                if stop.is_set():
+                    return False
         finally:
             keepalive.cancel()
 
@@ -336,7 +394,12 @@ class MqttIntake:
         self._js: JetStreamContext = self._nc.jetstream(timeout=self._timeout)
         try:
             await self._ensure_mqtt_stream()
-            await self._pull.bind(self._js)
+            if not await intake_consumers(self._js):
+                # Interest from the first start on: the listener's store keeps what no consumer wants
+                # for no time at all. The first holder's tenure starts from here.
+                await self._js.add_consumer(
+                    MQTT_STREAM, _consumer_config(0, self._ack_wait, self._batch, None)
+                )
         except BaseException:
             await self._nc.close()
             raise
@@ -356,6 +419,8 @@ class MqttIntake:
                 raise  # made by the listener (its own replicas): used as it is
 
     async def _fetch(self) -> list[Msg]:
+        if self._pull is None:
+            return []
         return await self._pull.fetch(self._js, self._batch, self._fetch_wait)
 
     async def _attempt(self, call: Coroutine[Any, Any, T]) -> T | None:

@@ -30,8 +30,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from ingest.cluster.buckets import connect, leases_bucket, live_keys, workers_bucket
-from ingest.cluster.intake import DURABLE as INTAKE_CONSUMER
-from ingest.cluster.intake import MQTT_STREAM, intake_bucket_prefix
+from ingest.cluster.intake import intake_bucket_prefix, intake_consumers
 from ingest.cluster.leases import PARTITIONS_KEY, Lease, lease_key
 from ingest.cluster.source import consumer_name
 from ingest.cluster.stations import DEFAULT_STREAM
@@ -66,9 +65,12 @@ async def _intake(js: JetStreamContext, prefix: str) -> dict[str, Any]:
     except (nats.js.errors.BucketNotFoundError, nats.js.errors.KeyNotFoundError):
         pass
     try:
-        info = await js.consumer_info(MQTT_STREAM, INTAKE_CONSUMER)
-    except nats.js.errors.NotFoundError:
+        consumers = await intake_consumers(js)
+    except nats.js.errors.NotFoundError:  # no listener's store yet
+        consumers = []
+    if not consumers:
         return {"owner": owner, "epoch": epoch, "lag": None, "ack_pending": None}
+    info = consumers[-1][1]
     return {"owner": owner, "epoch": epoch, "lag": info.num_pending, "ack_pending": info.num_ack_pending}
 
 

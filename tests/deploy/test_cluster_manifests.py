@@ -49,7 +49,7 @@ from ingest.cluster import (
     ReceiverDispatch,
     partition_of,
 )
-from ingest.cluster.intake import DURABLE, INTAKE_FILTER, MQTT_STREAM, MQTT_SUBJECT_PREFIX, MqttIntake
+from ingest.cluster.intake import INTAKE_FILTER, MQTT_SUBJECT_PREFIX, MqttIntake, intake_consumers
 from ingest.cluster.partitions import PartitionKeys
 from ingest.cluster.source import PartitionSource
 from ingest.cluster.stations import (
@@ -1102,7 +1102,8 @@ async def _intake_backlog(servers: list[str]) -> int:
     """Messages of $MQTT_msgs the intake has not yet stored in the stations stream and acknowledged."""
     connection = await nats.connect(servers)
     try:
-        info = await connection.jetstream(timeout=JETSTREAM_TIMEOUT).consumer_info(MQTT_STREAM, DURABLE)
+        consumers = await intake_consumers(connection.jetstream(timeout=JETSTREAM_TIMEOUT))
+        info = consumers[-1][1]
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
     finally:
         await connection.close()

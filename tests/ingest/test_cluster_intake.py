@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.cluster.intake import DURABLE, MQTT_STREAM, MSG_ID, MqttIntake
+from ingest.cluster.intake import MQTT_STREAM, MSG_ID, MqttIntake, intake_consumers
 from ingest.cluster.stations import (
     SOURCE_SUBJECTS,
     ensure_stream,
@@ -156,9 +156,11 @@ def listener_store(server: NatsServer) -> tuple[int, int, int]:
         try:
             js = nc.jetstream()
             info = await js.stream_info(MQTT_STREAM)
-            consumer = await js.consumer_info(MQTT_STREAM, DURABLE)
+            consumers = await intake_consumers(js)
+            assert len(consumers) == 1, consumers  # the older tenures' consumers are gone
+            consumer = consumers[-1][1]
             assert info.state.messages is not None
-            return info.state.messages, consumer.num_pending, consumer.num_ack_pending
+            return info.state.messages, consumer.num_pending or 0, consumer.num_ack_pending or 0
         finally:
             await nc.close()
 
@@ -317,6 +319,7 @@ def test_a_failed_bind_is_retried_instead_of_pulling_into_a_dead_inbox(
         wait_for(running.intaking, "the intake to hold its lease")
         publish(server, range(5))
         wait_for(lambda: len(stored(server)) >= 5 * len(STATIONS), "the first messages stored")
+        assert running._pull is not None
         failed = lose_the_consumer(monkeypatch, running._pull, server.url)
         wait_for(lambda: failed and consumer_exists(server), "the intake to bind again after a failed bind")
         publish(server, range(5, 10), client_id="stations-2")
@@ -329,8 +332,7 @@ def consumer_exists(server: NatsServer) -> bool:
     async def read() -> bool:
         nc = await nats.connect(server.url)
         try:
-            await nc.jetstream().consumer_info(MQTT_STREAM, DURABLE)
-            return True
+            return bool(await intake_consumers(nc.jetstream()))
         except nats.js.errors.NotFoundError:
             return False
         finally:
