@@ -33,11 +33,12 @@ Order: a station's messages reach the stations stream in the order the listener 
 which its alert engine relies on (a reading older than the newest it has is taken as a replay).
 Messages of one subject are published one after another (each after the previous one's PubAck),
 different stations concurrently; a batch that cannot be stored is retried as a whole, in place,
-before anything newer is fetched, and kept while the lease is only late in renewing. Each tenure
-of the lease reads a consumer of its own, `ecowatch-intake-e<epoch>`, made to start at the last
-tenure's ack floor (`_take_over`): a consumer's redeliveries come in the order their ack deadlines
-pass, not in stream order, and the cluster proof's frozen node once had a next tenure store a
-station's 08:00 report before its 04:00 one that way.
+before anything newer is fetched, and kept while the lease is only late in renewing. A pull
+consumer delivers what it lost (an answer gone with its node) or what expired in pieces only after
+its ack deadline, behind newer messages: the cluster proofs once had a station's 08:00 report
+stored before its 04:00 one that way. So each tenure of the lease, and each gap in the consumer's
+delivery sequence, starts a consumer of its own, `ecowatch-intake-e<n>`, at the last one's ack
+floor (`_take_over`), which delivers strictly in stream order.
 
 QoS 0 messages are not stored by the listener and are not taken in: stations publish QoS 1.
 """
@@ -122,6 +123,11 @@ def _consumer_config(
     )
 
 
+def _delivery(msg: Msg) -> int:
+    """The consumer's delivery sequence of `msg` (each delivery, redeliveries too, takes the next)."""
+    return msg.metadata.sequence.consumer
+
+
 def intake_bucket_prefix(bucket_prefix: str) -> str:
     """The intake lease's buckets: `<prefix>-intake-leases` and `<prefix>-intake-workers`."""
     return f"{bucket_prefix}-intake"
@@ -161,6 +167,7 @@ class MqttIntake:
         self._subject_for = subject_for or intake_subjects()
         self._on_refused = on_refused
         self._pull: DurablePull | None = None  # this tenure's consumer (`_take_over`)
+        self._delivered = 0  # its consumer sequence of the last message fetched
         self._stream = stream
         self._replicas = replicas
         self._batch = batch
@@ -267,15 +274,32 @@ class MqttIntake:
         msgs = await self._fetch()
         if not msgs:
             return
+        if not self._in_sequence(msgs):
+            # Deliveries were lost (a fetch's answer with its node, a pull to a consumer leader that
+            # moved): they come back only after ack_wait, behind newer ones. Start a consumer at
+            # the ack floor instead, which delivers them first; these go unacked, to come again.
+            log.warning("intake_delivery_gap", expected=self._delivered + 1, got=_delivery(msgs[0]))
+            self.state = "taking_over"
+            await self._take_over(epoch)
+            return
         self.state = "forwarding"
         if await self._forward(msgs, epoch, stop):
             self.state = "acking"
             for msg in msgs:
                 await self._attempt(msg.ack())
 
+    def _in_sequence(self, msgs: list[Msg]) -> bool:
+        """The batch continues the consumer's deliveries without a gap (and remembers where it ends)."""
+        sequences = [_delivery(m) for m in msgs]
+        if sequences != list(range(self._delivered + 1, self._delivered + 1 + len(msgs))):
+            return False
+        self._delivered = sequences[-1]
+        return True
+
     async def _take_over(self, epoch: int) -> bool:
-        """This tenure's consumer, `ecowatch-intake-e<epoch>`, made to deliver from the last tenure's
-        ack floor on, in stream order; then the older consumers deleted. True once in place.
+        """A consumer of its own, `ecowatch-intake-e<n>` (n one above the newest), made to deliver from
+        the newest one's ack floor on, in stream order; then the older ones deleted. True once in
+        place. At every tenure's start, and after a gap in the deliveries.
 
         A consumer's redeliveries come in the order their ack deadlines pass, not in stream order
         (a batch whose in-progress acks got through only in part, its node frozen, expired in
@@ -286,16 +310,17 @@ class MqttIntake:
         (interest retention) never lacks a consumer interested in those messages."""
         try:
             previous = await intake_consumers(self._js)
+            tenure = previous[-1][0] + 1 if previous else 1
             config = _consumer_config(
-                epoch, self._ack_wait, self._batch, previous[-1][1] if previous else None
+                tenure, self._ack_wait, self._batch, previous[-1][1] if previous else None
             )
             pull = DurablePull(MQTT_STREAM, config)
             await pull.bind(self._js)
         except (*TRANSIENT, nats.errors.Error) as exc:
             log.warning("intake_take_over_failed", worker=self.worker_id, epoch=epoch, error=repr(exc))
             return False
-        self._pull = pull
-        for _epoch, info in previous:
+        self._pull, self._delivered = pull, 0
+        for _tenure, info in previous:
             if info.name != config.durable_name:
                 await self._attempt(self._js.delete_consumer(MQTT_STREAM, info.name))
         log.info("intake_consumer_taken_over", consumer=config.durable_name, start=config.opt_start_seq)
