@@ -12,7 +12,7 @@ listener's subjects; this intake moves the messages over:
     station ─QoS 1─▶ MQTT listener ─▶ $MQTT_msgs (R3, interest) ─ PUBACK to the station
                                           │ durable pull consumer `ecowatch-intake-e<n>`,
                                           ▼ filter $MQTT.msgs.ecowatch.v1.>
-    MqttIntake (one worker at a time: lease `<prefix>-intake-*`; consumer `ecowatch-intake-e<epoch>`)
+    MqttIntake (one worker at a time: lease `<prefix>-intake-*`; consumer `ecowatch-intake-e<n>`)
         publish `ecowatch.in.<key>.<district>.<station>.<kind>` (Nats-Msg-Id = $MQTT_msgs sequence
         and time) ─▶ stream ecowatch-stations (R3) ─ PubAck ─▶ ack the $MQTT_msgs message
 
@@ -84,8 +84,8 @@ Refused = Callable[[str, bytes, str], None]
 _CONSUMER_NAME: Final = re.compile(rf"{DURABLE}(?:-e(\d+))?")
 
 
-def consumer_epoch(name: str) -> int | None:
-    """The tenure of an intake consumer's name (`ecowatch-intake-e<epoch>`; the unnumbered one of
+def consumer_tenure(name: str) -> int | None:
+    """The tenure of an intake consumer's name (`ecowatch-intake-e<n>`; the unnumbered one of
     an earlier version counts as 0), None for another consumer."""
     match = _CONSUMER_NAME.fullmatch(name)
     if match is None:
@@ -97,22 +97,22 @@ async def intake_consumers(js: JetStreamContext) -> list[tuple[int, api.Consumer
     """The intake's consumers on the listener's store, by tenure, oldest first (the last is current)."""
     found: list[tuple[int, api.ConsumerInfo]] = []
     for info in await js.consumers_info(MQTT_STREAM):
-        epoch = consumer_epoch(info.name or "")
-        if epoch is not None:
-            found.append((epoch, info))
+        tenure = consumer_tenure(info.name or "")
+        if tenure is not None:
+            found.append((tenure, info))
     return sorted(found, key=lambda pair: pair[0])
 
 
 def _consumer_config(
-    epoch: int, ack_wait: float, batch: int, previous: api.ConsumerInfo | None
+    tenure: int, ack_wait: float, batch: int, previous: api.ConsumerInfo | None
 ) -> api.ConsumerConfig:
-    """Tenure `epoch`'s consumer: from the previous tenure's ack floor on (all of the store without one)."""
+    """Tenure `tenure`'s consumer: from the previous one's ack floor on (all of the store without one)."""
     start: int | None = None
     if previous is not None:
         floor = previous.ack_floor.stream_seq if previous.ack_floor else 0
         start = floor + 1 if floor else previous.config.opt_start_seq
     return api.ConsumerConfig(
-        durable_name=f"{DURABLE}-e{epoch}",
+        durable_name=f"{DURABLE}-e{tenure}",
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start else api.DeliverPolicy.ALL,
         opt_start_seq=start,
